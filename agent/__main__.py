@@ -1,0 +1,5 @@
+"""`python -m agent` is `vigil`."""
+
+from agent.cli import main
+
+main()

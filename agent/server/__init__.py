@@ -1,0 +1,1 @@
+"""The agent process: HTTP endpoints, lifecycle and signal handling."""

@@ -1,0 +1,87 @@
+"""The agent: wires config, telemetry, probes and the HTTP server, and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from agent import __version__
+from agent.config import VigilConfig
+from agent.probes import PROBES
+from agent.probes.board import Scoreboard
+from agent.probes.context import ProbeContext
+from agent.probes.recorder import CheckRecorder
+from agent.probes.runner import Runner
+from agent.server.app import make_app
+from exporters.otel import Pipeline
+
+log = structlog.get_logger("vigil.agent")
+
+
+class Agent:
+    """One agent process: schedules every check and serves what it sees."""
+
+    def __init__(self, config: VigilConfig, pipeline: Pipeline | None = None) -> None:
+        self.config = config
+        self.pipeline = pipeline or Pipeline(config.telemetry)
+        self.board = Scoreboard(config.checks)
+        meter = self.pipeline.meter_provider.get_meter("vigil", __version__)
+        tracer = self.pipeline.tracer_provider.get_tracer("vigil", __version__)
+        self.recorder = CheckRecorder(meter, self.board)
+        self.context = ProbeContext(tracer)
+        self.runner = Runner(
+            self.board, PROBES, self.context, self.recorder, config.agent.max_concurrency
+        )
+        self._runner_app: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        """Create the data directory, start serving and scheduling."""
+        settings = self.config.agent
+        await asyncio.to_thread(Path(settings.data_dir).mkdir, parents=True, exist_ok=True)
+        app = make_app(self.board, self.pipeline.render, settings.startup_grace_seconds)
+        self._runner_app = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner_app.setup()
+        site = web.TCPSite(self._runner_app, settings.listen_host, settings.listen_port)
+        await site.start()
+        addresses = self._runner_app.addresses  # the real port when listen_port is 0
+        self.port = int(addresses[0][1]) if addresses else settings.listen_port
+        self.runner.start()
+        log.info(
+            "agent started",
+            listen=f"http://{settings.listen_host}:{self.port}",
+            metrics=f"http://{settings.listen_host}:{self.port}/metrics",
+            health=f"http://{settings.listen_host}:{self.port}/health",
+            checks=len(self.config.checks),
+            otlp=self.pipeline.otlp.protocol if self.pipeline.otlp else "off",
+        )
+
+    async def stop(self) -> None:
+        """Stop scheduling, let in-flight runs end within the grace, flush telemetry, close."""
+        started = time.monotonic()
+        grace = self.config.agent.shutdown_grace_seconds
+        await self.runner.stop(grace)
+        await self.context.close()
+        if self._runner_app is not None:
+            await self._runner_app.cleanup()
+        remaining = max(1.0, grace - (time.monotonic() - started))
+        await asyncio.to_thread(self.pipeline.shutdown, remaining)
+        log.info("agent stopped", seconds=round(time.monotonic() - started, 3))
+
+    async def serve_until_signalled(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+            log.info("signal received; stopping")
+        finally:
+            await self.stop()

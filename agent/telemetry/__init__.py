@@ -1,0 +1,1 @@
+"""Telemetry: the signal catalogue, instruments made from it, logging and redaction."""

@@ -1,0 +1,369 @@
+"""The signal catalogue: every metric Vigil emits, declared once. Instruments are made from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import re
+from collections.abc import Iterable
+
+# Seconds buckets: HTTP semconv advice, widened to catch checks that run into their deadline.
+DURATION_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+class Instrument(enum.StrEnum):
+    """The OTel instrument kind a signal is created as."""
+
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
+    UP_DOWN_COUNTER = "up_down_counter"
+    OBSERVABLE_GAUGE = "observable_gauge"
+    OBSERVABLE_COUNTER = "observable_counter"
+
+
+_PROMETHEUS_TYPE = {
+    Instrument.COUNTER: "counter",
+    Instrument.HISTOGRAM: "histogram",
+    Instrument.UP_DOWN_COUNTER: "gauge",
+    Instrument.OBSERVABLE_GAUGE: "gauge",
+    Instrument.OBSERVABLE_COUNTER: "counter",
+}
+_UNIT_SUFFIX = {"s": "seconds", "By": "bytes"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Signal:
+    """One metric: its OTel identity, its attributes and the Prometheus family it becomes.
+
+    `detail` names the `CheckResult.details` key a per-kind gauge is read from; `kinds` limits it
+    to the check kinds that report it.
+    """
+
+    name: str
+    instrument: Instrument
+    unit: str
+    description: str
+    attributes: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+    detail: str | None = None
+    kinds: tuple[str, ...] = ()
+    informational: bool = False
+
+    @property
+    def prometheus_name(self) -> str:
+        """The family name on `/metrics`, by the OTel-to-Prometheus naming rules."""
+        name = re.sub(r"[^a-zA-Z0-9_:]", "_", self.name)
+        suffix = _UNIT_SUFFIX.get(self.unit, "")
+        if suffix and not name.endswith(suffix):
+            name = f"{name}_{suffix}"
+        if _PROMETHEUS_TYPE[self.instrument] == "counter":
+            name = f"{name}_total"
+        return name
+
+    @property
+    def prometheus_type(self) -> str:
+        """The Prometheus metric type of the family."""
+        return _PROMETHEUS_TYPE[self.instrument]
+
+
+_CHECK = ("check", "kind")
+
+
+def _detail(name: str, unit: str, description: str, detail: str, *kinds: str) -> Signal:
+    """A per-kind gauge published from the latest result's `details[detail]`."""
+    return Signal(
+        name, Instrument.OBSERVABLE_GAUGE, unit, description, ("check",), (), detail, kinds
+    )
+
+
+CATALOGUE: tuple[Signal, ...] = (
+    # --- checks, every kind -------------------------------------------------------------------
+    Signal(
+        "vigil.check.status",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "Current status of a check: one series per state, 1 for the current one.",
+        ("check", "kind", "critical", "state"),
+    ),
+    Signal(
+        "vigil.check.success",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "1 when the latest run of a check was healthy or degraded, else 0.",
+        _CHECK,
+    ),
+    Signal(
+        "vigil.check.duration",
+        Instrument.HISTOGRAM,
+        "s",
+        "Duration of check runs, deadline included.",
+        _CHECK,
+        DURATION_BUCKETS,
+    ),
+    Signal(
+        "vigil.check.runs",
+        Instrument.COUNTER,
+        "{run}",
+        "Check runs by outcome (the status the run produced).",
+        (*_CHECK, "outcome"),
+    ),
+    Signal(
+        "vigil.check.failures",
+        Instrument.COUNTER,
+        "{failure}",
+        "Unhealthy or unknown check runs by reason (a closed set).",
+        (*_CHECK, "reason"),
+    ),
+    Signal(
+        "vigil.check.last_run.timestamp",
+        Instrument.OBSERVABLE_GAUGE,
+        "s",
+        "Unix time the latest run of a check finished.",
+        _CHECK,
+    ),
+    Signal(
+        "vigil.check.timeout",
+        Instrument.OBSERVABLE_GAUGE,
+        "s",
+        "Configured deadline of a check.",
+        _CHECK,
+        informational=True,
+    ),
+    Signal(
+        "vigil.check.interval",
+        Instrument.OBSERVABLE_GAUGE,
+        "s",
+        "Configured interval of a check; a result older than twice this is stale.",
+        _CHECK,
+        informational=True,
+    ),
+    Signal(
+        "vigil.checks.in_flight",
+        Instrument.UP_DOWN_COUNTER,
+        "{run}",
+        "Check runs executing now.",
+        (),
+    ),
+    Signal(
+        "vigil.checks.abandoned",
+        Instrument.COUNTER,
+        "{run}",
+        "Check runs that ignored cancellation at their deadline and were left behind.",
+        _CHECK,
+    ),
+    Signal(
+        "vigil.health.status",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "Overall status: one series per state, 1 for the current one.",
+        ("state",),
+    ),
+    Signal(
+        "vigil.agent.info",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "Always 1; carries the agent version.",
+        ("version",),
+    ),
+    Signal(
+        "vigil.agent.start.timestamp",
+        Instrument.OBSERVABLE_GAUGE,
+        "s",
+        "Unix time the agent process started.",
+        (),
+        informational=True,
+    ),
+    # --- postgres -----------------------------------------------------------------------------
+    _detail(
+        "vigil.postgres.connections.used",
+        "{connection}",
+        "Client backends connected to the server.",
+        "connections_used",
+        "postgres",
+    ),
+    _detail(
+        "vigil.postgres.connections.max",
+        "{connection}",
+        "The server's max_connections.",
+        "connections_max",
+        "postgres",
+    ),
+    _detail(
+        "vigil.postgres.replication.lag",
+        "s",
+        "Replay lag of a replica (absent on a primary).",
+        "replication_lag_seconds",
+        "postgres",
+    ),
+    _detail(
+        "vigil.postgres.replica",
+        "",
+        "1 when the server is in recovery (a replica).",
+        "replica",
+        "postgres",
+    ),
+    # --- redis --------------------------------------------------------------------------------
+    _detail(
+        "vigil.redis.memory.used", "By", "used_memory from INFO.", "memory_used_bytes", "redis"
+    ),
+    _detail(
+        "vigil.redis.memory.max",
+        "By",
+        "maxmemory from INFO; 0 means no limit.",
+        "memory_max_bytes",
+        "redis",
+    ),
+    _detail(
+        "vigil.redis.clients.connected",
+        "{client}",
+        "connected_clients from INFO.",
+        "clients_connected",
+        "redis",
+    ),
+    _detail(
+        "vigil.redis.clients.blocked",
+        "{client}",
+        "blocked_clients from INFO.",
+        "clients_blocked",
+        "redis",
+    ),
+    Signal(
+        "vigil.redis.connections.rejected",
+        Instrument.OBSERVABLE_COUNTER,
+        "{connection}",
+        "rejected_connections from INFO (resets when the server restarts).",
+        ("check",),
+        (),
+        "rejected_connections",
+        ("redis",),
+    ),
+    Signal(
+        "vigil.redis.keys.evicted",
+        Instrument.OBSERVABLE_COUNTER,
+        "{key}",
+        "evicted_keys from INFO (resets when the server restarts).",
+        ("check",),
+        (),
+        "evicted_keys",
+        ("redis",),
+    ),
+    _detail(
+        "vigil.redis.rdb.last_save.success",
+        "",
+        "1 when the last RDB save succeeded.",
+        "rdb_last_save_ok",
+        "redis",
+    ),
+    _detail("vigil.redis.replica", "", "1 when the server's role is replica.", "replica", "redis"),
+    _detail(
+        "vigil.redis.replication.link.up",
+        "",
+        "1 when a replica's link to its primary is up (absent on a primary).",
+        "replication_link_up",
+        "redis",
+    ),
+    # --- http ---------------------------------------------------------------------------------
+    _detail(
+        "vigil.http.status_code", "", "Status code of the latest response.", "status_code", "http"
+    ),
+    _detail(
+        "vigil.tls.cert.expiry.timestamp",
+        "s",
+        "Unix time the served certificate expires.",
+        "cert_expiry_timestamp",
+        "http",
+    ),
+    # --- disk ---------------------------------------------------------------------------------
+    _detail(
+        "vigil.disk.free", "By", "Bytes available to the agent at the path.", "free_bytes", "disk"
+    ),
+    _detail(
+        "vigil.disk.total", "By", "Size of the file system at the path.", "total_bytes", "disk"
+    ),
+    _detail(
+        "vigil.disk.free.ratio",
+        "",
+        "Share of the file system available, 0 to 1.",
+        "free_ratio",
+        "disk",
+    ),
+)
+
+BY_NAME = {s.name: s for s in CATALOGUE}
+
+
+def as_json() -> str:
+    """The catalogue as JSON, one object per signal."""
+    rows = [
+        {
+            "name": s.name,
+            "prometheus_name": s.prometheus_name,
+            "instrument": s.instrument.value,
+            "prometheus_type": s.prometheus_type,
+            "unit": s.unit,
+            "attributes": list(s.attributes),
+            "description": s.description,
+            "buckets": list(s.buckets),
+            "kinds": list(s.kinds),
+            "informational": s.informational,
+        }
+        for s in CATALOGUE
+    ]
+    return json.dumps(rows, indent=2)
+
+
+def as_markdown(kinds: Iterable[str], reasons: Iterable[str]) -> str:
+    """The catalogue as the Markdown page `docs/signals.md`, with the closed label sets given."""
+    lines = [
+        "# Signals",
+        "",
+        "Generated by `vigil signals` from `agent/telemetry/signals.py`; do not edit by hand.",
+        "",
+        "Every metric is created from this catalogue. OTel names are pushed over OTLP; the",
+        "Prometheus names are what `/metrics` serves (units become `_seconds`/`_bytes`, counters",
+        "end in `_total`). Labels hold configured names and closed sets only, never a DSN, URL or",
+        "message. Signals marked *informational* are not used by a shipped rule or dashboard.",
+        "",
+        "| Prometheus name | type | OTel name | unit | labels | description |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in CATALOGUE:
+        labels = ", ".join(f"`{a}`" for a in s.attributes) or "—"
+        note = " *(informational)*" if s.informational else ""
+        if s.kinds:
+            note += f" Kinds: {', '.join(s.kinds)}."
+        lines.append(
+            f"| `{s.prometheus_name}` | {s.prometheus_type} | `{s.name}` | `{s.unit or '1'}` "
+            f"| {labels} | {s.description}{note} |"
+        )
+    lines += [
+        "",
+        "## Closed label values",
+        "",
+        "- `state`, `outcome`: `healthy`, `degraded`, `unhealthy`, `unknown`.",
+        "- `critical`: `true`, `false`.",
+        "- `kind`: " + ", ".join(f"`{k}`" for k in kinds) + ".",
+        "- `reason`: " + ", ".join(f"`{r}`" for r in reasons) + ".",
+        "",
+        "Histogram buckets of `vigil_check_duration_seconds`: "
+        + ", ".join(str(b) for b in DURATION_BUCKETS)
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)

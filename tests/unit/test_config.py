@@ -1,0 +1,118 @@
+"""Configuration: the embedded default, examples, and the exact messages of bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config, parse_config
+from agent.config.checks import KINDS
+from agent.probes import PROBES
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "docs" / "examples").glob("*.yaml"))
+
+BAD = [
+    ("checks: []\n", ["checks: must hold at least 1 item(s)"]),
+    (
+        "checks:\n - {name: a, kind: tcp, host: h, port: 1, timeout_seconds: 0}\n",
+        ["checks[0].timeout_seconds: must be > 0"],
+    ),
+    (
+        "checks:\n - {name: a, kind: tcp, host: h, port: 1}\n"
+        " - {name: b, kind: tcp, host: h, port: 1}\n"
+        " - {name: c, kind: tcp, host: h, port: 1, timeout_seconds: -1}\n",
+        ["checks[2].timeout_seconds: must be > 0"],
+    ),
+    (
+        "checks:\n - {name: a, kind: pg}\n",
+        [
+            "checks[0].kind: unknown kind 'pg' (expected one of 'postgres', 'redis', 'http', "
+            "'tcp', 'disk', 'python')"
+        ],
+    ),
+    (
+        "checks:\n - {name: a, kind: redis, url: 'redis://u:hunter22@h:6379', colour: red}\n",
+        [
+            "checks[0].url: must not contain a password; name an environment variable in "
+            "password_env",
+            "checks[0].colour: unknown key",
+        ],
+    ),
+    (
+        "checks:\n - {name: a, kind: postgres, dsn: 'host=h password=hunter22'}\n",
+        [
+            "checks[0].dsn: must not contain a password; name an environment variable in "
+            "password_env"
+        ],
+    ),
+    (
+        "checks:\n - {name: a, kind: tcp, host: h, port: 1, interval_seconds: 1,"
+        " timeout_seconds: 2}\n",
+        ["checks[0]: timeout_seconds must not exceed interval_seconds"],
+    ),
+    (
+        "checks:\n - {name: a, kind: tcp, host: h, port: 1}\n - {name: a, kind: disk, path: /}\n",
+        ["check name 'a' is used twice"],
+    ),
+    (
+        "agent: {listen_port: 99999}\nchecks: [{name: a, kind: disk, path: /}]\n",
+        ["agent.listen_port: must be <= 65535"],
+    ),
+    (
+        "checks: [\n",
+        ["line 2: not valid YAML (expected the node content, but found '<stream end>')"],
+    ),
+    ("- 1\n", ["the document must be a mapping with a `checks` list"]),
+    (
+        "checks:\n - {name: a, kind: http, url: 'http://h/', headers_env: {X-Token: VIGIL_NOPE}}\n",
+        ["checks[0].headers_env.X-Token: environment variable VIGIL_NOPE is not set"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "problems"), BAD)
+def test_bad_config_names_key_path_and_reason(text: str, problems: list[str]) -> None:
+    """Each bad file is refused with every problem as `key.path: reason`."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "bad.yaml")
+
+    assert problems == caught.value.problems
+    assert caught.value.render().startswith("invalid configuration bad.yaml:")
+
+
+def test_embedded_default_needs_no_service() -> None:
+    """The default config checks only the agent's own endpoints and its data directory."""
+    config = load_config()
+
+    assert {c.kind for c in config.checks} == {"http", "disk"}
+    assert all(
+        c.url.startswith("http://127.0.0.1:9464/") for c in config.checks if c.kind == "http"
+    )
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    """A path that does not exist is reported, naming the file."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "nope.yaml")
+
+    assert caught.value.problems == ["cannot read the file: No such file or directory"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_validate(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every example config under docs/examples/ validates (its *_env variables set)."""
+    for variable in ("PG_PASSWORD", "REDIS_PASSWORD", "API_TOKEN", "OTLP_TOKEN"):
+        monkeypatch.setenv(variable, "example-secret")
+
+    assert load_config(path).checks
+
+
+def test_examples_exist() -> None:
+    """The docs ship at least one example configuration to validate."""
+    assert EXAMPLES
+
+
+def test_kinds_and_probe_map_agree() -> None:
+    """Every config kind has a probe and every probe a config kind."""
+    assert set(KINDS) == set(PROBES)
