@@ -26,6 +26,16 @@ class CheckBase(Strict):
     critical: bool = True
     description: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_timeout(cls, data: Any) -> Any:
+        # A short interval with the 5 s default timeout would be refused; cap the default instead.
+        if isinstance(data, dict) and "timeout_seconds" not in data:
+            interval = data.get("interval_seconds", 15.0)
+            if isinstance(interval, int | float) and 0 < interval < 5.0:
+                return {**data, "timeout_seconds": interval}
+        return data
+
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> CheckBase:
         # A run that may outlast its interval would overlap the next one; refuse it up front.

@@ -152,8 +152,12 @@ async def _tls_context(check: HttpCheck, ctx: ProbeContext) -> ssl.SSLContext | 
 
 def _certificate_expiry(response: aiohttp.ClientResponse) -> float | None:
     """Expiry (unix time) of the certificate the server presented, verified or not."""
+    # A short body arrives with the headers and aiohttp hands the connection back at once, so
+    # `response.connection` is often None here; the body stream keeps its protocol (aiohttp 3.x).
     connection = response.connection
-    transport = connection.transport if connection is not None else None
+    protocol = connection.protocol if connection is not None else None
+    protocol = protocol or getattr(response.content, "_protocol", None)
+    transport = getattr(protocol, "transport", None)
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if ssl_object is None:
         return None

@@ -14,12 +14,14 @@ from agent.config.checks import PostgresCheck
 from agent.probes.context import ProbeContext
 from agent.probes.result import CheckResult, Reason, rate
 
-# One round trip for every fact the health rules need. On an idle primary a replica's replay
-# timestamp ages although nothing is behind, so lag is 0 when everything received is replayed.
+# One round trip for every fact the health rules need. pg_stat_database counts every role's
+# backends (pg_stat_activity hides other roles' details from a monitoring role). On an idle
+# primary a replica's replay timestamp ages although nothing is behind, so lag is 0 when
+# everything received is replayed.
 _FACTS = """
 SELECT current_setting('server_version') AS version,
        current_setting('max_connections')::int AS max_connections,
-       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS used,
+       (SELECT sum(numbackends)::int FROM pg_stat_database) AS used,
        pg_is_in_recovery() AS replica,
        CASE WHEN NOT pg_is_in_recovery() THEN NULL
             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0

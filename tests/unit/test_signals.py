@@ -46,7 +46,7 @@ def test_histograms_declare_buckets() -> None:
 
 
 def test_docs_signals_md_is_current() -> None:
-    """docs/signals.md equals `vigil signals`; regenerate it with `vigil signals > docs/signals.md`."""
+    """docs/signals.md equals `vigil signals` (regenerate: `vigil signals > docs/signals.md`)."""
     result = CliRunner().invoke(main, ["signals"])
 
     assert result.exit_code == 0

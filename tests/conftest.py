@@ -1,0 +1,134 @@
+"""Harness fixtures: private PostgreSQL, Redis, Prometheus, Alertmanager, VictoriaMetrics, OTLP.
+
+Session fixtures are shared, so a test must leave them as it found them; a test that stops, kills or
+pauses a service uses the function-scoped ``fresh_postgres`` / ``fresh_redis`` factories instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.harness.alertmanager import AlertmanagerServer
+from tests.harness.otlp_sink import OTLPSink
+from tests.harness.postgres import PostgresServer
+from tests.harness.prometheus import PrometheusServer
+from tests.harness.redis import RedisServer
+from tests.harness.victoriametrics import VictoriaMetricsServer
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL shared by the session; do not stop or pause it (use ``fresh_postgres``)."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def fresh_postgres() -> Iterator[Callable[..., PostgresServer]]:
+    """Factory ``(**PostgresServer kwargs)`` for PostgreSQL servers owned by one test."""
+    servers: list[PostgresServer] = []
+
+    def make(**opts: Any) -> PostgresServer:
+        server = PostgresServer(**opts)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in reversed(servers):
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis shared by the session; do not stop or pause it (use ``fresh_redis``)."""
+    server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def fresh_redis() -> Iterator[Callable[..., RedisServer]]:
+    """Factory for Redis servers owned by one test (``RedisServer`` kwargs), torn down after."""
+    servers: list[RedisServer] = []
+
+    def make(**opts: Any) -> RedisServer:
+        server = RedisServer(**opts)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in reversed(servers):
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def prometheus_factory() -> Iterator[Callable[..., PrometheusServer]]:
+    """Callable ``(config_yaml, rule_files=None, extra_args=None)`` starting a Prometheus.
+
+    Every server it starts is stopped at the end of the session.
+    """
+    servers: list[PrometheusServer] = []
+
+    def make(
+        config_yaml: str,
+        rule_files: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> PrometheusServer:
+        server = PrometheusServer(config_yaml, rule_files, extra_args)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in reversed(servers):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def alertmanager_factory() -> Iterator[Callable[..., AlertmanagerServer]]:
+    """Callable ``(config_yaml, extra_args=None)`` starting an Alertmanager (stopped at the end)."""
+    servers: list[AlertmanagerServer] = []
+
+    def make(config_yaml: str, extra_args: list[str] | None = None) -> AlertmanagerServer:
+        server = AlertmanagerServer(config_yaml, extra_args)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in reversed(servers):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics() -> Iterator[VictoriaMetricsServer]:
+    """A VictoriaMetrics receiving OTLP metrics (fetched from Debian 13 on first use)."""
+    server = VictoriaMetricsServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def otlp_sink() -> Iterator[OTLPSink]:
+    """An OTLP receiver (HTTP and gRPC) shared by the session; filter by unique span names."""
+    sink = OTLPSink()
+    try:
+        sink.start()
+        yield sink
+    finally:
+        sink.stop()

@@ -1,0 +1,1 @@
+"""Private, real service instances (PostgreSQL, Redis, Prometheus, ...) for Vigil's tests."""
