@@ -69,9 +69,15 @@ class RunningAgent:
         raise AssertionError(msg)
 
 
-def agent_config(checks: list[dict[str, Any]], tmp_path: Path, **agent: Any) -> VigilConfig:
+def agent_config(
+    checks: list[dict[str, Any]],
+    tmp_path: Path,
+    telemetry: dict[str, Any] | None = None,
+    **agent: Any,
+) -> VigilConfig:
     """A config on a free port with `checks`, no start-up grace, data under `tmp_path`."""
     doc = {
+        "telemetry": telemetry or {},
         "agent": {
             "listen_port": 0,
             "startup_grace_seconds": 0,
@@ -89,8 +95,10 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[R
     """Factory: start an in-process agent on `checks`; stopped when the test ends."""
     started: list[RunningAgent] = []
 
-    async def start(checks: list[dict[str, Any]], **agent: Any) -> RunningAgent:
-        config = agent_config(checks, tmp_path, **agent)
+    async def start(
+        checks: list[dict[str, Any]], telemetry: dict[str, Any] | None = None, **agent: Any
+    ) -> RunningAgent:
+        config = agent_config(checks, tmp_path, telemetry, **agent)
         log = io.StringIO()
         configure_logging("json", "info", stream=log)
         running = Agent(config)

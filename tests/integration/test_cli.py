@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.harness.otlp_sink import OTLPSink
 from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -144,22 +145,31 @@ def test_signals_json_lists_catalogue() -> None:
     assert "vigil_check_duration_seconds" in names
 
 
-def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    """`vigil run` serves, and on SIGTERM stops scheduling, flushes and exits 0."""
+def test_run_stops_cleanly_on_sigterm(tmp_path: Path, otlp_sink: OTLPSink) -> None:
+    """`vigil run` serves; on SIGTERM it stops, flushes buffered telemetry and exits 0."""
     port = free_port()
-    path = _config(
-        tmp_path,
-        [
+    path = tmp_path / "vigil.yaml"
+    path.write_text(
+        yaml.safe_dump(
             {
-                "name": "self",
-                "kind": "http",
-                "url": f"http://127.0.0.1:{port}/healthz",
-                "interval_seconds": 1,
+                "agent": {"data_dir": str(tmp_path / "data"), "listen_port": port},
+                # An export interval longer than the test: only the shutdown flush can deliver.
+                "telemetry": {
+                    "service_name": "vigil-sigterm-test",
+                    "otlp": {"endpoint": otlp_sink.http_endpoint, "export_interval_seconds": 600},
+                },
+                "checks": [
+                    {
+                        "name": "self",
+                        "kind": "http",
+                        "url": f"http://127.0.0.1:{port}/healthz",
+                        "interval_seconds": 1,
+                    }
+                ],
             }
-        ],
-        listen_port=port,
+        )
     )
-    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": ""}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(path)],
         stdout=subprocess.PIPE,
@@ -188,3 +198,12 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
     assert proc.returncode == 0
     assert '"agent stopped"' in err
+    flushed = [
+        m
+        for m in otlp_sink.wait_for_metric("vigil.check.runs", timeout=10)
+        if m.resource.get("service.name") == "vigil-sigterm-test"
+    ]
+    assert flushed
+    assert otlp_sink.wait_for_spans(
+        lambda s: s.resource.get("service.name") == "vigil-sigterm-test", timeout=10
+    )

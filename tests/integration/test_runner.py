@@ -189,3 +189,23 @@ async def test_spans_per_run_with_client_children(start_agent, http_target: Http
     assert child.attributes["server.address"] == "127.0.0.1"
     assert child.attributes["server.port"] == http_target.port
     assert child.attributes["http.response.status_code"] == 503
+
+
+async def test_readyz_tolerates_unknown_only_during_grace(start_agent, silent_server) -> None:
+    """A critical check still unknown is tolerated inside the start-up grace, not after it."""
+    slow = {
+        "name": "slow",
+        "kind": "http",
+        "url": f"http://127.0.0.1:{silent_server.port}/",
+        "interval_seconds": 30,
+        "timeout_seconds": 20,
+    }
+    in_grace = await start_agent([slow], startup_grace_seconds=60)
+    after_grace = await start_agent([{**slow, "name": "slow2"}], startup_grace_seconds=0)
+
+    status_in, body_in = await in_grace.get("/readyz")
+    status_after, body_after = await after_grace.get("/readyz")
+
+    assert (status_in, status_after) == (200, 503)
+    assert '"in_startup_grace": true' in body_in
+    assert '"slow2"' in body_after
