@@ -1,0 +1,1 @@
+"""Degradation: levels, policy engine, feature flags, fallbacks and circuit breakers."""
