@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from agent import __version__
 from agent.config import ConfigError, VigilConfig, load_config
 from agent.probes import PROBES
 from agent.probes.result import Reason, Status
+from agent.server import loop
 from agent.telemetry import signals
 from agent.telemetry.logging import configure_logging
 
@@ -58,7 +58,7 @@ def run(config_path: Path | None) -> None:
     from agent.server.agent import Agent
 
     try:
-        asyncio.run(Agent(config).serve_until_signalled())
+        loop.run(Agent(config).serve_until_signalled())
     except OSError as exc:
         click.echo(f"vigil: cannot start: {exc}", err=True)
         sys.exit(1)
@@ -79,7 +79,7 @@ def check(config_path: Path | None, as_json: bool, verbose: bool, only: tuple[st
     configure_logging(config.agent.log_format, "warning")
     from agent.server.oneshot import run_once
 
-    overall, entries = asyncio.run(run_once(config, list(only) or None))
+    overall, entries = loop.run(run_once(config, list(only) or None))
     if as_json:
         click.echo(json.dumps({"status": overall.value, "checks": entries}, indent=2, default=str))
     else:

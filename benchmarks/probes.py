@@ -7,8 +7,8 @@ Goals (from the issue):
 * `/metrics` render with 1,000 configured checks costs <= 1.5x `prometheus_client.generate_latest`
   over a registry with the same families, label sets and number of series.
 
-Method (the research's, `research/probes.md` section 7 (a), (b) and (e)): the box is a shared,
-noisy 2-core machine, so the figure that counts is **CPU time**, never wall-clock time.
+Method (the research's: /work/shared/research/probes.md, section 7 (a), (b) and (e)): the box
+is a shared, noisy 2-core machine, so the figure that counts is **CPU time**, not wall-clock.
 
 * One HTTP/1.1 target (`_services.py target`, its own process) serves both sides.
 * blackbox_exporter is started with an `http_2xx` module; a load generator in a separate process
@@ -76,6 +76,7 @@ from agent.probes.context import ProbeContext
 from agent.probes.recorder import CheckRecorder
 from agent.probes.result import CheckResult, Status
 from agent.probes.runner import Runner
+from agent.server.loop import loop_factory
 from exporters.otel import Pipeline
 
 BLACKBOX = "prometheus-blackbox-exporter"
@@ -112,6 +113,7 @@ class Measurement:
     target_hits: int
     spans: int | None = None
     loop_cpu_seconds: float | None = None  # vigil: the event-loop thread, final flush excluded
+    machine_busy_pct: float | None = None  # the whole box during the load, all processes
 
     @property
     def cpu_ms_per_probe(self) -> float:
@@ -254,6 +256,18 @@ def wait_healthy(proc: subprocess.Popen[bytes], url: str) -> bool:
     return False
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat."""
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
+
+
+def busy_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Percent of the machine's CPU that was busy between two `machine_ticks()`."""
+    total = after[1] - before[1]
+    return round(100 * (after[0] - before[0]) / total, 1) if total else 0.0
+
+
 def proc_cpu_seconds(pid: int) -> float:
     """utime+stime of process `pid`, every thread included, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -275,20 +289,20 @@ def measure_blackbox(
     try:
         if read_line(load, args.max_seconds + START_SECONDS) != "ready":
             raise BenchError(f"load generator: {services.log_tail('load')}")
-        hits, cpu = stats(target)["requests"], proc_cpu_seconds(pid)
+        hits, cpu, box = stats(target)["requests"], proc_cpu_seconds(pid), machine_ticks()
         assert load.stdin is not None
         load.stdin.write(b"go\n")
         tally = json.loads(read_line(load, args.max_seconds + START_SECONDS))
         cpu = proc_cpu_seconds(pid) - cpu
+        busy = busy_pct(box, machine_ticks())
         hits = stats(target)["requests"] - hits
     finally:
         services.procs.remove(("load", load))
         services.stop(load)
     if tally["bad"] or tally["errors"] or not tally["ok"]:
         raise BenchError(f"blackbox probes failed: {tally}")
-    return Measurement(
-        "blackbox", tally["ok"], cpu, tally["wall_seconds"], tally["p50"], tally["p99"], hits
-    )
+    wall, p50, p99 = tally["wall_seconds"], tally["p50"], tally["p99"]
+    return Measurement("blackbox", tally["ok"], cpu, wall, p50, p99, hits, machine_busy_pct=busy)
 
 
 # --- vigil side -----------------------------------------------------------------------------
@@ -351,11 +365,12 @@ class VigilSide:
         await self.drive(name, args.warmup, args.concurrency, args.max_seconds)
         self.pipeline.flush(10)
         before = await asyncio.to_thread(lambda: (stats(self.target), stats(self.sink)))
-        cpu, loop_cpu = time.process_time(), time.thread_time()
+        cpu, loop_cpu, box = time.process_time(), time.thread_time(), machine_ticks()
         run = await self.drive(name, args.probes, args.concurrency, args.max_seconds)
         loop_cpu = time.thread_time() - loop_cpu
         self.pipeline.flush(10)  # the measured probes' spans are exported inside the window
         cpu = time.process_time() - cpu
+        busy = busy_pct(box, machine_ticks())
         after = await asyncio.to_thread(lambda: (stats(self.target), stats(self.sink)))
         healthy = run["outcomes"][Status.HEALTHY.value]
         if healthy != sum(run["outcomes"].values()) or not healthy:
@@ -370,6 +385,7 @@ class VigilSide:
             after[0]["requests"] - before[0]["requests"],
             after[1]["spans"] - before[1]["spans"],
             loop_cpu,
+            busy,
         )
 
     async def close(self) -> None:
@@ -559,7 +575,7 @@ def run_probes(services: Services, workdir: Path, args: Any) -> dict[str, list[M
     sink = start_helper(services, "sink")
     bb_proc, bb_port = start_blackbox(services, workdir)
     results: dict[str, list[Measurement]] = {"blackbox": [], "vigil": [], "vigil-new-conn": []}
-    with asyncio.Runner() as aio:
+    with asyncio.Runner(loop_factory=loop_factory()) as aio:
         vigil = aio.run(_make_vigil(target, sink, args.concurrency))
         try:
             for rep in range(args.repeat):
@@ -637,6 +653,7 @@ def _run_json(m: Measurement) -> dict[str, Any]:
         "p99_ms": round(1000 * m.p99_seconds, 3),
         "target_hits": m.target_hits,
         "spans": m.spans,
+        "machine_busy_pct": m.machine_busy_pct,
         "loop_thread_cpu_share": None
         if m.loop_cpu_seconds is None
         else round(m.loop_cpu_seconds / m.cpu_seconds, 3),
@@ -652,9 +669,8 @@ def blackbox_version() -> str:
 def print_table(results: dict[str, list[Measurement]], summary: dict[str, Any]) -> None:
     """The readable report: per-side medians with (min-max), then the render and the ratios."""
     print(f"\nHTTP probe, concurrency {summary['concurrency']}, median of {summary['repeat']} runs")
-    head = (
-        f"{'side':<16}{'CPU ms/probe':>22}{'probes':>9}{'probes/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-    )
+    head = f"{'side':<16}{'CPU ms/probe':>22}{'probes':>8}{'probes/s':>9}{'p50 ms':>8}"
+    head += f"{'p99 ms':>8}{'box busy':>9}"
     print(head + "\n" + "-" * len(head))
     for side, ms in results.items():
         cpu = [m.cpu_ms_per_probe for m in ms]
@@ -663,7 +679,9 @@ def print_table(results: dict[str, list[Measurement]], summary: dict[str, Any]) 
         p50 = statistics.median(1000 * m.p50_seconds for m in ms)
         p99 = statistics.median(1000 * m.p99_seconds for m in ms)
         count = sum(m.probes for m in ms)
-        print(f"{side:<16}{spread:>22}{count:>9}{rate:>10.0f}{p50:>9.2f}{p99:>9.2f}")
+        busy = statistics.median(m.machine_busy_pct or 0.0 for m in ms)
+        row = f"{side:<16}{spread:>22}{count:>8}{rate:>9.0f}{p50:>8.2f}{p99:>8.2f}{busy:>8.0f}%"
+        print(row)
     r = summary["render"]
     print(f"\n/metrics render, {r['checks']} checks, median of {r['renders']} (CPU ms)")
     print(f"  vigil Pipeline.render()          {r['vigil_ms']:9.1f}  {r['series_vigil']} series")
@@ -703,8 +721,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _terminate(signum: int, _: object) -> None:
-    """SIGTERM: unwind through the `finally` blocks, so every started process is stopped."""
-    raise SystemExit(128 + signum)
+    """SIGTERM acts as Ctrl-C: asyncio cancels the running load, `finally` blocks stop services."""
+    signal.raise_signal(signal.SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -713,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which(BLACKBOX) is None:
         print(f"error: {BLACKBOX} not found on PATH (apt-get install {BLACKBOX})", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with `&`
     signal.signal(signal.SIGTERM, _terminate)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings up
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
@@ -722,6 +741,9 @@ def main(argv: list[str] | None = None) -> int:
         except BenchError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
         finally:
             say(args, f"stopped pids {services.stop_all()}")
     notes = [n for ms in results.values() for m in ms for n in check_measurement(m, args.probes)]
@@ -737,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}")
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary), flush=True)
     return 0
 
 

@@ -8,14 +8,15 @@ import socket
 import uuid
 from typing import Any
 
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
     Counter,
     Histogram,
     MeterProvider,
     ObservableCounter,
     ObservableGauge,
     ObservableUpDownCounter,
+    TraceBasedExemplarFilter,
     UpDownCounter,
 )
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -23,11 +24,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 
 from agent import __version__
 from agent.config.model import OtlpSettings, TelemetrySettings
+from exporters.prometheus import PrometheusTextReader
 
 _INSTRUMENT_TYPES = (
     Counter,
@@ -95,15 +95,8 @@ class Pipeline:
     def __init__(self, settings: TelemetrySettings, instance_id: str | None = None) -> None:
         self.resource = make_resource(settings, instance_id)
         limits: dict[type, int] = dict.fromkeys(_INSTRUMENT_TYPES, settings.cardinality_limit)
-        self.registry = CollectorRegistry(auto_describe=False)
-        readers: list[MetricReader] = [
-            PrometheusMetricReader(
-                disable_target_info=True,
-                scope_info_enabled=False,
-                registry=self.registry,
-                cardinality_limits=limits,
-            )
-        ]
+        self.prometheus = PrometheusTextReader(cardinality_limits=limits)
+        readers: list[MetricReader] = [self.prometheus]
         self.otlp = otlp_target(settings.otlp)
         if self.otlp is not None and self.otlp.metrics:
             readers.append(
@@ -114,8 +107,13 @@ class Pipeline:
                     cardinality_limits=limits,
                 )
             )
+        # Trace-based exemplars cost a few microseconds per measurement; opt-in.
+        exemplars = TraceBasedExemplarFilter() if settings.exemplars else AlwaysOffExemplarFilter()
         self.meter_provider = MeterProvider(
-            metric_readers=readers, resource=self.resource, shutdown_on_exit=False
+            metric_readers=readers,
+            resource=self.resource,
+            exemplar_filter=exemplars,
+            shutdown_on_exit=False,
         )
         sampler = ParentBased(TraceIdRatioBased(settings.trace_sample_ratio))
         self.tracer_provider = TracerProvider(
@@ -128,7 +126,7 @@ class Pipeline:
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+        return self.prometheus.render()
 
     def flush(self, timeout_seconds: float) -> None:
         """Push what is buffered to OTLP now."""

@@ -47,6 +47,9 @@ class TelemetrySettings(Strict):
     resource_attributes: dict[str, str] = Field(default_factory=dict)
     cardinality_limit: int = Field(default=20_000, ge=100, le=1_000_000)
     trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    exemplars: bool = Field(
+        default=False, description="Trace-based exemplars on OTLP histograms (CPU per run)."
+    )
     otlp: OtlpSettings = Field(default_factory=OtlpSettings)
 
 

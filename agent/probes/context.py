@@ -30,6 +30,7 @@ class ProbeContext:
         self.tracer = tracer or trace.get_tracer("vigil.probes")
         self._resources: dict[str, tuple[Any, Closer]] = {}
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._memo: dict[str, Any] = {}
 
     def secret(self, variable: str | None) -> str | None:
         """The value of environment variable `variable`, registered for redaction."""
@@ -47,6 +48,13 @@ class ProbeContext:
             self._resources[key] = (value, close)
             return value
         return found[0]  # type: ignore[no-any-return]
+
+    def memo(self, key: str, make: Callable[[], T]) -> T:
+        """A value computed once per key (per-check plans that never need closing)."""
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = make()
+        return found
 
     async def discard(self, key: str) -> None:
         """Close and forget the resource under `key`, so the next run makes a fresh one."""

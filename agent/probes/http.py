@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import ssl
@@ -10,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import yarl
 from cryptography import x509
 
 from agent.config.checks import HttpCheck, JsonFieldExpectation
@@ -21,37 +23,54 @@ _BODY_LIMIT_BYTES = 1 << 20
 _MISSING = object()
 
 
-async def probe_http(check: HttpCheck, ctx: ProbeContext) -> CheckResult:
-    """Rate an HTTP endpoint: reachable, expected status and body, fast, cert not expiring."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """What every run of one check sends, computed once: runs differ only in what comes back."""
+
+    url: yarl.URL
+    https: bool
+    attrs: dict[str, Any]
+    headers: dict[str, str]
+    timeout: aiohttp.ClientTimeout
+
+
+def _plan(check: HttpCheck, ctx: ProbeContext) -> _Plan:
     target = urlsplit(check.url)
+    https = target.scheme == "https"
     attrs: dict[str, Any] = {
         "http.request.method": check.method,
         "server.address": target.hostname or "",
-        "server.port": target.port or (443 if target.scheme == "https" else 80),
+        "server.port": target.port or (443 if https else 80),
         # Query strings carry tokens often enough that spans never get them.
         "url.full": urlunsplit((target.scheme, target.netloc, target.path, "", "")),
     }
     headers = dict(check.headers)
     for header, variable in check.headers_env.items():
         headers[header] = ctx.secret(variable) or ""
+    # aiohttp's own timeout only backs up the runner's deadline.
+    timeout = aiohttp.ClientTimeout(total=check.timeout_seconds + 1)
+    return _Plan(yarl.URL(check.url), https, attrs, headers, timeout)
+
+
+async def probe_http(check: HttpCheck, ctx: ProbeContext) -> CheckResult:
+    """Rate an HTTP endpoint: reachable, expected status and body, fast, cert not expiring."""
+    plan = ctx.memo(f"http:{check.name}", lambda: _plan(check, ctx))
     session = ctx.http_session(check.keepalive)
-    tls: ssl.SSLContext | bool = True
-    if target.scheme == "https":
-        tls = await _tls_context(check, ctx)
+    tls: ssl.SSLContext | bool = await _tls_context(check, ctx) if plan.https else True
     expiry: float | None = None
     try:
-        with ctx.client_span(check.method, attrs) as span:
+        with ctx.client_span(check.method, plan.attrs) as span:
             started = time.perf_counter()
             async with session.request(
                 check.method,
-                check.url,
-                headers=headers,
+                plan.url,
+                headers=plan.headers,
                 data=check.body,
                 ssl=tls,
                 allow_redirects=check.follow_redirects,
-                timeout=aiohttp.ClientTimeout(total=check.timeout_seconds + 1),
+                timeout=plan.timeout,
             ) as response:
-                if target.scheme == "https":
+                if plan.https:
                     expiry = _certificate_expiry(response)
                 body = await response.content.read(_BODY_LIMIT_BYTES)
                 latency = time.perf_counter() - started

@@ -1,15 +1,21 @@
-"""Turns check runs and the scoreboard into the catalogue's metrics."""
+"""Turns check runs and the scoreboard into the catalogue's metrics.
+
+A run pays for one SDK measurement (the duration histogram). Runs, failures, in-flight and
+abandoned runs are counted in plain integers and published through observable instruments at
+collection time: each SDK measurement costs several microseconds per reader (DESIGN.md).
+"""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from agent import __version__
 from agent.probes.board import Scoreboard
-from agent.probes.result import CheckResult, Status
+from agent.probes.result import CheckResult, Reason, Status
 from agent.telemetry.instruments import Callback, create_instruments
 from agent.telemetry.signals import CATALOGUE, Signal
 
@@ -17,7 +23,7 @@ _STATES = tuple(Status)
 
 
 class CheckRecorder:
-    """Records each run (histogram, counters) and publishes current state through observables.
+    """Records each run and publishes current state through observable instruments.
 
     Attribute dicts are built once per check: the SDK hashes them on every measurement, and a
     fresh dict per run would also allocate for nothing.
@@ -27,9 +33,17 @@ class CheckRecorder:
         self._board = board
         self._started_at = time.time() if started_at is None else started_at
         self._attrs = {n: {"check": n, "kind": c.kind} for n, c in board.checks.items()}
+        self._runs: Counter[tuple[str, Status]] = Counter()
+        self._failures: Counter[tuple[str, Reason]] = Counter()
+        self._abandoned: Counter[str] = Counter()
+        self._in_flight = 0
         callbacks: dict[str, list[Callback]] = {
             "vigil.check.status": [self._observe_status],
             "vigil.check.success": [self._observe_success],
+            "vigil.check.runs": [self._observe_runs],
+            "vigil.check.failures": [self._observe_failures],
+            "vigil.checks.in_flight": [lambda _: [Observation(self._in_flight)]],
+            "vigil.checks.abandoned": [self._observe_abandoned],
             "vigil.check.last_run.timestamp": [self._observe_last_run],
             "vigil.check.timeout": [self._observe_config("timeout_seconds")],
             "vigil.check.interval": [self._observe_config("interval_seconds")],
@@ -40,45 +54,61 @@ class CheckRecorder:
         for signal in CATALOGUE:
             if signal.detail is not None:
                 callbacks[signal.name] = [self._observe_detail(signal)]
-        self._instruments = create_instruments(meter, [s.name for s in CATALOGUE], callbacks)
-        self._duration = self._instruments["vigil.check.duration"]
-        self._runs = self._instruments["vigil.check.runs"]
-        self._failures = self._instruments["vigil.check.failures"]
-        self._in_flight = self._instruments["vigil.checks.in_flight"]
-        self._abandoned = self._instruments["vigil.checks.abandoned"]
+        instruments = create_instruments(meter, [s.name for s in CATALOGUE], callbacks)
+        self._duration = instruments["vigil.check.duration"]
         self._run_attrs = {
             (n, s): {**a, "outcome": s.value} for n, a in self._attrs.items() for s in _STATES
         }
-        # Series that exist from the start make `increase()` and absent-alerts behave at boot.
-        self._in_flight.add(0)
-        for attrs in self._run_attrs.values():
-            self._runs.add(0, attrs)
-        for attrs in self._attrs.values():
-            self._abandoned.add(0, attrs)
+        self._failure_attrs: dict[tuple[str, Reason], dict[str, str]] = {}
+        self._status_attrs = {
+            (n, s): {**a, "critical": str(board.checks[n].critical).lower(), "state": s.value}
+            for n, a in self._attrs.items()
+            for s in _STATES
+        }
 
     def started(self) -> None:
         """A run began."""
-        self._in_flight.add(1)
+        self._in_flight += 1
 
     def finished(self, name: str, result: CheckResult) -> None:
         """A run of check `name` ended with `result`."""
-        self._in_flight.add(-1)
-        attrs = self._attrs[name]
-        self._duration.record(result.duration_seconds, attrs)
-        self._runs.add(1, self._run_attrs[name, result.status])
+        self._in_flight -= 1
+        self._duration.record(result.duration_seconds, self._attrs[name])
+        self._runs[name, result.status] += 1
         if result.status in (Status.UNHEALTHY, Status.UNKNOWN) and result.reason is not None:
-            self._failures.add(1, {**attrs, "reason": result.reason.value})
+            self._failures[name, result.reason] += 1
 
     def abandoned(self, name: str) -> None:
         """A run of check `name` ignored its cancellation and was left behind."""
-        self._abandoned.add(1, self._attrs[name])
+        self._abandoned[name] += 1
 
-    # Observable callbacks run on the exporter's thread: they read the scoreboard only, no I/O.
+    # Observable callbacks run on the collecting thread: they read memory only, no I/O.
+    # Every check's runs and abandoned series exist from the start, so `increase()` and
+    # absent-alerts behave at boot.
+    def _observe_runs(self, _: CallbackOptions) -> Iterable[Observation]:
+        runs = self._runs.copy()
+        for key, attrs in self._run_attrs.items():
+            yield Observation(runs[key], attrs)
+
+    def _observe_failures(self, _: CallbackOptions) -> Iterable[Observation]:
+        for (name, reason), count in self._failures.copy().items():
+            attrs = self._failure_attrs.get((name, reason))
+            if attrs is None:
+                attrs = {**self._attrs[name], "reason": reason.value}
+                self._failure_attrs[name, reason] = attrs
+            yield Observation(count, attrs)
+
+    def _observe_abandoned(self, _: CallbackOptions) -> Iterable[Observation]:
+        abandoned = self._abandoned.copy()
+        for name, attrs in self._attrs.items():
+            yield Observation(abandoned[name], attrs)
+
     def _observe_status(self, _: CallbackOptions) -> Iterable[Observation]:
         for e in self._board.entries():
-            base = {**self._attrs[e.check.name], "critical": str(e.check.critical).lower()}
             for state in _STATES:
-                yield Observation(1 if e.status is state else 0, {**base, "state": state.value})
+                yield Observation(
+                    1 if e.status is state else 0, self._status_attrs[e.check.name, state]
+                )
 
     def _observe_success(self, _: CallbackOptions) -> Iterable[Observation]:
         for e in self._board.entries():

@@ -29,11 +29,16 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """`value` with secrets masked."""
+        if not value:
+            return value
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, MASK)
-        value = _URL_PASSWORD.sub(rf"\g<scheme>\g<user>:{MASK}@", value)
-        return _KV_PASSWORD.sub(rf"\g<key>{MASK}", value)
+        if "@" in value:
+            value = _URL_PASSWORD.sub(rf"\g<scheme>\g<user>:{MASK}@", value)
+        if "password" in value.lower():
+            value = _KV_PASSWORD.sub(rf"\g<key>{MASK}", value)
+        return value
 
     def value(self, value: Any) -> Any:
         """`value` with secrets masked in every string it holds, recursively."""
