@@ -46,6 +46,21 @@ def fresh_postgres() -> Iterator[Callable[..., PostgresServer]]:
         server.cleanup()
 
 
+@pytest.fixture
+def pg_primary_and_replica() -> Iterator[tuple[PostgresServer, PostgresServer]]:
+    """A fresh PostgreSQL primary and a streaming hot standby of it, caught up; both torn down."""
+    primary = PostgresServer()
+    replica: PostgresServer | None = None
+    try:
+        primary.start()
+        replica = primary.start_replica()
+        yield primary, replica
+    finally:
+        if replica is not None:
+            replica.cleanup()
+        primary.cleanup()
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A Redis shared by the session; do not stop or pause it (use ``fresh_redis``)."""
@@ -71,6 +86,21 @@ def fresh_redis() -> Iterator[Callable[..., RedisServer]]:
     yield make
     for server in reversed(servers):
         server.cleanup()
+
+
+@pytest.fixture
+def redis_primary_and_replica() -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A fresh Redis primary and a replica of it with its link up; both torn down."""
+    primary = RedisServer()
+    replica: RedisServer | None = None
+    try:
+        primary.start()
+        replica = primary.start_replica()
+        yield primary, replica
+    finally:
+        if replica is not None:
+            replica.cleanup()
+        primary.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ from agent.probes.result import CheckResult, Reason, rate
 # One round trip for every fact the health rules need. pg_stat_database counts every role's
 # backends (pg_stat_activity hides other roles' details from a monitoring role). On an idle
 # primary a replica's replay timestamp ages although nothing is behind, so lag is 0 when
-# everything received is replayed.
+# everything received is replayed. A standby whose WAL receiver is gone (primary unreachable)
+# freezes both positions, so the lag alone would read 0: the receiver's presence is a fact too.
 _FACTS = """
 SELECT current_setting('server_version') AS version,
        current_setting('max_connections')::int AS max_connections,
@@ -26,7 +27,8 @@ SELECT current_setting('server_version') AS version,
        CASE WHEN NOT pg_is_in_recovery() THEN NULL
             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0
             ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8
-       END AS lag
+       END AS lag,
+       EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS receiving
 """
 
 
@@ -88,7 +90,7 @@ async def probe_postgres(check: PostgresCheck, ctx: ProbeContext) -> CheckResult
         return _failure(exc)
     if facts is None:
         return CheckResult.unhealthy(Reason.PROTOCOL_ERROR, "the facts query returned no row")
-    version, max_connections, used, replica, lag = facts
+    version, max_connections, used, replica, lag, receiving = facts
     details: dict[str, Any] = {
         "latency_seconds": round(latency, 6),
         "server_version": version,
@@ -99,6 +101,8 @@ async def probe_postgres(check: PostgresCheck, ctx: ProbeContext) -> CheckResult
     }
     if lag is not None:
         details["replication_lag_seconds"] = float(lag)
+    if replica:
+        details["wal_receiver_up"] = bool(receiving)
     if check.query is not None:
         details["query_value"] = None if custom is None else str(custom)
         if details["query_value"] != check.expect:
@@ -113,6 +117,11 @@ async def probe_postgres(check: PostgresCheck, ctx: ProbeContext) -> CheckResult
                 details["connections_ratio"] >= check.degraded_connections_ratio,
                 Reason.SATURATION,
                 f"{used} of {max_connections} connections in use",
+            ),
+            (
+                bool(replica) and not receiving,
+                Reason.REPLICATION,
+                "standby has no WAL receiver: its primary is unreachable",
             ),
             (
                 lag is not None and lag >= check.degraded_replication_lag_seconds,

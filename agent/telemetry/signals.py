@@ -68,18 +68,27 @@ class Signal:
     @property
     def prometheus_name(self) -> str:
         """The family name on `/metrics`, by the OTel-to-Prometheus naming rules."""
-        name = re.sub(r"[^a-zA-Z0-9_:]", "_", self.name)
-        suffix = _UNIT_SUFFIX.get(self.unit, "")
-        if suffix and not name.endswith(suffix):
-            name = f"{name}_{suffix}"
-        if _PROMETHEUS_TYPE[self.instrument] == "counter":
-            name = f"{name}_total"
-        return name
+        return prometheus_name(self.name, self.unit, self.prometheus_type == "counter")
 
     @property
     def prometheus_type(self) -> str:
         """The Prometheus metric type of the family."""
         return _PROMETHEUS_TYPE[self.instrument]
+
+
+def prometheus_name(name: str, unit: str, counter: bool) -> str:
+    """OTel name and unit to a Prometheus family name (the spec's compatibility rules).
+
+    Invalid characters become `_`, seconds and bytes become suffixes, `{annotation}` units are
+    dropped, and monotonic counters end in `_total`.
+    """
+    result = re.sub(r"[^a-zA-Z0-9_:]", "_", name)
+    suffix = _UNIT_SUFFIX.get(unit, "")
+    if suffix and not result.endswith(suffix):
+        result = f"{result}_{suffix}"
+    if counter and not result.endswith("_total"):
+        result = f"{result}_total"
+    return result
 
 
 _CHECK = ("check", "kind")
@@ -118,14 +127,14 @@ CATALOGUE: tuple[Signal, ...] = (
     ),
     Signal(
         "vigil.check.runs",
-        Instrument.COUNTER,
+        Instrument.OBSERVABLE_COUNTER,
         "{run}",
         "Check runs by outcome (the status the run produced).",
         (*_CHECK, "outcome"),
     ),
     Signal(
         "vigil.check.failures",
-        Instrument.COUNTER,
+        Instrument.OBSERVABLE_COUNTER,
         "{failure}",
         "Unhealthy or unknown check runs by reason (a closed set).",
         (*_CHECK, "reason"),
@@ -155,14 +164,14 @@ CATALOGUE: tuple[Signal, ...] = (
     ),
     Signal(
         "vigil.checks.in_flight",
-        Instrument.UP_DOWN_COUNTER,
+        Instrument.OBSERVABLE_GAUGE,
         "{run}",
         "Check runs executing now.",
         (),
     ),
     Signal(
         "vigil.checks.abandoned",
-        Instrument.COUNTER,
+        Instrument.OBSERVABLE_COUNTER,
         "{run}",
         "Check runs that ignored cancellation at their deadline and were left behind.",
         _CHECK,
@@ -216,6 +225,13 @@ CATALOGUE: tuple[Signal, ...] = (
         "",
         "1 when the server is in recovery (a replica).",
         "replica",
+        "postgres",
+    ),
+    _detail(
+        "vigil.postgres.wal_receiver.up",
+        "",
+        "1 when a standby's WAL receiver runs (absent on a primary).",
+        "wal_receiver_up",
         "postgres",
     ),
     # --- redis --------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""A private PostgreSQL cluster (initdb + pg_ctl) on a free loopback port, which tests may break."""
+"""A private PostgreSQL cluster (initdb + pg_ctl) on a free loopback port, which tests may break.
+
+A cluster can also be a physical streaming standby of another one (``pg_basebackup -R``): see
+:meth:`PostgresServer.start_replica`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -33,18 +38,30 @@ class PostgresServer:
 
     def __init__(
         self,
-        max_connections: int = 20,
+        max_connections: int | None = None,
         extra_conf: dict[str, Any] | None = None,
         start_timeout: float = 30.0,
+        primary: PostgresServer | None = None,
     ) -> None:
-        """Describe the cluster; :meth:`start` creates and starts it."""
-        self.max_connections = max_connections
+        """Describe the cluster; :meth:`start` creates and starts it.
+
+        With ``primary`` (a running server) the cluster is a hot standby streaming from it,
+        created by ``pg_basebackup``: it shares the primary's roles, data and superuser password.
+        ``max_connections`` defaults to 20, or to the primary's (a standby may not have fewer).
+        """
+        if max_connections is None:
+            max_connections = primary.max_connections if primary is not None else 20
+        self.primary = primary
+        self.max_connections: int = max_connections
         self.extra_conf = dict(extra_conf or {})
         self.start_timeout = start_timeout
         self.host = "127.0.0.1"
         self.port = 0
-        self.superuser = SUPERUSER
-        self.superuser_password = SUPERUSER_PASSWORD
+        # A standby is a copy of its primary, superuser and password included.
+        self.superuser: str = primary.superuser if primary is not None else SUPERUSER
+        self.superuser_password: str = (
+            primary.superuser_password if primary is not None else SUPERUSER_PASSWORD
+        )
         self.dir: Path | None = None
         self._paused: list[int] = []
 
@@ -149,6 +166,11 @@ class PostgresServer:
         return self.postmaster_pid is not None
 
     @property
+    def is_replica(self) -> bool:
+        """Whether this cluster is a standby of :attr:`primary`."""
+        return self.primary is not None
+
+    @property
     def is_paused(self) -> bool:
         """Whether :meth:`pause` is in effect."""
         return bool(self._paused)
@@ -225,6 +247,39 @@ class PostgresServer:
         with psycopg.connect(self.dsn(connect_timeout=5), autocommit=True) as conn:
             conn.execute(stmt)
 
+    # -- replication -------------------------------------------------------------------------
+
+    def start_replica(self, **opts: Any) -> PostgresServer:
+        """Create, start and return a streaming standby of this (running) server, caught up.
+
+        ``opts`` are :class:`PostgresServer` keyword arguments. The caller owns the standby and
+        must :meth:`cleanup` it (before or after this server, either works).
+        """
+        replica = PostgresServer(primary=self, **opts)
+        try:
+            replica.start()
+            replica.wait_for_replay()
+        except BaseException:
+            replica.cleanup()
+            raise
+        return replica
+
+    def wait_for_replay(self, timeout: float = 30.0) -> str:
+        """On a standby: wait until it has replayed the primary's current WAL; return that LSN."""
+        if self.primary is None:
+            raise ServiceError("wait_for_replay() needs a standby")
+        lsn = str(self.primary.execute("SELECT pg_current_wal_lsn()")[0][0])
+        query = "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)"
+        deadline = time.monotonic() + timeout
+        while not self.execute(query, (lsn,))[0][0]:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"standby on port {self.port} did not replay up to {lsn} in {timeout:.1f}s;"
+                    f" log tail:\n{log_tail(self.log_path)}"
+                )
+            time.sleep(0.05)
+        return lsn
+
     # -- internals ---------------------------------------------------------------------------
 
     def _init_cluster(self) -> None:
@@ -237,6 +292,28 @@ class PostgresServer:
         for sub in (self.data_dir, self.socket_dir):
             sub.mkdir(mode=0o700)
             self._chown(sub)
+        if self.primary is not None:
+            self._base_backup(self.primary)
+        else:
+            self._initdb()
+        conf = {
+            "listen_addresses": "127.0.0.1",
+            "port": self.port,
+            "unix_socket_directories": str(self.socket_dir),
+            "max_connections": self.max_connections,
+            "password_encryption": "scram-sha-256",
+            # fsync=off only loses data if the *machine* crashes, so kill() still behaves like a
+            # real crash: committed rows survive. synchronous_commit stays on for the same reason.
+            "fsync": "off",
+            "shared_buffers": "32MB",
+            "logging_collector": "off",
+            **self.extra_conf,
+        }
+        with (self.data_dir / "postgresql.auto.conf").open("a") as handle:
+            for key, value in conf.items():
+                handle.write(f"{key} = {_conf_value(value)}\n")
+
+    def _initdb(self) -> None:
         pwfile = self.socket_dir / "pwfile"
         pwfile.write_text(self.superuser_password + "\n")
         pwfile.chmod(0o600)
@@ -256,29 +333,43 @@ class PostgresServer:
             )  # fmt: skip
         finally:
             pwfile.unlink(missing_ok=True)
-        conf = {
-            "listen_addresses": "127.0.0.1",
-            "port": self.port,
-            "unix_socket_directories": str(self.socket_dir),
-            "max_connections": self.max_connections,
-            "password_encryption": "scram-sha-256",
-            # fsync=off only loses data if the *machine* crashes, so kill() still behaves like a
-            # real crash: committed rows survive. synchronous_commit stays on for the same reason.
-            "fsync": "off",
-            "shared_buffers": "32MB",
-            "logging_collector": "off",
-            **self.extra_conf,
-        }
-        with (self.data_dir / "postgresql.auto.conf").open("a") as handle:
-            for key, value in conf.items():
-                handle.write(f"{key} = {_conf_value(value)}\n")
+        # initdb's pg_hba.conf already allows replication from 127.0.0.1 with the host method;
+        # keep it that way should the template ever change, so standbys can always be made.
+        hba = self.data_dir / "pg_hba.conf"
+        if not any(
+            line.split()[:4] == ["host", "replication", "all", "127.0.0.1/32"]
+            for line in hba.read_text().splitlines()
+        ):
+            with hba.open("a") as handle:
+                handle.write("host replication all 127.0.0.1/32 scram-sha-256\n")
+
+    def _base_backup(self, primary: PostgresServer) -> None:
+        if not primary.is_running:
+            raise ServiceError("the primary of a standby must be running")
+        # -R writes standby.signal and a primary_conninfo (password included) into
+        # postgresql.auto.conf; the settings appended after it override the primary's port etc.
+        self._run(
+            require("pg_basebackup"),
+            "-h", primary.host,
+            "-p", str(primary.port),
+            "-U", primary.superuser,
+            "-D", str(self.data_dir),
+            "-R",
+            "-X", "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+            "--no-password",
+            what="pg_basebackup",
+            env={"PGPASSWORD": primary.superuser_password},
+        )  # fmt: skip
 
     def _pg_ctl(self, *args: str) -> None:
         self._run(require("pg_ctl"), "-D", str(self.data_dir), *args, what=f"pg_ctl {args[0]}")
 
-    def _run(self, *argv: str, what: str) -> None:
+    def _run(self, *argv: str, what: str, env: dict[str, str] | None = None) -> None:
         cmd = list(argv)
         if os.geteuid() == 0:
+            # runuser without --login keeps the environment (bar HOME, SHELL, USER, LOGNAME).
             cmd = [require("runuser"), "-u", OS_USER, "--", *cmd]
         try:
             proc = subprocess.run(
@@ -288,6 +379,7 @@ class PostgresServer:
                 timeout=self.start_timeout + 10,
                 check=False,
                 cwd=self.socket_dir,
+                env={**os.environ, **env} if env else None,
             )
         except subprocess.TimeoutExpired as exc:
             raise ServiceError(

@@ -1,4 +1,7 @@
-"""A private redis-server on a free loopback port, which tests may stop, kill or freeze."""
+"""A private redis-server on a free loopback port, which tests may stop, kill or freeze.
+
+A server can also replicate another one (``--replicaof``): see :meth:`RedisServer.start_replica`.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from redis.retry import Retry
 
 from .binaries import require
 from .ports import free_port, wait_for_port
-from .process import ManagedProcess, ServiceError, log_tail
+from .process import ManagedProcess, ServiceError, log_tail, wait_until
 
 
 class RedisServer:
@@ -26,9 +29,20 @@ class RedisServer:
         maxmemory_bytes: int | None = None,
         extra_args: list[str] | None = None,
         start_timeout: float = 10.0,
+        replica_of: RedisServer | tuple[str, int] | None = None,
+        masterauth: str | None = None,
     ) -> None:
-        """Describe the server; :meth:`start` runs it."""
-        self.password = password
+        """Describe the server; :meth:`start` runs it.
+
+        With ``replica_of`` (a :class:`RedisServer` or ``(host, port)``) it runs as a replica of
+        that primary, authenticating with ``masterauth`` (default: a ``RedisServer``'s password).
+        :meth:`start` does not wait for the link; :meth:`wait_link_up` does.
+        """
+        if masterauth is None and isinstance(replica_of, RedisServer):
+            masterauth = replica_of.password
+        self.replica_of = replica_of
+        self.masterauth = masterauth
+        self.password: str | None = password
         self.maxmemory_bytes = maxmemory_bytes
         self.extra_args = list(extra_args or [])
         self.start_timeout = start_timeout
@@ -53,11 +67,18 @@ class RedisServer:
             "--dir", str(self.dir),
             "--daemonize", "no",
             "--logfile", "",
+            # A primary otherwise waits 5 s for more replicas before it streams a full sync.
+            "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
         if self.password is not None:
             argv += ["--requirepass", self.password]
         if self.maxmemory_bytes is not None:
             argv += ["--maxmemory", str(self.maxmemory_bytes)]
+        if self.replica_of is not None:
+            host, port = self.primary_address
+            argv += ["--replicaof", host, str(port)]
+        if self.masterauth is not None:
+            argv += ["--masterauth", self.masterauth]
         argv += self.extra_args
         self._proc = ManagedProcess("redis-server", argv, self.dir / "redis.log", cwd=self.dir)
         self._proc.start()
@@ -113,6 +134,44 @@ class RedisServer:
     def pid(self) -> int | None:
         """PID of the server process, or ``None``."""
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def primary_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the primary this replica follows (its current port)."""
+        if self.replica_of is None:
+            raise ServiceError("this redis-server is not a replica")
+        if isinstance(self.replica_of, RedisServer):
+            return self.replica_of.host, self.replica_of.port
+        return self.replica_of
+
+    def replication_info(self) -> dict[str, Any]:
+        """The ``INFO replication`` section (``role``, ``master_link_status``, ...)."""
+        with self.client() as client:
+            return dict(client.info("replication"))
+
+    def wait_link_up(self, timeout: float = 10.0) -> None:
+        """Wait until this replica has synced and its link to the primary is up."""
+        wait_until(
+            lambda: self.replication_info().get("master_link_status") == "up",
+            timeout,
+            f"redis replica on port {self.port} to sync with {self.primary_address}",
+            interval=0.05,
+        )
+
+    def start_replica(self, **opts: Any) -> RedisServer:
+        """Start and return a replica of this (running) server, synced and with its link up.
+
+        ``opts`` are :class:`RedisServer` keyword arguments. The caller owns the replica and must
+        :meth:`cleanup` it.
+        """
+        replica = RedisServer(replica_of=self, **opts)
+        try:
+            replica.start()
+            replica.wait_link_up(replica.start_timeout)
+        except BaseException:
+            replica.cleanup()
+            raise
+        return replica
 
     def url(self, password: str | None = None, db: int = 0) -> str:
         """Return a ``redis://`` URL; ``password`` defaults to the server's own password."""
