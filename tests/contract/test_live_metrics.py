@@ -1,0 +1,126 @@
+"""The live /metrics of an agent running every check kind equals the signal catalogue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import subprocess
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.config.checks import KINDS
+from agent.telemetry.signals import CATALOGUE
+from tests.harness.binaries import require
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "contract-Pw-2201"
+
+
+def _family_name(signal_name: str, prometheus_type: str) -> str:
+    # The parser strips `_total` from counter families.
+    return signal_name.removesuffix("_total") if prometheus_type == "counter" else signal_name
+
+
+async def test_live_families_and_labels_equal_catalogue(
+    start_agent,
+    http_target,
+    tls_target_factory,
+    pg_primary_and_replica,
+    redis_primary_and_replica,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path,
+) -> None:
+    """Every catalogue family is on /metrics with exactly its labels, and nothing else is."""
+    primary, standby = pg_primary_and_replica
+    with contextlib.suppress(psycopg.errors.DuplicateObject):
+        primary.create_role("vigil", PASSWORD)
+    await asyncio.to_thread(standby.wait_for_replay)
+    monkeypatch.setenv("VIGIL_CONTRACT_PG", PASSWORD)
+    redis_primary, redis_replica = redis_primary_and_replica
+    tls = await tls_target_factory(dt.timedelta(days=30))
+    pg = {"kind": "postgres", "password_env": "VIGIL_CONTRACT_PG", "interval_seconds": 1}
+    checks = [
+        {
+            **pg,
+            "name": "pg",
+            "dsn": f"host=127.0.0.1 port={primary.port} user=vigil dbname=postgres",
+        },
+        {
+            **pg,
+            "name": "pg-standby",
+            "dsn": f"host=127.0.0.1 port={standby.port} user=vigil dbname=postgres",
+        },
+        {
+            "name": "cache",
+            "kind": "redis",
+            "url": f"redis://127.0.0.1:{redis_primary.port}/0",
+            "interval_seconds": 1,
+        },
+        {
+            "name": "cache-replica",
+            "kind": "redis",
+            "url": f"redis://127.0.0.1:{redis_replica.port}/0",
+            "interval_seconds": 1,
+        },
+        {
+            "name": "api",
+            "kind": "http",
+            "url": tls.target.url,
+            "ca_file": tls.ca_file,
+            "interval_seconds": 1,
+        },
+        {
+            "name": "broken",
+            "kind": "http",
+            "url": http_target.url,
+            "expected_status": [204],
+            "interval_seconds": 1,
+            "critical": False,
+        },
+        {
+            "name": "port",
+            "kind": "tcp",
+            "host": "127.0.0.1",
+            "port": http_target.port,
+            "interval_seconds": 1,
+        },
+        {"name": "disk", "kind": "disk", "path": str(tmp_path), "interval_seconds": 1},
+        {
+            "name": "stubborn",
+            "kind": "python",
+            "interval_seconds": 1,
+            "timeout_seconds": 0.3,
+            "target": "tests.integration.pychecks:ignores_cancellation",
+        },
+    ]
+    assert {c["kind"] for c in checks} == set(KINDS)  # the contract covers every kind
+    agent = await start_agent(checks)
+    for name in ("pg", "pg-standby", "cache", "cache-replica", "api", "port", "disk"):
+        await agent.wait_status(name, "healthy")
+    await agent.wait_status("broken", "unhealthy")
+    await agent.wait_status("stubborn", "unhealthy")
+
+    _, text = await agent.get("/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    expected = {_family_name(s.prometheus_name, s.prometheus_type): s for s in CATALOGUE}
+
+    assert set(families) == set(expected)
+    for name, family in families.items():
+        signal = expected[name]
+        assert family.type == signal.prometheus_type, name
+        label_sets = {frozenset(k for k in sample.labels if k != "le") for sample in family.samples}
+        assert label_sets == {frozenset(signal.attributes)}, name
+    lint = await asyncio.to_thread(
+        subprocess.run,
+        [require("promtool"), "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
