@@ -83,6 +83,14 @@ def _missing_environment(config: VigilConfig) -> Iterator[str]:
     refs += [
         (f"telemetry.otlp.headers_env.{h}", v) for h, v in config.telemetry.otlp.headers_env.items()
     ]
+    degradation = config.degradation
+    if degradation.enabled:
+        for key in ("bearer_token_env", "basic_password_env"):
+            variable = getattr(degradation.webhook, key)
+            if variable:
+                refs.append((f"degradation.webhook.{key}", variable))
+        if degradation.admin_token_env:
+            refs.append(("degradation.admin_token_env", degradation.admin_token_env))
     for where, variable in refs:
         value = os.environ.get(variable)
         if value is None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.config.checks import CheckConfig, Strict
+from agent.config.matchers import Matcher
 
 
 class AgentSettings(Strict):
@@ -53,11 +54,90 @@ class TelemetrySettings(Strict):
     otlp: OtlpSettings = Field(default_factory=OtlpSettings)
 
 
+LevelName = Literal["full", "degraded", "minimal", "maintenance"]
+
+
+def _default_severity_levels() -> dict[str, LevelName]:
+    return {"critical": "minimal", "warning": "degraded"}
+
+
+class RuleSettings(Strict):
+    """Alerts whose labels match every matcher demand `level` and switch `flags_off` off."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+    matchers: list[str] = Field(min_length=1, description='Alertmanager syntax: label="value".')
+    level: LevelName | None = None
+    flags_off: list[str] = Field(default_factory=list)
+
+    @field_validator("matchers")
+    @classmethod
+    def _matchers_parse(cls, value: list[str]) -> list[str]:
+        for matcher in value:
+            Matcher.parse(matcher)
+        return value
+
+    @model_validator(mode="after")
+    def _does_something(self) -> RuleSettings:
+        if self.level is None and not self.flags_off:
+            msg = "a rule sets a level, flags_off, or both"
+            raise ValueError(msg)
+        return self
+
+
+class WebhookSettings(Strict):
+    """How Alertmanager authenticates to `POST /webhooks/alertmanager`."""
+
+    bearer_token_env: str | None = None
+    basic_username: str | None = None
+    basic_password_env: str | None = None
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> WebhookSettings:
+        if (self.basic_username is None) != (self.basic_password_env is None):
+            msg = "basic_username and basic_password_env go together"
+            raise ValueError(msg)
+        return self
+
+
+class DegradationSettings(Strict):
+    """The degradation engine: rules, hysteresis, storage and the webhook."""
+
+    enabled: bool = False
+    state_file: str | None = Field(default=None, description="Default: <data_dir>/degradation.json")
+    audit_file: str | None = Field(default=None, description="Default: <data_dir>/audit.jsonl")
+    flags_file: str | None = Field(default=None, description="Default: <data_dir>/flags.json")
+    hold_seconds: float = Field(default=300.0, ge=0)
+    step_down: bool = False
+    flap_max_changes: int = Field(default=6, ge=2)
+    flap_window_seconds: float = Field(default=1800.0, gt=0)
+    alert_expiry_seconds: float | None = Field(default=None, gt=0)
+    severity_label: str = "severity"
+    severity_levels: dict[str, LevelName] = Field(default_factory=_default_severity_levels)
+    rules: list[RuleSettings] = Field(default_factory=list)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    admin_token_env: str | None = None
+    tick_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _authenticated(self) -> DegradationSettings:
+        hook = self.webhook
+        if self.enabled and not (hook.bearer_token_env or hook.basic_username):
+            msg = "an enabled webhook needs webhook.bearer_token_env or webhook basic auth"
+            raise ValueError(msg)
+        names = [r.name for r in self.rules]
+        if len(names) != len(set(names)):
+            msg = "rule names must be unique"
+            raise ValueError(msg)
+        return self
+
+
 class VigilConfig(Strict):
     """A whole Vigil configuration file."""
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    degradation: DegradationSettings = Field(default_factory=DegradationSettings)
     checks: list[CheckConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -54,7 +54,8 @@ class CheckRecorder:
         for signal in CATALOGUE:
             if signal.detail is not None:
                 callbacks[signal.name] = [self._observe_detail(signal)]
-        instruments = create_instruments(meter, [s.name for s in CATALOGUE], callbacks)
+        names = [s.name for s in CATALOGUE if s.scope == "checks"]
+        instruments = create_instruments(meter, names, callbacks)
         self._duration = instruments["vigil.check.duration"]
         self._run_attrs = {
             (n, s): {**a, "outcome": s.value} for n, a in self._attrs.items() for s in _STATES

@@ -9,15 +9,22 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
+from opentelemetry.metrics import Meter
+from opentelemetry.trace import Tracer
 
 from agent import __version__
 from agent.config import VigilConfig
+from agent.degradation.engine import DegradationEngine
+from agent.degradation.filestore import FileStateStore
+from agent.degradation.flags import FileFlagStore, Flags
+from agent.degradation.recorder import DegradationRecorder
 from agent.probes import PROBES
 from agent.probes.board import Scoreboard
 from agent.probes.context import ProbeContext
 from agent.probes.recorder import CheckRecorder
 from agent.probes.runner import Runner
 from agent.server.app import make_app
+from agent.server.degradation_api import DegradationApi
 from exporters.otel import Pipeline
 
 log = structlog.get_logger("vigil.agent")
@@ -39,12 +46,18 @@ class Agent:
         )
         self._runner_app: web.AppRunner | None = None
         self.port: int | None = None
+        self.degradation: DegradationApi | None = None
+        if config.degradation.enabled:
+            self.degradation = _degradation(config, meter, tracer)
 
     async def start(self) -> None:
         """Create the data directory, start serving and scheduling."""
         settings = self.config.agent
         await asyncio.to_thread(Path(settings.data_dir).mkdir, parents=True, exist_ok=True)
         app = make_app(self.board, self.pipeline.render, settings.startup_grace_seconds)
+        if self.degradation is not None:
+            await self.degradation.engine.start()
+            self.degradation.register(app)
         self._runner_app = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner_app.setup()
         site = web.TCPSite(self._runner_app, settings.listen_host, settings.listen_port)
@@ -66,6 +79,8 @@ class Agent:
         started = time.monotonic()
         grace = self.config.agent.shutdown_grace_seconds
         await self.runner.stop(grace)
+        if self.degradation is not None:
+            await self.degradation.engine.stop()
         await self.context.close()
         if self._runner_app is not None:
             await self._runner_app.cleanup()
@@ -85,3 +100,21 @@ class Agent:
             log.info("signal received; stopping")
         finally:
             await self.stop()
+
+
+def _degradation(config: VigilConfig, meter: Meter, tracer: Tracer) -> DegradationApi:
+    """The degradation engine over file storage in the data directory, its flags and API."""
+    settings = config.degradation
+    data = Path(config.agent.data_dir)
+    store = FileStateStore(
+        Path(settings.state_file or data / "degradation.json"),
+        Path(settings.audit_file or data / "audit.jsonl"),
+    )
+    engine = DegradationEngine(settings, store)
+    flags = Flags.open(
+        FileFlagStore(Path(settings.flags_file or data / "flags.json")),
+        level=lambda: engine.level,
+    )
+    api = DegradationApi(settings, engine, flags, tracer)
+    DegradationRecorder(meter, engine, flags, api.webhook_outcomes)
+    return api

@@ -52,7 +52,8 @@ class Signal:
     """One metric: its OTel identity, its attributes and the Prometheus family it becomes.
 
     `detail` names the `CheckResult.details` key a per-kind gauge is read from; `kinds` limits it
-    to the check kinds that report it.
+    to the check kinds that report it. `scope` says which part of the agent emits it: `checks`
+    always, `degradation` when the degradation engine is enabled.
     """
 
     name: str
@@ -64,6 +65,7 @@ class Signal:
     detail: str | None = None
     kinds: tuple[str, ...] = ()
     informational: bool = False
+    scope: str = "checks"
 
     @property
     def prometheus_name(self) -> str:
@@ -197,6 +199,95 @@ CATALOGUE: tuple[Signal, ...] = (
         "Unix time the agent process started.",
         (),
         informational=True,
+    ),
+    # --- degradation --------------------------------------------------------------------------
+    Signal(
+        "vigil.degradation.level",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "Effective degradation level: one series per level, 1 for the current one.",
+        ("level",),
+        scope="degradation",
+    ),
+    Signal(
+        "vigil.degradation.level.index",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "Effective degradation level as a number: 0 full, 1 degraded, 2 minimal, 3 maintenance.",
+        (),
+        scope="degradation",
+    ),
+    Signal(
+        "vigil.degradation.transitions",
+        Instrument.OBSERVABLE_COUNTER,
+        "{transition}",
+        "Level changes by from, to and cause (alert, recovery, pin, unpin, expiry).",
+        ("from", "to", "cause"),
+        scope="degradation",
+    ),
+    Signal(
+        "vigil.degradation.suppressed",
+        Instrument.OBSERVABLE_COUNTER,
+        "{transition}",
+        "Recoveries held back, by reason (hold, flap).",
+        ("reason",),
+        scope="degradation",
+    ),
+    Signal(
+        "vigil.degradation.alerts.active",
+        Instrument.OBSERVABLE_GAUGE,
+        "{alert}",
+        "Firing alerts the engine holds.",
+        (),
+        scope="degradation",
+    ),
+    Signal(
+        "vigil.degradation.webhook.requests",
+        Instrument.OBSERVABLE_COUNTER,
+        "{request}",
+        "Webhook requests by outcome (accepted, unauthorized, invalid, too_large, unavailable).",
+        ("outcome",),
+        scope="degradation",
+    ),
+    Signal(
+        "vigil.degradation.pinned",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "1 while a manual pin sets the level.",
+        (),
+        scope="degradation",
+    ),
+    Signal(
+        "vigil.degradation.pin.set.timestamp",
+        Instrument.OBSERVABLE_GAUGE,
+        "s",
+        "Unix time the current pin was set (absent when not pinned).",
+        (),
+        scope="degradation",
+    ),
+    Signal(
+        "vigil.degradation.state.staleness",
+        Instrument.OBSERVABLE_GAUGE,
+        "s",
+        "Seconds the engine's state has not been confirmed by its store (0 when in sync).",
+        (),
+        scope="degradation",
+    ),
+    Signal(
+        "vigil.degradation.flags.off",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "1 for each flag a rule switched off because of firing alerts.",
+        ("flag",),
+        scope="degradation",
+    ),
+    Signal(
+        "vigil.flags.evaluations",
+        Instrument.OBSERVABLE_COUNTER,
+        "{evaluation}",
+        "Flag evaluations by flag and reason.",
+        ("flag", "reason"),
+        scope="degradation",
     ),
     # --- postgres -----------------------------------------------------------------------------
     _detail(
@@ -338,6 +429,7 @@ def as_json() -> str:
             "buckets": list(s.buckets),
             "kinds": list(s.kinds),
             "informational": s.informational,
+            "scope": s.scope,
         }
         for s in CATALOGUE
     ]
@@ -362,6 +454,8 @@ def as_markdown(kinds: Iterable[str], reasons: Iterable[str]) -> str:
     for s in CATALOGUE:
         labels = ", ".join(f"`{a}`" for a in s.attributes) or "—"
         note = " *(informational)*" if s.informational else ""
+        if s.scope != "checks":
+            note += f" Emitted when the {s.scope} engine is enabled."
         if s.kinds:
             note += f" Kinds: {', '.join(s.kinds)}."
         lines.append(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import subprocess
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,6 +20,7 @@ from tests.harness.binaries import require
 pytestmark = pytest.mark.integration
 
 PASSWORD = "contract-Pw-2201"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "alertmanager"
 
 
 def _family_name(signal_name: str, prometheus_type: str) -> str:
@@ -98,7 +101,37 @@ async def test_live_families_and_labels_equal_catalogue(
         },
     ]
     assert {c["kind"] for c in checks} == set(KINDS)  # the contract covers every kind
-    agent = await start_agent(checks)
+    monkeypatch.setenv("VIGIL_CONTRACT_HOOK", "hook-token-1234")
+    monkeypatch.setenv("VIGIL_CONTRACT_ADMIN", "admin-token-1234")
+    agent = await start_agent(
+        checks,
+        degradation={
+            "enabled": True,
+            "webhook": {"bearer_token_env": "VIGIL_CONTRACT_HOOK"},
+            "admin_token_env": "VIGIL_CONTRACT_ADMIN",
+            "rules": [
+                {
+                    "name": "demo",
+                    "matchers": ['alertname="DemoDown"'],
+                    "level": "degraded",
+                    "flags_off": ["recommendations"],
+                }
+            ],
+        },
+    )
+    # Exercise the degradation engine so every one of its families has a series.
+    firing = json.loads((FIXTURES / "webhook_firing.json").read_text())["body"]
+    assert (await agent.send("POST", "/webhooks/alertmanager", firing, token="hook-token-1234"))[
+        0
+    ] == 200
+    pin = {"level": "minimal", "reason": "contract", "ttl_seconds": 60}
+    assert (await agent.send("POST", "/api/v1/degradation/pin", pin, token="admin-token-1234"))[
+        0
+    ] == 200
+    assert (
+        await agent.send("PUT", "/api/v1/flags/search", {"enabled": True}, token="admin-token-1234")
+    )[0] == 200
+    assert (await agent.send("POST", "/api/v1/flags/search/evaluate", {}))[0] == 200
     for name in ("pg", "pg-standby", "cache", "cache-replica", "api", "port", "disk"):
         await agent.wait_status(name, "healthy")
     await agent.wait_status("broken", "unhealthy")

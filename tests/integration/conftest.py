@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import io
+import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,6 +47,31 @@ class RunningAgent:
         async with self.session.get(self.base_url + path) as response:
             return response.status, await response.text()
 
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """A request with a JSON (or raw) body and optional Bearer token; status and JSON."""
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        if data is not None:
+            sent.setdefault("Content-Type", "application/json")
+        async with self.session.request(
+            method, self.base_url + path, data=data, headers=sent
+        ) as response:
+            text = await response.text()
+            try:
+                return response.status, json.loads(text)
+            except ValueError:
+                return response.status, text
+
     async def health(self) -> dict[str, Any]:
         """The agent's `/health` document."""
         async with self.session.get(self.base_url + "/health") as response:
@@ -73,11 +99,13 @@ def agent_config(
     checks: list[dict[str, Any]],
     tmp_path: Path,
     telemetry: dict[str, Any] | None = None,
+    degradation: dict[str, Any] | None = None,
     **agent: Any,
 ) -> VigilConfig:
     """A config on a free port with `checks`, no start-up grace, data under `tmp_path`."""
     doc = {
         "telemetry": telemetry or {},
+        "degradation": degradation or {},
         "agent": {
             "listen_port": 0,
             "startup_grace_seconds": 0,
@@ -96,9 +124,12 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[R
     started: list[RunningAgent] = []
 
     async def start(
-        checks: list[dict[str, Any]], telemetry: dict[str, Any] | None = None, **agent: Any
+        checks: list[dict[str, Any]],
+        telemetry: dict[str, Any] | None = None,
+        degradation: dict[str, Any] | None = None,
+        **agent: Any,
     ) -> RunningAgent:
-        config = agent_config(checks, tmp_path, telemetry, **agent)
+        config = agent_config(checks, tmp_path, telemetry, degradation, **agent)
         log = io.StringIO()
         configure_logging("json", "info", stream=log)
         running = Agent(config)

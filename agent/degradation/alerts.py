@@ -1,0 +1,166 @@
+"""Alert state per fingerprint and episode, built to survive Alertmanager's delivery semantics.
+
+Alertmanager repeats notifications (repeat interval, restarts, HA peers), gives no global order,
+and keeps an alert's `fingerprint` across episodes while `startsAt` changes. So the book keys
+state by fingerprint and orders messages by `startsAt`: a message about an older episode than
+the one known is stale, a resolve remembers its episode (a tombstone) so that a late duplicate
+"firing" of that same episode cannot bring it back, and a duplicate is a no-op. The result of
+any interleaving, duplication or reordering of one sequence is the state the in-order sequence
+gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WebhookAlert(BaseModel):
+    """One alert of an Alertmanager v4 notification; unknown keys are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: dt.datetime  # noqa: N815 - Alertmanager's field name
+    endsAt: dt.datetime | None = None  # noqa: N815
+    fingerprint: str = Field(min_length=1, max_length=128)
+
+
+class WebhookPayload(BaseModel):
+    """An Alertmanager webhook notification, version 4."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    groupKey: str = ""  # noqa: N815
+    truncatedAlerts: int = Field(default=0, ge=0)  # noqa: N815
+    groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
+    commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
+    externalURL: str = ""  # noqa: N815
+    alerts: list[WebhookAlert] = Field(max_length=10_000)
+
+
+class Change(enum.StrEnum):
+    """What one alert message did to the book; the values label webhook metrics."""
+
+    FIRED = "fired"
+    RESOLVED = "resolved"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+    UNKNOWN_RESOLVE = "unknown_resolve"
+    EXPIRED = "expired"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActiveAlert:
+    """A firing alert as the book keeps it."""
+
+    fingerprint: str
+    labels: Mapping[str, str]
+    starts_at: float
+    last_seen: float
+
+    @property
+    def name(self) -> str:
+        """The alertname label."""
+        return self.labels.get("alertname", "")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form for the state file and the API."""
+        return {
+            "fingerprint": self.fingerprint,
+            "labels": dict(self.labels),
+            "starts_at": self.starts_at,
+            "last_seen": self.last_seen,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ActiveAlert:
+        """Inverse of `to_json`."""
+        return cls(
+            str(data["fingerprint"]),
+            {str(k): str(v) for k, v in data["labels"].items()},
+            float(data["starts_at"]),
+            float(data["last_seen"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlertBook:
+    """Firing alerts by fingerprint plus the newest resolved episode of each (tombstones).
+
+    Immutable: `apply` returns a new book, so a change that fails to persist leaves the old one.
+    """
+
+    active: Mapping[str, ActiveAlert] = dataclasses.field(default_factory=dict)
+    resolved: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def apply(
+        self, alerts: Iterable[WebhookAlert], now: float
+    ) -> tuple[AlertBook, list[tuple[WebhookAlert, Change]]]:
+        """The book after `alerts`, and what each one did."""
+        active = dict(self.active)
+        resolved = dict(self.resolved)
+        changes: list[tuple[WebhookAlert, Change]] = []
+        for alert in alerts:
+            fp = alert.fingerprint
+            starts = alert.startsAt.timestamp()
+            current = active.get(fp)
+            tombstone = resolved.get(fp)
+            if alert.status == "firing":
+                if (tombstone is not None and starts <= tombstone) or (
+                    current is not None and starts < current.starts_at
+                ):
+                    change = Change.STALE
+                elif current is not None and starts == current.starts_at:
+                    active[fp] = dataclasses.replace(current, last_seen=now)
+                    change = Change.DUPLICATE
+                else:
+                    active[fp] = ActiveAlert(fp, dict(alert.labels), starts, now)
+                    change = Change.FIRED
+            elif current is not None and starts >= current.starts_at:
+                del active[fp]
+                resolved[fp] = starts
+                change = Change.RESOLVED
+            elif current is not None or (tombstone is not None and starts <= tombstone):
+                change = Change.STALE if current is not None else Change.DUPLICATE
+            else:
+                # Unknown: remember the episode anyway, so its late "firing" stays buried.
+                resolved[fp] = starts
+                change = Change.UNKNOWN_RESOLVE
+            changes.append((alert, change))
+        return AlertBook(active, resolved), changes
+
+    def expire(self, older_than: float) -> tuple[AlertBook, list[ActiveAlert]]:
+        """Drop alerts not seen since `older_than` (their resolve was lost); the dropped ones."""
+        dropped = [a for a in self.active.values() if a.last_seen < older_than]
+        if not dropped:
+            return self, []
+        active = {fp: a for fp, a in self.active.items() if a.last_seen >= older_than}
+        resolved = dict(self.resolved)
+        for alert in dropped:
+            resolved[alert.fingerprint] = alert.starts_at
+        return AlertBook(active, resolved), dropped
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form for the state file."""
+        return {
+            "active": [a.to_json() for a in self.active.values()],
+            "resolved": dict(self.resolved),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AlertBook:
+        """Inverse of `to_json`."""
+        active = {a.fingerprint: a for a in map(ActiveAlert.from_json, data.get("active", []))}
+        resolved = {str(k): float(v) for k, v in data.get("resolved", {}).items()}
+        return cls(active, resolved)

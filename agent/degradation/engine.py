@@ -1,0 +1,517 @@
+"""The degradation engine: the imperative shell around the pure policy.
+
+It alone holds state (alert book, level, pin, flags switched off), applies webhooks, pins and
+clock ticks through `advance` (pure), persists every change before acknowledging it, and writes
+the audit trail. One lock serialises changes; the store's compare-and-set on `version` keeps
+several engines sharing one store consistent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from agent.config.matchers import Matcher
+from agent.config.model import DegradationSettings
+from agent.degradation.alerts import AlertBook, Change, WebhookPayload
+from agent.degradation.levels import Level
+from agent.degradation.policy import (
+    Cause,
+    Contribution,
+    Hysteresis,
+    LevelState,
+    Pin,
+    Rule,
+    Suppression,
+    decide,
+    demand,
+)
+
+log = structlog.get_logger("vigil.degradation")
+FORMAT = 1
+
+
+class StoreUnavailableError(Exception):
+    """The state store cannot be read or written now; callers answer 503 and retry later."""
+
+
+class ConflictError(Exception):
+    """Another writer changed the state first (compare-and-set on `version` failed)."""
+
+
+class StateStore(Protocol):
+    """Where the engine's state and audit trail live."""
+
+    async def load(self) -> dict[str, Any] | None:
+        """The stored state document, or None when there is none yet."""
+
+    async def commit(
+        self, expected_version: int, state: dict[str, Any], audit: Sequence[dict[str, Any]]
+    ) -> None:
+        """Store `state` if the stored version is still `expected_version`; append `audit`."""
+
+    async def audit(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` audit entries, oldest first."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class State:
+    """Everything the engine persists."""
+
+    version: int = 0
+    levels: LevelState = dataclasses.field(default_factory=LevelState)
+    book: AlertBook = dataclasses.field(default_factory=AlertBook)
+    pin: Pin | None = None
+    flags_off: frozenset[str] = frozenset()
+    reasons: tuple[Contribution, ...] = ()
+    suppressed: Suppression | None = None
+    updated_at: float = 0.0
+
+    @property
+    def level(self) -> Level:
+        """The effective level."""
+        return self.levels.level
+
+    def to_json(self) -> dict[str, Any]:
+        """The state document."""
+        return {
+            "format": FORMAT,
+            "version": self.version,
+            "level": self.levels.level.label,
+            "since": self.levels.since,
+            "calm_since": self.levels.calm_since,
+            "changes": list(self.levels.changes),
+            "book": self.book.to_json(),
+            "pin": None if self.pin is None else _pin_json(self.pin),
+            "flags_off": sorted(self.flags_off),
+            "reasons": [_contribution_json(c) for c in self.reasons],
+            "suppressed": self.suppressed.value if self.suppressed else None,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> State:
+        """Inverse of `to_json`; ValueError when the document is not one."""
+        if data.get("format") != FORMAT:
+            msg = f"unknown state format {data.get('format')!r}"
+            raise ValueError(msg)
+        pin = data.get("pin")
+        return cls(
+            version=int(data["version"]),
+            levels=LevelState(
+                Level.parse(str(data["level"])),
+                float(data["since"]),
+                None if data.get("calm_since") is None else float(data["calm_since"]),
+                tuple(float(t) for t in data.get("changes", [])),
+            ),
+            book=AlertBook.from_json(data.get("book", {})),
+            pin=None
+            if pin is None
+            else Pin(
+                Level.parse(pin["level"]),
+                str(pin["actor"]),
+                str(pin["reason"]),
+                float(pin["set_at"]),
+                None if pin.get("expires_at") is None else float(pin["expires_at"]),
+            ),
+            flags_off=frozenset(str(f) for f in data.get("flags_off", [])),
+            reasons=tuple(
+                Contribution(
+                    str(r["fingerprint"]),
+                    str(r["alertname"]),
+                    r.get("rule"),
+                    Level.parse(r["level"]),
+                )
+                for r in data.get("reasons", [])
+            ),
+            suppressed=Suppression(data["suppressed"]) if data.get("suppressed") else None,
+            updated_at=float(data.get("updated_at", 0.0)),
+        )
+
+
+def _pin_json(pin: Pin) -> dict[str, Any]:
+    return {
+        "level": pin.level.label,
+        "actor": pin.actor,
+        "reason": pin.reason,
+        "set_at": pin.set_at,
+        "expires_at": pin.expires_at,
+    }
+
+
+def _contribution_json(c: Contribution) -> dict[str, Any]:
+    return {
+        "fingerprint": c.fingerprint,
+        "alertname": c.alertname,
+        "rule": c.rule,
+        "level": c.level.label,
+    }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    """Compiled settings: rules, severity fallback, hysteresis."""
+
+    rules: tuple[Rule, ...]
+    severity_levels: Mapping[str, Level]
+    severity_label: str
+    hysteresis: Hysteresis
+    alert_expiry_seconds: float | None
+
+    @classmethod
+    def from_settings(cls, settings: DegradationSettings) -> Policy:
+        """Compile validated settings."""
+        rules = tuple(
+            Rule(
+                r.name,
+                tuple(Matcher.parse(m) for m in r.matchers),
+                None if r.level is None else Level.parse(r.level),
+                frozenset(r.flags_off),
+            )
+            for r in settings.rules
+        )
+        return cls(
+            rules,
+            {k: Level.parse(v) for k, v in settings.severity_levels.items()},
+            settings.severity_label,
+            Hysteresis(
+                settings.hold_seconds,
+                settings.step_down,
+                settings.flap_max_changes,
+                settings.flap_window_seconds,
+            ),
+            settings.alert_expiry_seconds,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked for a change."""
+
+    kind: str  # alertmanager | user | system
+    id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Step:
+    """What `advance` produced: the next state and its audit entries (without ids and times)."""
+
+    state: State
+    audit: list[dict[str, Any]]
+    transition: tuple[Level, Level, Cause] | None
+    changes: list[Change]
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything worth persisting changed."""
+        return bool(self.audit) or self.transition is not None
+
+
+_KEEP_PIN = object()
+
+
+def advance(
+    state: State,
+    policy: Policy,
+    now: float,
+    payload: WebhookPayload | None = None,
+    pin: Pin | object | None = _KEEP_PIN,
+) -> Step:
+    """The next state after a webhook, a pin change (`pin=` a Pin or None) or a clock tick."""
+    book = state.book
+    audit: list[dict[str, Any]] = []
+    changes: list[Change] = []
+    fired: set[str] = set()
+    if payload is not None:
+        book, applied = book.apply(payload.alerts, now)
+        fired = {a.fingerprint for a, change in applied if change is Change.FIRED}
+        for alert, change in applied:
+            changes.append(change)
+            if change in (Change.FIRED, Change.RESOLVED, Change.UNKNOWN_RESOLVE):
+                audit.append(
+                    {
+                        "action": f"alert_{change.value}",
+                        "fingerprint": alert.fingerprint,
+                        "alertname": alert.labels.get("alertname", ""),
+                        "starts_at": alert.startsAt.isoformat(),
+                    }
+                )
+        if payload.truncatedAlerts:
+            audit.append({"action": "payload_truncated", "truncated": payload.truncatedAlerts})
+    if policy.alert_expiry_seconds is not None:
+        book, expired = book.expire(now - policy.alert_expiry_seconds)
+        audit += [
+            {"action": "alert_expired", "fingerprint": a.fingerprint, "alertname": a.name}
+            for a in expired
+        ]
+    current_pin = state.pin
+    pin_changed = False
+    if pin is not _KEEP_PIN:
+        assert pin is None or isinstance(pin, Pin)
+        pin_changed = True
+        audit.append(
+            {"action": "pin_cleared"}
+            if pin is None
+            else {"action": "pin_set", "pin": _pin_json(pin)}
+        )
+        current_pin = pin
+    elif current_pin is not None and not current_pin.active(now):
+        audit.append({"action": "pin_expired", "pin": _pin_json(current_pin)})
+    wanted = demand(
+        book.active.values(), policy.rules, policy.severity_levels, policy.severity_label
+    )
+    audit += [
+        {"action": "alert_unmatched", "fingerprint": fp} for fp in wanted.unmatched if fp in fired
+    ]
+    decision = decide(
+        state.levels, wanted.level, current_pin, policy.hysteresis, now, pin_changed=pin_changed
+    )
+    if current_pin is not None and not current_pin.active(now):
+        current_pin = None
+    flags_off = state.flags_off | wanted.flags_off if decision.suppressed else wanted.flags_off
+    transition = None
+    if decision.changed:
+        transition = (state.level, decision.state.level, decision.cause or Cause.ALERT)
+        audit.append(
+            {
+                "action": "level_changed",
+                "from": state.level.label,
+                "to": decision.state.level.label,
+                "cause": transition[2].value,
+                "reasons": [_contribution_json(c) for c in wanted.reasons],
+            }
+        )
+    if decision.suppressed and decision.suppressed != state.suppressed:
+        audit.append(
+            {
+                "action": "transition_suppressed",
+                "reason": decision.suppressed.value,
+                "level": state.level.label,
+                "wanted": wanted.level.label,
+            }
+        )
+    if flags_off != state.flags_off:
+        audit.append(
+            {
+                "action": "flags_changed",
+                "off": sorted(flags_off - state.flags_off),
+                "on": sorted(state.flags_off - flags_off),
+            }
+        )
+    next_state = State(
+        version=state.version,
+        levels=decision.state,
+        book=book,
+        pin=current_pin,
+        flags_off=flags_off,
+        reasons=tuple(wanted.reasons),
+        suppressed=decision.suppressed,
+        updated_at=now,
+    )
+    worth_storing = (
+        bool(audit)
+        or transition is not None
+        or book != state.book
+        or decision.state != state.levels
+    )
+    if worth_storing:
+        next_state = dataclasses.replace(next_state, version=state.version + 1)
+    else:
+        next_state = state
+    return Step(next_state, audit, transition, changes)
+
+
+Listener = Callable[[State, State], None]
+
+
+class DegradationEngine:
+    """Holds the degradation state of this agent (or of several, through a shared store)."""
+
+    def __init__(
+        self,
+        settings: DegradationSettings,
+        store: StateStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy = Policy.from_settings(settings)
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._state = State()
+        self._lock = asyncio.Lock()
+        self._ticker: asyncio.Task[None] | None = None
+        self._listeners: list[Listener] = []
+        self.transitions: Counter[tuple[str, str, str]] = Counter()
+        self.suppressions: Counter[str] = Counter()
+        self.alert_changes: Counter[str] = Counter()
+        self.stale_since: float | None = None
+
+    @property
+    def state(self) -> State:
+        """The current state (as last stored)."""
+        return self._state
+
+    @property
+    def level(self) -> Level:
+        """The effective level."""
+        return self._state.level
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener(old, new)` after every stored change."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        """Load the stored state and start the clock tick (recovery, expiries)."""
+        stored = await self._store.load()
+        if stored is not None:
+            self._state = State.from_json(stored)
+        self._ticker = asyncio.create_task(self._tick_forever(), name="degradation-tick")
+        log.info(
+            "degradation engine started",
+            level=self.level.label,
+            version=self._state.version,
+            alerts=len(self._state.book.active),
+        )
+
+    async def stop(self) -> None:
+        """Stop ticking."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._ticker = None
+
+    async def receive(self, payload: WebhookPayload, actor: Actor, trace_id: str | None) -> Step:
+        """Apply an Alertmanager notification; returns once the result is stored."""
+        step = await self._change(actor, trace_id, payload=payload)
+        for change in step.changes:
+            self.alert_changes[change.value] += 1
+        return step
+
+    async def set_pin(
+        self,
+        level: Level,
+        actor: Actor,
+        reason: str,
+        ttl_seconds: float | None,
+        trace_id: str | None,
+    ) -> Step:
+        """Pin the level until `ttl_seconds` from now (None: until unpinned)."""
+        now = self._clock()
+        expires = None if ttl_seconds is None else now + ttl_seconds
+        pin = Pin(level, actor.id or actor.kind, reason, now, expires)
+        return await self._change(actor, trace_id, pin=pin)
+
+    async def clear_pin(self, actor: Actor, reason: str, trace_id: str | None) -> Step:
+        """Remove the pin; the alert-demanded level applies at once."""
+        return await self._change(actor, trace_id, pin=None, note=reason)
+
+    async def audit(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` audit entries, oldest first."""
+        return await self._store.audit(limit)
+
+    async def record(self, action: str, body: Mapping[str, Any], actor: Actor) -> None:
+        """Append an audit entry for a change made outside the level state (flag writes)."""
+        async with self._lock:
+            entry = _entry(
+                {"action": action, **body}, self._state.version, actor, None, self._clock(), ""
+            )
+            await self._store.commit(self._state.version, self._state.to_json(), [entry])
+
+    def staleness(self) -> float:
+        """Seconds since the state was last known to match the store (0 when it does)."""
+        if self.stale_since is None:
+            return 0.0
+        return max(0.0, self._clock() - self.stale_since)
+
+    async def tick(self) -> Step:
+        """Re-evaluate time-driven changes: recovery after the hold, pin and alert expiry."""
+        return await self._change(Actor("system", "clock"), None)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.tick_seconds)
+            try:
+                await self.tick()
+            except (StoreUnavailableError, ConflictError) as exc:
+                log.warning("degradation tick could not store its change", error=str(exc))
+            except Exception:
+                log.exception("degradation tick failed")
+
+    async def _change(
+        self,
+        actor: Actor,
+        trace_id: str | None,
+        payload: WebhookPayload | None = None,
+        pin: Pin | object | None = _KEEP_PIN,
+        note: str = "",
+    ) -> Step:
+        async with self._lock:
+            for _ in range(5):  # a conflicting writer: reload and try again
+                old = self._state
+                now = self._clock()
+                step = advance(old, self.policy, now, payload, pin)
+                if step.state is old:
+                    return step
+                entries = [
+                    _entry(e, step.state.version, actor, trace_id, now, note) for e in step.audit
+                ]
+                try:
+                    await self._store.commit(old.version, step.state.to_json(), entries)
+                except ConflictError:
+                    stored = await self._store.load()
+                    if stored is not None:
+                        self._state = State.from_json(stored)
+                    continue
+                self._state = step.state
+                self._after(old, step)
+                return step
+            raise ConflictError("the state kept changing under this engine")
+
+    def _after(self, old: State, step: Step) -> None:
+        if step.transition is not None:
+            before, after, cause = step.transition
+            self.transitions[before.label, after.label, cause.value] += 1
+            log.warning(
+                "degradation level changed",
+                previous=before.label,
+                level=after.label,
+                cause=cause.value,
+                alerts=[c.alertname for c in step.state.reasons],
+            )
+        if step.state.suppressed and step.state.suppressed != old.suppressed:
+            self.suppressions[step.state.suppressed.value] += 1
+        for listener in self._listeners:
+            try:
+                listener(old, step.state)
+            except Exception:
+                log.exception("degradation listener failed")
+
+
+def _entry(
+    body: Mapping[str, Any],
+    version: int,
+    actor: Actor,
+    trace_id: str | None,
+    now: float,
+    note: str,
+) -> dict[str, Any]:
+    entry = {
+        "id": uuid.uuid4().hex,
+        "time": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds"),
+        "version": version,
+        "actor": {"kind": actor.kind, "id": actor.id},
+        **body,
+    }
+    if note:
+        entry["note"] = note
+    if trace_id:
+        entry["trace_id"] = trace_id
+    return entry

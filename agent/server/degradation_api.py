@@ -1,0 +1,434 @@
+"""HTTP interfaces of the degradation engine: the Alertmanager webhook and the admin API.
+
+Anything that changes state needs credentials compared in constant time; bodies are capped;
+a request that fails validation changes nothing and gets a 4xx saying why; the webhook answers
+2xx only after the change is stored and 503 when it cannot be (Alertmanager retries 5xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import os
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode, Tracer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.config.model import DegradationSettings, LevelName
+from agent.degradation.alerts import WebhookPayload
+from agent.degradation.engine import (
+    Actor,
+    ConflictError,
+    DegradationEngine,
+    State,
+    StoreUnavailableError,
+)
+from agent.degradation.flags import FlagDefinition, FlagError, Flags, FlagStoreError
+from agent.degradation.levels import Level
+
+ENGINE = web.AppKey("degradation_engine", DegradationEngine)
+FLAGS = web.AppKey("flags", Flags)
+
+
+class PinRequest(BaseModel):
+    """Body of `POST /api/v1/degradation/pin`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: LevelName
+    reason: str = Field(min_length=1, max_length=500)
+    ttl_seconds: float | None = Field(default=3600.0, gt=0, le=30 * 86_400)
+    actor: str = Field(default="api", min_length=1, max_length=100)
+
+
+class UnpinRequest(BaseModel):
+    """Body of `POST /api/v1/degradation/unpin`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=500)
+    actor: str = Field(default="api", min_length=1, max_length=100)
+
+
+class EvaluateRequest(BaseModel):
+    """Body of `POST /api/v1/flags/{key}/evaluate`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    context: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
+class DegradationApi:
+    """Route handlers bound to one engine, one flag set and the configured credentials."""
+
+    def __init__(
+        self,
+        settings: DegradationSettings,
+        engine: DegradationEngine,
+        flags: Flags,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.flags = flags
+        self.tracer = tracer or trace.get_tracer("vigil.degradation")
+        hook = settings.webhook
+        self._bearer = _env(hook.bearer_token_env)
+        self._basic = (
+            (hook.basic_username, _env(hook.basic_password_env)) if hook.basic_username else None
+        )
+        self._admin = _env(settings.admin_token_env)
+        self.webhook_outcomes: Counter[str] = Counter()
+
+    def register(self, app: web.Application) -> None:
+        """Add the routes to `app`."""
+        app[ENGINE] = self.engine
+        app[FLAGS] = self.flags
+        r = app.router
+        r.add_post("/webhooks/alertmanager", self.webhook)
+        r.add_get("/api/v1/degradation", self.status)
+        r.add_post("/api/v1/degradation/pin", self.pin)
+        r.add_post("/api/v1/degradation/unpin", self.unpin)
+        r.add_get("/api/v1/audit", self.audit)
+        r.add_get("/api/v1/flags", self.list_flags)
+        r.add_get("/api/v1/flags/{key}", self.get_flag)
+        r.add_put("/api/v1/flags/{key}", self.put_flag)
+        r.add_delete("/api/v1/flags/{key}", self.delete_flag)
+        r.add_post("/api/v1/flags/{key}/evaluate", self.evaluate_flag)
+        r.add_get("/api/v1/openapi.json", self.openapi)
+
+    # --- webhook -------------------------------------------------------------------------
+    async def webhook(self, request: web.Request) -> web.Response:
+        """Apply an Alertmanager v4 notification."""
+        with self.tracer.start_as_current_span(
+            "POST /webhooks/alertmanager",
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": "POST", "http.route": "/webhooks/alertmanager"},
+        ) as span:
+            response = await self._webhook(request, span)
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                span.set_status(StatusCode.ERROR)
+            return response
+
+    async def _webhook(self, request: web.Request, span: trace.Span) -> web.Response:
+        if not self._webhook_authorized(request):
+            return self._refuse(
+                "unauthorized",
+                401,
+                "missing or wrong credentials",
+                {"WWW-Authenticate": 'Bearer realm="vigil"'},
+            )
+        body = await _read_capped(request, self.settings.webhook.max_body_bytes)
+        if body is None:
+            return self._refuse("too_large", 413, "body exceeds webhook.max_body_bytes")
+        try:
+            payload = WebhookPayload.model_validate_json(body)
+        except ValidationError as exc:
+            return self._refuse(
+                "invalid", 400, "not an Alertmanager v4 payload", details=_errors(exc)
+            )
+        span.set_attribute("vigil.alerts.count", len(payload.alerts))
+        span.set_attribute("vigil.alerts.truncated", payload.truncatedAlerts)
+        trace_id = _trace_id(span)
+        try:
+            step = await self.engine.receive(
+                payload, Actor("alertmanager", payload.receiver), trace_id
+            )
+        except (StoreUnavailableError, ConflictError) as exc:
+            return self._refuse("unavailable", 503, f"state store unavailable: {exc}")
+        self._transition_span(step.transition, step.state)
+        self.webhook_outcomes["accepted"] += 1
+        span.set_attribute("vigil.degradation.level", step.state.level.label)
+        return web.json_response(
+            {
+                "level": step.state.level.label,
+                "version": step.state.version,
+                "changes": dict(Counter(c.value for c in step.changes)),
+            }
+        )
+
+    def _transition_span(self, transition: Any, state: State) -> None:
+        if transition is None:
+            return
+        before, after, cause = transition
+        with self.tracer.start_as_current_span(
+            "degradation transition",
+            attributes={
+                "vigil.degradation.from": before.label,
+                "vigil.degradation.to": after.label,
+                "vigil.degradation.cause": cause.value,
+                "vigil.degradation.version": state.version,
+            },
+        ):
+            pass
+
+    def _refuse(
+        self,
+        outcome: str,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        details: list[str] | None = None,
+    ) -> web.Response:
+        self.webhook_outcomes[outcome] += 1
+        body: dict[str, Any] = {"error": message}
+        if details:
+            body["details"] = details
+        return web.json_response(body, status=status, headers=headers)
+
+    def _webhook_authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if self._bearer is not None and scheme.lower() == "bearer":
+            return hmac.compare_digest(credentials.strip().encode(), self._bearer.encode())
+        if self._basic is not None and scheme.lower() == "basic":
+            try:
+                user, _, password = (
+                    base64.b64decode(credentials, validate=True).decode().partition(":")
+                )
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            want_user, want_password = self._basic
+            ok_user = hmac.compare_digest(user.encode(), (want_user or "").encode())
+            ok_password = hmac.compare_digest(password.encode(), (want_password or "").encode())
+            return ok_user and ok_password
+        return False
+
+    # --- admin ---------------------------------------------------------------------------
+    def _admin_authorized(self, request: web.Request) -> bool:
+        if self._admin is None:
+            return False
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self._admin.encode()
+        )
+
+    def _need_admin(self, request: web.Request) -> None:
+        if not self._admin_authorized(request):
+            detail = "admin API writes need degradation.admin_token_env and its Bearer token"
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"error": detail}),
+                content_type="application/json",
+                headers={"WWW-Authenticate": 'Bearer realm="vigil-admin"'},
+            )
+
+    async def status(self, request: web.Request) -> web.Response:
+        """The effective level, why, the pin and the active alerts."""
+        return web.json_response(status_json(self.engine))
+
+    async def pin(self, request: web.Request) -> web.Response:
+        """Pin the level (token required)."""
+        self._need_admin(request)
+        body = await _model(request, PinRequest)
+        try:
+            await self.engine.set_pin(
+                Level.parse(body.level),
+                Actor("user", body.actor),
+                body.reason,
+                body.ttl_seconds,
+                _trace_id(None),
+            )
+        except (StoreUnavailableError, ConflictError) as exc:
+            raise _unavailable(exc) from None
+        return web.json_response(status_json(self.engine))
+
+    async def unpin(self, request: web.Request) -> web.Response:
+        """Remove the pin (token required)."""
+        self._need_admin(request)
+        body = await _model(request, UnpinRequest)
+        try:
+            await self.engine.clear_pin(Actor("user", body.actor), body.reason, _trace_id(None))
+        except (StoreUnavailableError, ConflictError) as exc:
+            raise _unavailable(exc) from None
+        return web.json_response(status_json(self.engine))
+
+    async def audit(self, request: web.Request) -> web.Response:
+        """The newest audit entries (`?limit=`, default 100, at most 10,000)."""
+        raw = request.query.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+            raise _bad_request("limit must be an integer from 1 to 10000")
+        entries = await self.engine.audit(int(raw))
+        return web.json_response({"entries": entries})
+
+    async def list_flags(self, request: web.Request) -> web.Response:
+        """Every flag definition."""
+        return web.json_response(
+            {"flags": [d.model_dump(mode="json") for d in self.flags.definitions]}
+        )
+
+    async def get_flag(self, request: web.Request) -> web.Response:
+        """One flag definition."""
+        found = self.flags.get(request.match_info["key"])
+        if found is None:
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": "no such flag"}), content_type="application/json"
+            )
+        return web.json_response(found.model_dump(mode="json"))
+
+    async def put_flag(self, request: web.Request) -> web.Response:
+        """Create or replace a flag (token required); cycles and unknown parents are refused."""
+        self._need_admin(request)
+        key = request.match_info["key"]
+        raw = await _json(request)
+        if isinstance(raw, dict):
+            raw.setdefault("key", key)
+        try:
+            definition = FlagDefinition.model_validate(raw)
+        except ValidationError as exc:
+            raise _bad_request("invalid flag definition", _errors(exc)) from None
+        if definition.key != key:
+            raise _bad_request("the body's key differs from the URL's")
+        try:
+            diff = await asyncio.to_thread(self.flags.set, definition)
+        except FlagError as exc:
+            raise _bad_request(str(exc)) from None
+        except FlagStoreError as exc:
+            raise _unavailable(exc) from None
+        await self._audit_flags("flag_set", diff)
+        return web.json_response(definition.model_dump(mode="json"))
+
+    async def delete_flag(self, request: web.Request) -> web.Response:
+        """Delete a flag (token required); refused while another flag depends on it."""
+        self._need_admin(request)
+        key = request.match_info["key"]
+        if self.flags.get(key) is None:
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": "no such flag"}), content_type="application/json"
+            )
+        try:
+            diff = await asyncio.to_thread(self.flags.delete, key)
+        except FlagError as exc:
+            raise _bad_request(str(exc)) from None
+        except FlagStoreError as exc:
+            raise _unavailable(exc) from None
+        await self._audit_flags("flag_deleted", diff)
+        return web.json_response({"deleted": key})
+
+    async def evaluate_flag(self, request: web.Request) -> web.Response:
+        """Evaluate a flag for a context at the current level."""
+        body = await _model(request, EvaluateRequest)
+        result = self.flags.evaluate(request.match_info["key"], body.context)
+        return web.json_response(
+            {
+                "flag": result.flag,
+                "value": result.value,
+                "variant": result.variant,
+                "reason": result.reason.value,
+                "error": result.error.value if result.error else None,
+                "level": self.engine.level.label,
+            }
+        )
+
+    async def _audit_flags(self, action: str, diff: Any) -> None:
+        if not diff:
+            return
+        await self.engine.record(
+            action,
+            {"flags": list(diff.keys), "before": dict(diff.before), "after": dict(diff.after)},
+            Actor("user", "api"),
+        )
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The OpenAPI document of the webhook and the admin API."""
+        from agent.server.openapi import document
+
+        return web.json_response(document())
+
+
+def status_json(engine: DegradationEngine) -> dict[str, Any]:
+    """The engine's state as the API and the CLI show it."""
+    state = engine.state
+    pin = state.pin
+    return {
+        "level": state.level.label,
+        "since": state.levels.since,
+        "version": state.version,
+        "pinned": pin is not None,
+        "pin": None
+        if pin is None
+        else {
+            "level": pin.level.label,
+            "actor": pin.actor,
+            "reason": pin.reason,
+            "set_at": pin.set_at,
+            "expires_at": pin.expires_at,
+        },
+        "suppressed": state.suppressed.value if state.suppressed else None,
+        "flags_off": sorted(state.flags_off),
+        "reasons": [
+            {
+                "fingerprint": c.fingerprint,
+                "alertname": c.alertname,
+                "rule": c.rule,
+                "level": c.level.label,
+            }
+            for c in state.reasons
+        ],
+        "active_alerts": [
+            {"fingerprint": a.fingerprint, "labels": dict(a.labels), "starts_at": a.starts_at}
+            for a in state.book.active.values()
+        ],
+        "stale_seconds": engine.staleness(),
+    }
+
+
+def _env(variable: str | None) -> str | None:
+    return os.environ.get(variable) if variable else None
+
+
+def _trace_id(span: trace.Span | None) -> str | None:
+    context = (span or trace.get_current_span()).get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes | None:
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = await request.content.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+async def _json(request: web.Request) -> Any:
+    body = await _read_capped(request, 256 * 1024)
+    if body is None:
+        raise web.HTTPRequestEntityTooLarge(max_size=256 * 1024, actual_size=-1)
+    try:
+        return json.loads(body or b"{}")
+    except ValueError:
+        raise _bad_request("body is not JSON") from None
+
+
+async def _model(request: web.Request, model: type[Any]) -> Any:
+    raw = await _json(request)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise _bad_request("invalid request body", _errors(exc)) from None
+
+
+def _errors(exc: ValidationError) -> list[str]:
+    return [
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:20]
+    ]
+
+
+def _bad_request(message: str, details: list[str] | None = None) -> web.HTTPBadRequest:
+    body: dict[str, Any] = {"error": message}
+    if details:
+        body["details"] = details
+    return web.HTTPBadRequest(text=json.dumps(body), content_type="application/json")
+
+
+def _unavailable(exc: Exception) -> web.HTTPServiceUnavailable:
+    return web.HTTPServiceUnavailable(
+        text=json.dumps({"error": f"state store unavailable: {exc}"}),
+        content_type="application/json",
+    )

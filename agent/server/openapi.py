@@ -1,0 +1,151 @@
+"""The OpenAPI 3.1 document of the webhook and the admin API, built from the request models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent import __version__
+from agent.degradation.alerts import WebhookPayload
+from agent.degradation.flags import FlagDefinition
+from agent.server.degradation_api import EvaluateRequest, PinRequest, UnpinRequest
+
+_MODELS: dict[str, type[BaseModel]] = {
+    "WebhookPayload": WebhookPayload,
+    "PinRequest": PinRequest,
+    "UnpinRequest": UnpinRequest,
+    "EvaluateRequest": EvaluateRequest,
+    "FlagDefinition": FlagDefinition,
+}
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+    }
+
+
+def _responses(ok: str, *errors: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"200": {"description": ok, "content": {"application/json": {}}}}
+    texts = {
+        400: "The request is invalid; nothing changed.",
+        401: "Missing or wrong credentials; nothing changed.",
+        404: "No such flag.",
+        413: "The body is larger than allowed; nothing changed.",
+        503: "The state store is unavailable; retry later.",
+    }
+    for code in errors:
+        out[str(code)] = {
+            "description": texts[code],
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+    return out
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "string"}},
+            },
+        }
+    }
+    for name, model in _MODELS.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    admin: list[dict[str, list[str]]] = [{"adminToken": []}]
+    key = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Vigil degradation API", "version": __version__},
+        "paths": {
+            "/webhooks/alertmanager": {
+                "post": {
+                    "summary": "Apply an Alertmanager v4 webhook notification",
+                    "security": [{"webhookBearer": []}, {"webhookBasic": []}],
+                    "requestBody": _body("WebhookPayload"),
+                    "responses": _responses("Stored; the resulting level.", 400, 401, 413, 503),
+                }
+            },
+            "/api/v1/degradation": {
+                "get": {"summary": "Degradation status", "responses": _responses("Status.")}
+            },
+            "/api/v1/degradation/pin": {
+                "post": {
+                    "summary": "Pin the level",
+                    "security": admin,
+                    "requestBody": _body("PinRequest"),
+                    "responses": _responses("Pinned; the status.", 400, 401, 503),
+                }
+            },
+            "/api/v1/degradation/unpin": {
+                "post": {
+                    "summary": "Remove the pin",
+                    "security": admin,
+                    "requestBody": _body("UnpinRequest"),
+                    "responses": _responses("Unpinned; the status.", 400, 401, 503),
+                }
+            },
+            "/api/v1/audit": {
+                "get": {
+                    "summary": "Newest audit entries",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        }
+                    ],
+                    "responses": _responses("Audit entries, oldest first.", 400),
+                }
+            },
+            "/api/v1/flags": {
+                "get": {"summary": "Every flag", "responses": _responses("Flag definitions.")}
+            },
+            "/api/v1/flags/{key}": {
+                "get": {
+                    "summary": "One flag",
+                    "parameters": key,
+                    "responses": _responses("The definition.", 404),
+                },
+                "put": {
+                    "summary": "Create or replace a flag",
+                    "security": admin,
+                    "parameters": key,
+                    "requestBody": _body("FlagDefinition"),
+                    "responses": _responses("Stored.", 400, 401, 503),
+                },
+                "delete": {
+                    "summary": "Delete a flag",
+                    "security": admin,
+                    "parameters": key,
+                    "responses": _responses("Deleted.", 400, 401, 404, 503),
+                },
+            },
+            "/api/v1/flags/{key}/evaluate": {
+                "post": {
+                    "summary": "Evaluate a flag for a context",
+                    "parameters": key,
+                    "requestBody": _body("EvaluateRequest"),
+                    "responses": _responses("Value, variant and reason.", 400),
+                }
+            },
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer"},
+                "webhookBearer": {"type": "http", "scheme": "bearer"},
+                "webhookBasic": {"type": "http", "scheme": "basic"},
+            },
+        },
+    }

@@ -1,0 +1,288 @@
+"""The degradation engine behind the agent's webhook and admin API, driven over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REFERENCE = Path(__file__).parents[1] / "fixtures" / "alertmanager"  # captured, AM 0.25
+TOKEN = "hook-Token-77123"
+ADMIN = "admin-Token-99881"
+DISK = [
+    {
+        "name": "disk",
+        "kind": "disk",
+        "path": "/",
+        "interval_seconds": 5,
+        "degraded_free_ratio": 0,
+        "unhealthy_free_ratio": 0,
+    }
+]
+
+
+def reference(name: str) -> dict[str, Any]:
+    """A real Alertmanager 0.25 payload captured on this machine."""
+    return dict(json.loads((REFERENCE / name).read_text())["body"])
+
+
+def degradation(**extra: Any) -> dict[str, Any]:
+    """An enabled engine with one rule for the reference alert and a short hold."""
+    return {
+        "enabled": True,
+        "webhook": {"bearer_token_env": "VIGIL_TEST_HOOK"},
+        "admin_token_env": "VIGIL_TEST_ADMIN",
+        "hold_seconds": 1,
+        "tick_seconds": 0.2,
+        "rules": [
+            {
+                "name": "demo",
+                "matchers": ['alertname="DemoDown"'],
+                "level": "minimal",
+                "flags_off": ["recommendations"],
+            }
+        ],
+        **extra,
+    }
+
+
+@pytest.fixture(autouse=True)
+def tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webhook and admin tokens in the environment, as the config names them."""
+    monkeypatch.setenv("VIGIL_TEST_HOOK", TOKEN)
+    monkeypatch.setenv("VIGIL_TEST_ADMIN", ADMIN)
+
+
+async def _level(agent) -> str:
+    _, status = await agent.send("GET", "/api/v1/degradation")
+    return str(status["level"])
+
+
+async def _wait_level(agent, level: str, within: float = 10.0) -> None:
+    for _ in range(int(within / 0.1)):
+        if await _level(agent) == level:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"level never became {level}; it is {await _level(agent)}")
+
+
+async def test_fire_escalates_and_resolve_recovers_after_hold(start_agent) -> None:
+    """A firing webhook raises the level at once; the resolve brings it back after the hold."""
+    agent = await start_agent(DISK, degradation=degradation())
+
+    status, body = await agent.send(
+        "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
+    )
+    assert (status, body["level"]) == (200, "minimal")
+    _, state = await agent.send("GET", "/api/v1/degradation")
+    assert state["flags_off"] == ["recommendations"]
+    assert state["reasons"][0]["alertname"] == "DemoDown"
+
+    status, body = await agent.send(
+        "POST", "/webhooks/alertmanager", reference("webhook_resolved.json"), token=TOKEN
+    )
+    assert (status, body["level"]) == (200, "minimal")  # held
+    await _wait_level(agent, "full")
+    _, audit = await agent.send("GET", "/api/v1/audit?limit=50")
+    actions = [e["action"] for e in audit["entries"]]
+    assert actions.count("level_changed") == 2
+    assert "alert_fired" in actions
+    assert "alert_resolved" in actions
+    changed = [e for e in audit["entries"] if e["action"] == "level_changed"]
+    assert [(e["from"], e["to"], e["cause"]) for e in changed] == [
+        ("full", "minimal", "alert"),
+        ("minimal", "full", "recovery"),
+    ]
+    assert changed[0]["actor"]["kind"] == "alertmanager"
+    assert changed[0]["trace_id"]
+    _, metrics = await agent.get("/metrics")
+    assert 'vigil_degradation_transitions_total{from="full",to="minimal",cause="alert"} 1.0' in (
+        metrics
+    )
+    assert 'vigil_degradation_level{level="full"} 1.0' in metrics
+
+
+async def test_duplicates_and_stale_resolves_are_no_ops(start_agent) -> None:
+    """Duplicates change nothing; a resolve for an older episode leaves the newer one firing."""
+    agent = await start_agent(DISK, degradation=degradation())
+    firing = reference("webhook_firing.json")
+    newer = copy.deepcopy(firing)
+    newer["alerts"][0]["startsAt"] = "2026-11-28T15:00:00.000Z"
+    old_resolve = reference("webhook_resolved.json")
+
+    for body in (firing, firing, newer, old_resolve, newer):
+        status, _ = await agent.send("POST", "/webhooks/alertmanager", body, token=TOKEN)
+        assert status == 200
+    await asyncio.sleep(1.5)  # longer than the hold
+
+    assert await _level(agent) == "minimal"
+
+
+@pytest.mark.parametrize(
+    ("headers", "token"),
+    [({}, None), ({}, "wrong-token"), ({"Authorization": "Basic dXNlcjpwdw=="}, None)],
+)
+async def test_webhook_refuses_bad_credentials(
+    start_agent, headers: dict[str, str], token: str | None
+) -> None:
+    """Missing or wrong credentials get 401 and change nothing."""
+    agent = await start_agent(DISK, degradation=degradation())
+
+    status, _ = await agent.send(
+        "POST",
+        "/webhooks/alertmanager",
+        reference("webhook_firing.json"),
+        token=token,
+        headers=headers,
+    )
+
+    assert status == 401
+    assert await _level(agent) == "full"
+
+
+async def test_basic_auth_webhook(start_agent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Basic credentials work when configured instead of a Bearer token."""
+    monkeypatch.setenv("VIGIL_TEST_BASIC", "basic-Pw-123")
+    agent = await start_agent(
+        DISK,
+        degradation=degradation(
+            webhook={"basic_username": "alertmanager", "basic_password_env": "VIGIL_TEST_BASIC"}
+        ),
+    )
+    good = base64.b64encode(b"alertmanager:basic-Pw-123").decode()
+
+    status, _ = await agent.send(
+        "POST",
+        "/webhooks/alertmanager",
+        reference("webhook_firing.json"),
+        headers={"Authorization": f"Basic {good}"},
+    )
+
+    assert status == 200
+    assert await _level(agent) == "minimal"
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b.update(version="3"),
+        lambda b: b.update(alerts="nope"),
+        lambda b: b["alerts"][0].pop("fingerprint"),
+        lambda b: b["alerts"][0].update(status="flapping"),
+        lambda b: b["alerts"][0].update(startsAt="yesterday"),
+        lambda b: b.pop("status"),
+    ],
+)
+async def test_bad_payloads_get_400_and_change_nothing(start_agent, mutate: Any) -> None:
+    """Wrong version or shape is a 400 naming the problem; the state version does not move."""
+    agent = await start_agent(DISK, degradation=degradation())
+    body = reference("webhook_firing.json")
+    mutate(body)
+    _, before = await agent.send("GET", "/api/v1/degradation")
+
+    status, answer = await agent.send("POST", "/webhooks/alertmanager", body, token=TOKEN)
+
+    _, after = await agent.send("GET", "/api/v1/degradation")
+    assert status == 400
+    assert answer["details"]
+    assert after["version"] == before["version"]
+
+
+async def test_not_json_and_too_large(start_agent) -> None:
+    """A body that is not JSON is a 400; one over the cap is a 413."""
+    agent = await start_agent(
+        DISK,
+        degradation=degradation(
+            webhook={"bearer_token_env": "VIGIL_TEST_HOOK", "max_body_bytes": 2048}
+        ),
+    )
+
+    bad, _ = await agent.send("POST", "/webhooks/alertmanager", raw=b"{not json", token=TOKEN)
+    big, _ = await agent.send("POST", "/webhooks/alertmanager", raw=b"x" * 5000, token=TOKEN)
+
+    assert (bad, big) == (400, 413)
+
+
+async def test_pin_and_unpin_need_the_admin_token(start_agent) -> None:
+    """Pinning needs the admin token; a pin wins over alerts and unpinning restores them."""
+    agent = await start_agent(DISK, degradation=degradation())
+    await agent.send(
+        "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
+    )
+    pin = {"level": "full", "reason": "false alarm", "ttl_seconds": 600, "actor": "alice"}
+
+    refused, _ = await agent.send("POST", "/api/v1/degradation/pin", pin)
+    ok, pinned = await agent.send("POST", "/api/v1/degradation/pin", pin, token=ADMIN)
+    invalid, _ = await agent.send(
+        "POST", "/api/v1/degradation/pin", {**pin, "level": "chaos"}, token=ADMIN
+    )
+    _, unpinned = await agent.send(
+        "POST", "/api/v1/degradation/unpin", {"reason": "done", "actor": "alice"}, token=ADMIN
+    )
+
+    assert (refused, ok, invalid) == (401, 200, 400)
+    assert (pinned["level"], pinned["pin"]["actor"]) == ("full", "alice")
+    assert (unpinned["level"], unpinned["pinned"]) == ("minimal", False)
+    _, audit = await agent.send("GET", "/api/v1/audit")
+    causes = [e.get("cause") for e in audit["entries"] if e["action"] == "level_changed"]
+    assert causes == ["alert", "pin", "unpin"]
+
+
+async def test_flags_follow_the_level(start_agent) -> None:
+    """A flag off at `degraded` answers on at full and off once an alert raises the level."""
+    agent = await start_agent(DISK, degradation=degradation())
+    flag = {"enabled": True, "rollout_percent": 100, "disabled_at_level": "degraded"}
+
+    put, _ = await agent.send("PUT", "/api/v1/flags/search", flag, token=ADMIN)
+    _, before = await agent.send(
+        "POST", "/api/v1/flags/search/evaluate", {"context": {"user_id": "u1"}}
+    )
+    await agent.send(
+        "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
+    )
+    _, after = await agent.send(
+        "POST", "/api/v1/flags/search/evaluate", {"context": {"user_id": "u1"}}
+    )
+
+    assert put == 200
+    assert (before["value"], after["value"], after["reason"]) == (True, False, "degraded")
+
+
+async def test_flag_cycles_are_refused(start_agent) -> None:
+    """A flag dependency cycle is refused with 400 and the flag set stays as it was."""
+    agent = await start_agent(DISK, degradation=degradation())
+    await agent.send("PUT", "/api/v1/flags/a", {"enabled": True}, token=ADMIN)
+    await agent.send(
+        "PUT", "/api/v1/flags/b", {"enabled": True, "depends_on": [{"flag": "a"}]}, token=ADMIN
+    )
+
+    status, body = await agent.send(
+        "PUT", "/api/v1/flags/a", {"enabled": True, "depends_on": [{"flag": "b"}]}, token=ADMIN
+    )
+
+    _, a = await agent.send("GET", "/api/v1/flags/a")
+    assert status == 400
+    assert "cycle" in body["error"]
+    assert a["depends_on"] == []
+
+
+async def test_state_survives_restart(start_agent, tmp_path: Path) -> None:
+    """A second agent over the same data directory starts at the stored level and alerts."""
+    first = await start_agent(DISK, degradation=degradation(hold_seconds=600))
+    await first.send(
+        "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
+    )
+    await first.agent.stop()
+
+    second = await start_agent(DISK, degradation=degradation(hold_seconds=600))
+
+    _, status = await second.send("GET", "/api/v1/degradation")
+    assert status["level"] == "minimal"
+    assert status["active_alerts"][0]["labels"]["alertname"] == "DemoDown"

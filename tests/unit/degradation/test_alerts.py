@@ -1,0 +1,141 @@
+"""Alert state per fingerprint and episode, including convergence under reordering."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.degradation.alerts import AlertBook, Change, WebhookAlert
+from agent.degradation.levels import Level
+from agent.degradation.policy import Matcher, Rule, demand
+
+T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+
+
+def msg(fp: str, status: str, episode: int, name: str = "CacheDown") -> WebhookAlert:
+    """An alert message for episode `episode` (its startsAt) of fingerprint `fp`."""
+    return WebhookAlert(
+        status=status,
+        labels={"alertname": name},
+        fingerprint=fp,
+        startsAt=T0 + dt.timedelta(minutes=episode),
+    )
+
+
+def changes(book: AlertBook, *alerts: WebhookAlert) -> tuple[AlertBook, list[Change]]:
+    new, applied = book.apply(alerts, now=1.0)
+    return new, [c for _, c in applied]
+
+
+def test_fire_then_duplicate_then_resolve() -> None:
+    """Firing adds, a duplicate is a no-op, the resolve of that episode clears it."""
+    book, c1 = changes(AlertBook(), msg("a", "firing", 1))
+    book, c2 = changes(book, msg("a", "firing", 1))
+    book, c3 = changes(book, msg("a", "resolved", 1))
+
+    assert (c1, c2, c3) == ([Change.FIRED], [Change.DUPLICATE], [Change.RESOLVED])
+    assert not book.active
+
+
+def test_stale_resolve_never_clears_newer_episode() -> None:
+    """A resolve for an older episode leaves the newer firing episode active."""
+    book, _ = changes(AlertBook(), msg("a", "firing", 2))
+    book, got = changes(book, msg("a", "resolved", 1))
+
+    assert got == [Change.STALE]
+    assert "a" in book.active
+
+
+def test_late_firing_of_resolved_episode_stays_buried() -> None:
+    """A delayed duplicate firing of an episode already resolved does not resurrect it."""
+    book, _ = changes(AlertBook(), msg("a", "resolved", 1))
+    book, got = changes(book, msg("a", "firing", 1))
+
+    assert got == [Change.STALE]
+    assert not book.active
+
+
+def test_unknown_resolve_is_a_noop_for_the_level() -> None:
+    """A resolve for an alert never seen firing changes nothing active."""
+    book, got = changes(AlertBook(), msg("zz", "resolved", 5))
+
+    assert got == [Change.UNKNOWN_RESOLVE]
+    assert not book.active
+
+
+def test_new_episode_after_resolve_fires_again() -> None:
+    """The same fingerprint with a newer startsAt is a new episode and fires."""
+    book, _ = changes(AlertBook(), msg("a", "firing", 1), msg("a", "resolved", 1))
+    book, got = changes(book, msg("a", "firing", 3))
+
+    assert got == [Change.FIRED]
+    assert book.active["a"].starts_at == (T0 + dt.timedelta(minutes=3)).timestamp()
+
+
+def test_expiry_drops_alerts_not_seen_again() -> None:
+    """Alerts whose last sighting is older than the cut-off are expired and tombstoned."""
+    book, _ = AlertBook().apply([msg("a", "firing", 1)], now=10.0)
+    book, _ = book.apply([msg("b", "firing", 1)], now=50.0)
+
+    expired, dropped = book.expire(older_than=20.0)
+
+    assert [a.fingerprint for a in dropped] == ["a"]
+    assert set(expired.active) == {"b"}
+    again, got = expired.apply([msg("a", "firing", 1)], now=60.0)
+    assert [c for _, c in got] == [Change.STALE]
+    assert "a" not in again.active
+
+
+def test_round_trip_json() -> None:
+    """A book survives to_json/from_json unchanged."""
+    book, _ = changes(AlertBook(), msg("a", "firing", 1), msg("b", "resolved", 2))
+
+    assert AlertBook.from_json(book.to_json()) == book
+
+
+RULES = [
+    Rule("cache", (Matcher.parse('alertname="CacheDown"'),), Level.DEGRADED),
+    Rule("db", (Matcher.parse('alertname="DbDown"'),), Level.MINIMAL),
+]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[WebhookAlert]:
+    """An in-order history: per fingerprint, episodes that fire and (maybe) resolve."""
+    messages: list[tuple[int, WebhookAlert]] = []
+    for i in range(draw(st.integers(1, 4))):
+        fp = f"fp{i}"
+        name = draw(st.sampled_from(["CacheDown", "DbDown", "Unrelated"]))
+        start = 0
+        for _ in range(draw(st.integers(1, 3))):
+            start += draw(st.integers(1, 5))
+            messages.append((start * 10, msg(fp, "firing", start, name)))
+            if draw(st.booleans()):
+                messages.append(
+                    (start * 10 + draw(st.integers(1, 9)), msg(fp, "resolved", start, name))
+                )
+    return [m for _, m in sorted(messages, key=lambda pair: pair[0])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(history=histories(), data=st.data())
+def test_any_reordering_and_duplication_converges(
+    history: list[WebhookAlert], data: st.DataObject
+) -> None:
+    """Shuffled, duplicated, arbitrarily batched messages end at the in-order level and set."""
+    in_order, _ = AlertBook().apply(history, now=0.0)
+    noisy = history + data.draw(st.lists(st.sampled_from(history), max_size=len(history) * 2))
+    shuffled = data.draw(st.permutations(noisy))
+    book = AlertBook()
+    while shuffled:
+        size = data.draw(st.integers(1, len(shuffled)))
+        book, _ = book.apply(shuffled[:size], now=0.0)
+        shuffled = shuffled[size:]
+
+    assert set(book.active) == set(in_order.active)
+    assert (
+        demand(book.active.values(), RULES, {}).level
+        == demand(in_order.active.values(), RULES, {}).level
+    )
