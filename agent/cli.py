@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from agent.probes.result import Reason, Status
 from agent.server import loop
 from agent.telemetry import signals
 from agent.telemetry.logging import configure_logging
+from exporters.otel import otlp_target
 
 CONFIG_ERROR_EXIT = 3
 _COLOURS = {
@@ -36,11 +38,19 @@ config_option = click.option(
 
 
 def _load(path: Path | None) -> VigilConfig:
+    # `kind: python` targets are found like `python -m` finds them: from the working directory.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
-        return load_config(path)
+        config = load_config(path)
+        otlp_target(config.telemetry.otlp)  # OTEL_* variables are configuration too
     except ConfigError as exc:
         click.echo(exc.render(), err=True)
         sys.exit(CONFIG_ERROR_EXIT)
+    except ValueError as exc:
+        click.echo(f"invalid configuration: {exc}", err=True)
+        sys.exit(CONFIG_ERROR_EXIT)
+    return config
 
 
 @click.group()

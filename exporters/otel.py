@@ -82,8 +82,10 @@ def make_resource(settings: TelemetrySettings, instance_id: str | None = None) -
     attrs.update(settings.resource_attributes)
     if settings.service_name:
         attrs["service.name"] = settings.service_name
-    elif not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
+    elif (
+        "service.name" not in attrs
+        and not os.environ.get("OTEL_SERVICE_NAME")
+        and "service.name=" not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
     ):
         attrs["service.name"] = "vigil"
     return Resource.create(attrs)

@@ -68,6 +68,13 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n")
 
 
+def _label_value(value: Any) -> str:
+    # OTel booleans (the SDK's own otel.metric.overflow) read as Prometheus writes them.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _label_name(key: str) -> str:
     name = "".join(c if c.isalnum() or c == "_" else "_" for c in key)
     return f"_{name}" if name[:1].isdigit() else name
@@ -116,7 +123,8 @@ class PrometheusTextReader(MetricReader):
         text = self._labels.get(key)
         if text is None:
             text = ",".join(
-                f'{_label_name(k)}="{_escape_label(str(v))}"' for k, v in attributes.items()
+                f'{_label_name(k)}="{_escape_label(_label_value(v))}"'
+                for k, v in attributes.items()
             )
             self._labels[key] = text
         return text

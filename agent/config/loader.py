@@ -89,6 +89,8 @@ def _missing_environment(config: VigilConfig) -> Iterator[str]:
             variable = getattr(degradation.webhook, key)
             if variable:
                 refs.append((f"degradation.webhook.{key}", variable))
+        if degradation.store == "redis" and degradation.redis.password_env:
+            refs.append(("degradation.redis.password_env", degradation.redis.password_env))
         if degradation.admin_token_env:
             refs.append(("degradation.admin_token_env", degradation.admin_token_env))
     for where, variable in refs:

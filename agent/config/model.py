@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -100,10 +101,35 @@ class WebhookSettings(Strict):
         return self
 
 
+class RedisStoreSettings(Strict):
+    """Shared state in Redis, for several agents acting as one."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = None
+    password_env: str | None = None
+    key_prefix: str = Field(default="vigil:degradation", pattern=r"^[A-Za-z0-9:_.-]{1,100}$")
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"redis", "rediss", "unix"}:
+            msg = "must use redis://, rediss:// or unix://"
+            raise ValueError(msg)
+        if parts.password:
+            msg = "must not contain a password; name an environment variable in password_env"
+            raise ValueError(msg)
+        return value
+
+
 class DegradationSettings(Strict):
     """The degradation engine: rules, hysteresis, storage and the webhook."""
 
     enabled: bool = False
+    store: Literal["file", "redis"] = "file"
+    redis: RedisStoreSettings = Field(default_factory=RedisStoreSettings)
     state_file: str | None = Field(default=None, description="Default: <data_dir>/degradation.json")
     audit_file: str | None = Field(default=None, description="Default: <data_dir>/audit.jsonl")
     flags_file: str | None = Field(default=None, description="Default: <data_dir>/flags.json")

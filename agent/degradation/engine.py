@@ -353,6 +353,8 @@ class DegradationEngine:
         self.suppressions: Counter[str] = Counter()
         self.alert_changes: Counter[str] = Counter()
         self.stale_since: float | None = None
+        # A shared store can be changed by other agents: poll it on every tick.
+        self._shared = bool(getattr(store, "shared", False))
 
     @property
     def state(self) -> State:
@@ -373,6 +375,9 @@ class DegradationEngine:
         stored = await self._store.load()
         if stored is not None:
             self._state = State.from_json(stored)
+        listen = getattr(self._store, "listen", None)
+        if listen is not None:  # a shared store announces other agents' changes
+            await listen(self.sync)
         self._ticker = asyncio.create_task(self._tick_forever(), name="degradation-tick")
         log.info(
             "degradation engine started",
@@ -387,6 +392,9 @@ class DegradationEngine:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
+        close = getattr(self._store, "close", None)
+        if close is not None:
+            await close()
 
     async def receive(self, payload: WebhookPayload, actor: Actor, trace_id: str | None) -> Step:
         """Apply an Alertmanager notification; returns once the result is stored."""
@@ -412,6 +420,49 @@ class DegradationEngine:
     async def clear_pin(self, actor: Actor, reason: str, trace_id: str | None) -> Step:
         """Remove the pin; the alert-demanded level applies at once."""
         return await self._change(actor, trace_id, pin=None, note=reason)
+
+    async def sync(self) -> bool:
+        """Adopt a newer state another writer stored; True when one was adopted.
+
+        Stores shared by several agents announce changes, but announcements get lost, so
+        every agent also calls this on each tick: polling is the truth, the announcement a hint.
+        A store that cannot be read marks the state stale (the last level stays in force).
+        """
+        try:
+            stored = await self._store.load()
+        except StoreUnavailableError as exc:
+            if self.stale_since is None:
+                self.stale_since = self._clock()
+                log.warning(
+                    "degradation state store unreachable; keeping the last level", error=str(exc)
+                )
+            return False
+        if self.stale_since is not None:
+            log.info(
+                "degradation state store reachable again",
+                stale_seconds=round(self._clock() - self.stale_since, 3),
+            )
+            self.stale_since = None
+        if stored is None or int(stored["version"]) <= self._state.version:
+            return False
+        async with self._lock:
+            newer = State.from_json(stored)
+            if newer.version <= self._state.version:
+                return False
+            old, self._state = self._state, newer
+        if old.level != newer.level:
+            log.warning(
+                "degradation level changed by another agent",
+                previous=old.level.label,
+                level=newer.level.label,
+                version=newer.version,
+            )
+        for listener in self._listeners:
+            try:
+                listener(old, newer)
+            except Exception:
+                log.exception("degradation listener failed")
+        return True
 
     async def audit(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` audit entries, oldest first."""
@@ -439,6 +490,8 @@ class DegradationEngine:
         while True:
             await asyncio.sleep(self._settings.tick_seconds)
             try:
+                if self._shared:
+                    await self.sync()
                 await self.tick()
             except (StoreUnavailableError, ConflictError) as exc:
                 log.warning("degradation tick could not store its change", error=str(exc))
@@ -465,6 +518,10 @@ class DegradationEngine:
                 ]
                 try:
                     await self._store.commit(old.version, step.state.to_json(), entries)
+                except StoreUnavailableError:
+                    if self.stale_since is None:
+                        self.stale_since = self._clock()
+                    raise
                 except ConflictError:
                     stored = await self._store.load()
                     if stored is not None:

@@ -14,7 +14,7 @@ from opentelemetry.trace import Tracer
 
 from agent import __version__
 from agent.config import VigilConfig
-from agent.degradation.engine import DegradationEngine
+from agent.degradation.engine import DegradationEngine, StateStore
 from agent.degradation.filestore import FileStateStore
 from agent.degradation.flags import FileFlagStore, Flags
 from agent.degradation.recorder import DegradationRecorder
@@ -106,10 +106,16 @@ def _degradation(config: VigilConfig, meter: Meter, tracer: Tracer) -> Degradati
     """The degradation engine over file storage in the data directory, its flags and API."""
     settings = config.degradation
     data = Path(config.agent.data_dir)
-    store = FileStateStore(
-        Path(settings.state_file or data / "degradation.json"),
-        Path(settings.audit_file or data / "audit.jsonl"),
-    )
+    store: StateStore
+    if settings.store == "redis":
+        from agent.degradation.redisstore import RedisStateStore
+
+        store = RedisStateStore(settings.redis)
+    else:
+        store = FileStateStore(
+            Path(settings.state_file or data / "degradation.json"),
+            Path(settings.audit_file or data / "audit.jsonl"),
+        )
     engine = DegradationEngine(settings, store)
     flags = Flags.open(
         FileFlagStore(Path(settings.flags_file or data / "flags.json")),

@@ -37,6 +37,10 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
+def _plain(sio: TextIO, exc_info: str) -> None:
+    sio.write("\n" + str(exc_info))
+
+
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Route structlog and the standard library's logging through one redacting pipeline."""
     stream = stream or sys.stderr
@@ -50,11 +54,16 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     ]
     renderer: Any
     if console:
-        renderer = structlog.dev.ConsoleRenderer(colors=True)
-        tail: list[Any] = [redact]
+        # Tracebacks become text before redaction, so secrets in exception messages are masked.
+        renderer = structlog.dev.ConsoleRenderer(colors=True, exception_formatter=_plain)
+        tail: list[Any] = [structlog.processors.format_exc_info, redact]
     else:
         renderer = structlog.processors.JSONRenderer()
-        tail = [structlog.processors.dict_tracebacks, redact]
+        # Frame locals would carry configs and arguments into the log: leave them out.
+        tracebacks = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+        tail = [tracebacks, redact]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
