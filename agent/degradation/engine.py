@@ -507,6 +507,7 @@ class DegradationEngine:
         note: str = "",
     ) -> Step:
         async with self._lock:
+            expected: int | None = None  # the stored version, when it differs from ours
             for _ in range(5):  # a conflicting writer: reload and try again
                 old = self._state
                 now = self._clock()
@@ -517,16 +518,26 @@ class DegradationEngine:
                     _entry(e, step.state.version, actor, trace_id, now, note) for e in step.audit
                 ]
                 try:
-                    await self._store.commit(old.version, step.state.to_json(), entries)
+                    await self._store.commit(
+                        old.version if expected is None else expected,
+                        step.state.to_json(),
+                        entries,
+                    )
                 except StoreUnavailableError:
                     if self.stale_since is None:
                         self.stale_since = self._clock()
                     raise
                 except ConflictError:
                     stored = await self._store.load()
-                    if stored is not None:
+                    if stored is None:
+                        # The store lost its data (a Redis restarted without persistence):
+                        # this agent's state seeds it again rather than being refused forever.
+                        expected = 0
+                    else:
                         self._state = State.from_json(stored)
+                        expected = None
                     continue
+                self.stale_since = None
                 self._state = step.state
                 self._after(old, step)
                 return step

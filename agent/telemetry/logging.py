@@ -37,10 +37,6 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
-def _plain(sio: TextIO, exc_info: str) -> None:
-    sio.write("\n" + str(exc_info))
-
-
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Route structlog and the standard library's logging through one redacting pipeline."""
     stream = stream or sys.stderr
@@ -55,7 +51,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     renderer: Any
     if console:
         # Tracebacks become text before redaction, so secrets in exception messages are masked.
-        renderer = structlog.dev.ConsoleRenderer(colors=True, exception_formatter=_plain)
+        renderer = structlog.dev.ConsoleRenderer(colors=True)
         tail: list[Any] = [structlog.processors.format_exc_info, redact]
     else:
         renderer = structlog.processors.JSONRenderer()

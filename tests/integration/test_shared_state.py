@@ -1,0 +1,102 @@
+"""Three agents sharing one real Redis act as one: a webhook to any changes the level on all,
+Redis down means 503 and stale, Redis back means converged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.redis import RedisServer
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "alertmanager"
+TOKEN = "shared-Hook-5521"
+DISK = [
+    {
+        "name": "disk",
+        "kind": "disk",
+        "path": "/",
+        "interval_seconds": 5,
+        "degraded_free_ratio": 0,
+        "unhealthy_free_ratio": 0,
+    }
+]
+
+
+def _payload(name: str) -> dict[str, Any]:
+    return dict(json.loads((FIXTURES / name).read_text())["body"])
+
+
+def _degradation(redis: RedisServer) -> dict[str, Any]:
+    return {
+        "enabled": True,
+        "store": "redis",
+        "redis": {
+            "url": f"redis://127.0.0.1:{redis.port}/0",
+            "poll_seconds": 0.2,
+            "timeout_seconds": 0.5,
+        },
+        "webhook": {"bearer_token_env": "VIGIL_SHARED_HOOK"},
+        "hold_seconds": 0.5,
+        "tick_seconds": 0.2,
+        "rules": [{"name": "demo", "matchers": ['alertname="DemoDown"'], "level": "degraded"}],
+    }
+
+
+async def _levels(agents: list[Any]) -> list[tuple[str, float]]:
+    out = []
+    for agent in agents:
+        _, status = await agent.send("GET", "/api/v1/degradation")
+        out.append((status["level"], status["stale_seconds"]))
+    return out
+
+
+async def _converge(agents: list[Any], level: str, within: float = 5.0) -> None:
+    for _ in range(int(within / 0.05)):
+        if all(lv == level for lv, _ in await _levels(agents)):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"agents did not converge on {level}: {await _levels(agents)}")
+
+
+async def test_three_agents_converge_through_redis(
+    start_agent, fresh_redis, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A webhook to one agent reaches all three within 1 s; Redis down -> 503 and stale."""
+    monkeypatch.setenv("VIGIL_SHARED_HOOK", TOKEN)
+    redis: RedisServer = fresh_redis()
+    agents = [
+        await start_agent(
+            DISK, degradation=_degradation(redis), data_dir=str(tmp_path / f"agent-{i}")
+        )
+        for i in range(3)
+    ]
+
+    status, _ = await agents[0].send(
+        "POST", "/webhooks/alertmanager", _payload("webhook_firing.json"), token=TOKEN
+    )
+    assert status == 200
+    await _converge(agents, "degraded", within=1.0)
+
+    redis.kill()
+    down, body = await agents[1].send(
+        "POST", "/webhooks/alertmanager", _payload("webhook_resolved.json"), token=TOKEN
+    )
+    await asyncio.sleep(1.0)
+    levels = await _levels(agents)
+    assert down == 503, body
+    assert all(level == "degraded" and stale > 0 for level, stale in levels), levels
+
+    redis.start()  # empty: the state in Redis is gone; the next write must not be refused
+    await asyncio.sleep(0.5)
+    status, _ = await agents[2].send(
+        "POST", "/webhooks/alertmanager", _payload("webhook_resolved.json"), token=TOKEN
+    )
+    assert status == 200
+    await _converge(agents, "full", within=5.0)
+    assert all(stale == 0 for _, stale in await _levels(agents))
