@@ -26,7 +26,9 @@ format: $(VENV)/.test-installed
 	$(BIN)/ruff format agent exporters tests benchmarks
 
 bench: sysdeps $(VENV)/.test-installed
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python benchmarks/probes.py
+	$(BIN)/python benchmarks/degradation.py
 
 # Installs the Debian packages when a binary is missing and we may (root); otherwise says what
 # is missing and leaves the decision to the test harness (skip locally, fail under CI=true).

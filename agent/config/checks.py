@@ -203,8 +203,16 @@ class PythonCheck(CheckBase):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+class HeartbeatCheck(CheckBase):
+    """`kind: heartbeat`: something that must keep arriving, such as Alertmanager's Watchdog."""
+
+    kind: Literal["heartbeat"]
+    source: Literal["alertmanager"] = "alertmanager"
+    max_age_seconds: float = Field(default=600.0, gt=0)
+
+
 CheckConfig = Annotated[
-    PostgresCheck | RedisCheck | HttpCheck | TcpCheck | DiskCheck | PythonCheck,
+    PostgresCheck | RedisCheck | HttpCheck | TcpCheck | DiskCheck | PythonCheck | HeartbeatCheck,
     Field(discriminator="kind"),
 ]
 

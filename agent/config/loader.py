@@ -97,6 +97,8 @@ def _missing_environment(config: VigilConfig) -> Iterator[str]:
         value = os.environ.get(variable)
         if value is None:
             yield f"{where}: environment variable {variable} is not set"
+        elif not value:
+            yield f"{where}: environment variable {variable} is empty"
         else:
             redactor.register(value)
 

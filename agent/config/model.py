@@ -124,6 +124,29 @@ class RedisStoreSettings(Strict):
         return value
 
 
+class AlertmanagerSettings(Strict):
+    """Reconciliation: the agent polls Alertmanager to repair webhooks it missed."""
+
+    url: str | None = Field(default=None, description="e.g. http://127.0.0.1:9093")
+    receiver: str = Field(default="vigil", description="The receiver that routes to the agent.")
+    reconcile_seconds: float = Field(default=60.0, ge=1, le=3600)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            msg = "must be an http:// or https:// URL"
+            raise ValueError(msg)
+        return value
+
+
+class WatchdogSettings(Strict):
+    """The always-firing heartbeat alert that proves the alerting pipeline delivers."""
+
+    alertname: str = "Watchdog"
+
+
 class DegradationSettings(Strict):
     """The degradation engine: rules, hysteresis, storage and the webhook."""
 
@@ -144,6 +167,8 @@ class DegradationSettings(Strict):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     admin_token_env: str | None = None
     tick_seconds: float = Field(default=1.0, gt=0, le=60)
+    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+    watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
 
     @model_validator(mode="after")
     def _authenticated(self) -> DegradationSettings:
@@ -165,6 +190,13 @@ class VigilConfig(Strict):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     degradation: DegradationSettings = Field(default_factory=DegradationSettings)
     checks: list[CheckConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _heartbeats_have_a_source(self) -> VigilConfig:
+        if not self.degradation.enabled and any(c.kind == "heartbeat" for c in self.checks):
+            msg = "a heartbeat check on alertmanager needs degradation.enabled (its webhook)"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> VigilConfig:

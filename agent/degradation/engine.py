@@ -21,7 +21,7 @@ import structlog
 
 from agent.config.matchers import Matcher
 from agent.config.model import DegradationSettings
-from agent.degradation.alerts import AlertBook, Change, WebhookPayload
+from agent.degradation.alerts import AlertBook, Change, WebhookAlert, WebhookPayload
 from agent.degradation.levels import Level
 from agent.degradation.policy import (
     Cause,
@@ -41,6 +41,10 @@ FORMAT = 1
 
 class StoreUnavailableError(Exception):
     """The state store cannot be read or written now; callers answer 503 and retry later."""
+
+
+class StateError(Exception):
+    """The stored state cannot be used; the agent refuses to start over it (nothing is lost)."""
 
 
 class ConflictError(Exception):
@@ -74,6 +78,7 @@ class State:
     reasons: tuple[Contribution, ...] = ()
     suppressed: Suppression | None = None
     updated_at: float = 0.0
+    heartbeat_at: float | None = None  # last Watchdog notification
 
     @property
     def level(self) -> Level:
@@ -95,6 +100,7 @@ class State:
             "reasons": [_contribution_json(c) for c in self.reasons],
             "suppressed": self.suppressed.value if self.suppressed else None,
             "updated_at": self.updated_at,
+            "heartbeat_at": self.heartbeat_at,
         }
 
     @classmethod
@@ -134,6 +140,7 @@ class State:
             ),
             suppressed=Suppression(data["suppressed"]) if data.get("suppressed") else None,
             updated_at=float(data.get("updated_at", 0.0)),
+            heartbeat_at=None if data.get("heartbeat_at") is None else float(data["heartbeat_at"]),
         )
 
 
@@ -165,6 +172,7 @@ class Policy:
     severity_label: str
     hysteresis: Hysteresis
     alert_expiry_seconds: float | None
+    watchdog: str = "Watchdog"
 
     @classmethod
     def from_settings(cls, settings: DegradationSettings) -> Policy:
@@ -189,6 +197,7 @@ class Policy:
                 settings.flap_window_seconds,
             ),
             settings.alert_expiry_seconds,
+            settings.watchdog.alertname,
         )
 
 
@@ -230,8 +239,14 @@ def advance(
     audit: list[dict[str, Any]] = []
     changes: list[Change] = []
     fired: set[str] = set()
+    heartbeat_at = state.heartbeat_at
     if payload is not None:
-        book, applied = book.apply(payload.alerts, now)
+        # The Watchdog always fires: it proves delivery, it never demands a level.
+        beats = [a for a in payload.alerts if a.labels.get("alertname") == policy.watchdog]
+        if any(a.status == "firing" for a in beats):
+            heartbeat_at = now
+        alerts = [a for a in payload.alerts if a.labels.get("alertname") != policy.watchdog]
+        book, applied = book.apply(alerts, now)
         fired = {a.fingerprint for a, change in applied if change is Change.FIRED}
         for alert, change in applied:
             changes.append(change)
@@ -254,6 +269,8 @@ def advance(
         ]
     current_pin = state.pin
     pin_changed = False
+    if pin is None and state.pin is None:
+        pin = _KEEP_PIN  # unpinning nothing changes nothing (and must not skip a hold)
     if pin is not _KEEP_PIN:
         assert pin is None or isinstance(pin, Pin)
         pin_changed = True
@@ -315,9 +332,11 @@ def advance(
         reasons=tuple(wanted.reasons),
         suppressed=decision.suppressed,
         updated_at=now,
+        heartbeat_at=heartbeat_at,
     )
     worth_storing = (
         bool(audit)
+        or heartbeat_at != state.heartbeat_at
         or transition is not None
         or book != state.book
         or decision.state != state.levels
@@ -374,7 +393,10 @@ class DegradationEngine:
         """Load the stored state and start the clock tick (recovery, expiries)."""
         stored = await self._store.load()
         if stored is not None:
-            self._state = State.from_json(stored)
+            try:
+                self._state = State.from_json(stored)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StateError(f"stored degradation state is not usable: {exc!r}") from None
         listen = getattr(self._store, "listen", None)
         if listen is not None:  # a shared store announces other agents' changes
             await listen(self.sync)
@@ -481,6 +503,31 @@ class DegradationEngine:
         if self.stale_since is None:
             return 0.0
         return max(0.0, self._clock() - self.stale_since)
+
+    async def reconcile(self, firing: list[WebhookAlert]) -> Step:
+        """Repair missed webhooks from Alertmanager's own list of what fires now.
+
+        `firing` is complete for this agent's receiver, so an alert the engine holds that is not
+        in it was resolved and the resolve never arrived. Applied like a webhook: episodes and
+        duplicates behave the same, and nothing older wins over something newer.
+        """
+        # Polling proves nothing about webhook delivery: the Watchdog only counts when pushed.
+        firing = [a for a in firing if a.labels.get("alertname") != self.policy.watchdog]
+        listed = {a.fingerprint for a in firing}
+        resolves = [
+            WebhookAlert(
+                status="resolved",
+                labels=dict(held.labels),
+                startsAt=dt.datetime.fromtimestamp(held.starts_at, dt.UTC),
+                fingerprint=held.fingerprint,
+            )
+            for held in self._state.book.active.values()
+            if held.fingerprint not in listed
+        ]
+        payload = WebhookPayload(
+            version="4", status="firing" if firing else "resolved", alerts=[*firing, *resolves]
+        )
+        return await self._change(Actor("system", "reconcile"), None, payload=payload)
 
     async def tick(self) -> Step:
         """Re-evaluate time-driven changes: recovery after the hold, pin and alert expiry."""

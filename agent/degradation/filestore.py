@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.degradation.engine import ConflictError, StoreUnavailableError
+from agent.degradation.engine import ConflictError, StateError, StoreUnavailableError
 from agent.degradation.storage import append_lines, atomic_write, read_lines
 
 
-class StateFileError(Exception):
+class StateFileError(StateError):
     """The state file exists but cannot be used; the agent refuses to start over it."""
 
 

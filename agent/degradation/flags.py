@@ -27,6 +27,7 @@ integers per (flag, reason) for `stats()`.
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import dataclasses
 import enum
@@ -654,19 +655,29 @@ class Flags:
         definitions: Iterable[FlagDefinition] = (),
         *,
         level: Callable[[], Level] = _full,
+        forced_off: Callable[[], frozenset[str]] = frozenset,
         store: FileFlagStore | None = None,
     ) -> None:
         self._set = FlagSet.build(definitions)
         self._level = level
+        # Flags a degradation rule switched off while its alerts fire: off, reason `degraded`.
+        self._forced_off = forced_off
+        self._forced: collections.Counter[str] = collections.Counter()
         self._store = store
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, store: FileFlagStore, *, level: Callable[[], Level] = _full) -> Flags:
+    def open(
+        cls,
+        store: FileFlagStore,
+        *,
+        level: Callable[[], Level] = _full,
+        forced_off: Callable[[], frozenset[str]] = frozenset,
+    ) -> Flags:
         """Flags loaded from `store` and persisted to it; FlagStoreError naming the path if bad."""
         definitions = store.load()
         try:
-            return cls(definitions, level=level, store=store)
+            return cls(definitions, level=level, forced_off=forced_off, store=store)
         except FlagError as exc:
             msg = f"flag file {store.path}: {exc}"
             raise FlagStoreError(msg) from None
@@ -697,11 +708,17 @@ class Flags:
                 level = self._level()
             except Exception:
                 level = Level.MAINTENANCE
+        if key in self._forced_off():
+            self._forced[key] += 1
+            return Evaluation(False, "off", Reason.DEGRADED, key)
         return self._set.evaluate(key, context, level)
 
     def stats(self) -> dict[tuple[str, Reason], int]:
         """Evaluation counts per (flag, reason) since start, across writes."""
-        return self._set.stats()
+        counts = self._set.stats()
+        for key, forced in self._forced.copy().items():
+            counts[key, Reason.DEGRADED] = counts.get((key, Reason.DEGRADED), 0) + forced
+        return counts
 
     def set(self, definition: FlagDefinition) -> FlagDiff:
         """Create or replace one flag."""

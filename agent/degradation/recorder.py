@@ -27,8 +27,10 @@ class DegradationRecorder:
         engine: DegradationEngine,
         flags: Flags,
         webhook_outcomes: Counter[str],
+        reconcile_runs: Counter[str] | None = None,
     ) -> None:
         self._engine = engine
+        self._reconcile = reconcile_runs if reconcile_runs is not None else Counter()
         self._flags = flags
         self._outcomes = webhook_outcomes
         callbacks: dict[str, list[Callback]] = {
@@ -47,6 +49,7 @@ class DegradationRecorder:
             "vigil.degradation.state.staleness": [lambda _: [Observation(engine.staleness())]],
             "vigil.degradation.flags.off": [self._flags_off],
             "vigil.flags.evaluations": [self._evaluations],
+            "vigil.degradation.reconcile.runs": [self._reconciled],
         }
         names = [s.name for s in CATALOGUE if s.scope == "degradation"]
         create_instruments(meter, names, callbacks)
@@ -78,6 +81,11 @@ class DegradationRecorder:
     def _flags_off(self, _: CallbackOptions) -> Iterable[Observation]:
         for flag in sorted(self._engine.state.flags_off):
             yield Observation(1, {"flag": flag})
+
+    def _reconciled(self, _: CallbackOptions) -> Iterable[Observation]:
+        counts = self._reconcile.copy()
+        for outcome in ("ok", "unreachable", "invalid", "unavailable"):
+            yield Observation(counts[outcome], {"outcome": outcome})
 
     def _evaluations(self, _: CallbackOptions) -> Iterable[Observation]:
         for (flag, reason), count in self._flags.stats().items():

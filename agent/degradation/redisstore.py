@@ -25,6 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from agent.config.model import RedisStoreSettings
+from agent.degradation.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError
 from agent.degradation.engine import ConflictError, StoreUnavailableError
 from agent.telemetry.redact import redactor
 
@@ -59,11 +60,26 @@ class RedisStateStore:
         self._audit_key = f"{prefix}:audit"
         self.channel = f"{prefix}:changed"
         self._listener: asyncio.Task[None] | None = None
+        # While Redis is down, fail fast instead of paying a timeout on every webhook and tick.
+        self.breaker = CircuitBreaker(
+            "degradation-redis",
+            BreakerConfig(
+                window_size=10,
+                minimum_calls=3,
+                failure_rate_threshold=50.0,
+                slow_call_duration_seconds=settings.timeout_seconds,
+                wait_in_open_seconds=max(1.0, settings.poll_seconds),
+                record_exceptions=(rexc.RedisError,),
+            ),
+        )
 
     async def load(self) -> dict[str, Any] | None:
         """The shared state document, or None before the first write."""
         try:
-            doc = await self._client.hget(self._state_key, "doc")
+            async with self.breaker.guard():
+                doc = await self._client.hget(self._state_key, "doc")
+        except CircuitOpenError as exc:
+            raise StoreUnavailableError(f"Redis circuit open ({exc})") from exc
         except rexc.RedisError as exc:
             raise StoreUnavailableError(_describe(exc)) from exc
         return None if doc is None else dict(json.loads(doc))
@@ -81,7 +97,12 @@ class RedisStateStore:
             *(json.dumps(e, separators=(",", ":"), default=str) for e in audit),
         ]
         try:
-            stored, version = await self._commit(keys=[self._state_key, self._audit_key], args=args)
+            async with self.breaker.guard():
+                stored, version = await self._commit(
+                    keys=[self._state_key, self._audit_key], args=args
+                )
+        except CircuitOpenError as exc:
+            raise StoreUnavailableError(f"Redis circuit open ({exc})") from exc
         except rexc.RedisError as exc:
             raise StoreUnavailableError(_describe(exc)) from exc
         if int(stored) != 1:

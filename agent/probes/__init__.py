@@ -1,6 +1,7 @@
 """Probes: one file per check kind, each `probe_<kind>(check, ctx) -> CheckResult`."""
 
 from agent.probes.disk import probe_disk
+from agent.probes.heartbeat import probe_heartbeat
 from agent.probes.http import probe_http
 from agent.probes.postgres import probe_postgres
 from agent.probes.python import probe_python
@@ -17,6 +18,7 @@ PROBES: dict[str, Probe] = {
     "tcp": probe_tcp,
     "disk": probe_disk,
     "python": probe_python,
+    "heartbeat": probe_heartbeat,
 }
 
 __all__ = ["PROBES", "CheckResult", "Probe", "Reason", "Status"]

@@ -31,6 +31,8 @@ class ProbeContext:
         self._resources: dict[str, tuple[Any, Closer]] = {}
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._memo: dict[str, Any] = {}
+        # Unix time of the latest beat of each heartbeat source (None: none yet).
+        self.heartbeats: dict[str, Callable[[], float | None]] = {}
 
     def secret(self, variable: str | None) -> str | None:
         """The value of environment variable `variable`, registered for redaction."""

@@ -57,6 +57,7 @@ class Reason(enum.StrEnum):
     CERT_EXPIRING = "cert_expiring"
     DISK_LOW = "disk_low"
     STALE = "stale"
+    HEARTBEAT_MISSING = "heartbeat_missing"
     NOT_RUN = "not_run"
     INVALID_RESULT = "invalid_result"
     INTERNAL_ERROR = "internal_error"

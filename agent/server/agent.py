@@ -17,7 +17,10 @@ from agent.config import VigilConfig
 from agent.degradation.engine import DegradationEngine, StateStore
 from agent.degradation.filestore import FileStateStore
 from agent.degradation.flags import FileFlagStore, Flags
+from agent.degradation.reconcile import Reconciler
 from agent.degradation.recorder import DegradationRecorder
+from agent.degradation.redisstore import RedisStateStore
+from agent.degradation.telemetry import observe
 from agent.probes import PROBES
 from agent.probes.board import Scoreboard
 from agent.probes.context import ProbeContext
@@ -47,8 +50,20 @@ class Agent:
         self._runner_app: web.AppRunner | None = None
         self.port: int | None = None
         self.degradation: DegradationApi | None = None
+        self.reconciler: Reconciler | None = None
         if config.degradation.enabled:
             self.degradation = _degradation(config, meter, tracer)
+            engine = self.degradation.engine
+            self.context.heartbeats["alertmanager"] = lambda: engine.state.heartbeat_at
+            if config.degradation.alertmanager.url:
+                self.reconciler = Reconciler(config.degradation.alertmanager, engine)
+            DegradationRecorder(
+                meter,
+                engine,
+                self.degradation.flags,
+                self.degradation.webhook_outcomes,
+                self.reconciler.runs if self.reconciler else None,
+            )
 
     async def start(self) -> None:
         """Create the data directory, start serving and scheduling."""
@@ -58,6 +73,8 @@ class Agent:
         if self.degradation is not None:
             await self.degradation.engine.start()
             self.degradation.register(app)
+            if self.reconciler is not None:
+                self.reconciler.start()
         self._runner_app = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner_app.setup()
         site = web.TCPSite(self._runner_app, settings.listen_host, settings.listen_port)
@@ -79,6 +96,8 @@ class Agent:
         started = time.monotonic()
         grace = self.config.agent.shutdown_grace_seconds
         await self.runner.stop(grace)
+        if self.reconciler is not None:
+            await self.reconciler.stop()
         if self.degradation is not None:
             await self.degradation.engine.stop()
         await self.context.close()
@@ -108,9 +127,8 @@ def _degradation(config: VigilConfig, meter: Meter, tracer: Tracer) -> Degradati
     data = Path(config.agent.data_dir)
     store: StateStore
     if settings.store == "redis":
-        from agent.degradation.redisstore import RedisStateStore
-
         store = RedisStateStore(settings.redis)
+        observe(meter, [store.breaker])
     else:
         store = FileStateStore(
             Path(settings.state_file or data / "degradation.json"),
@@ -120,7 +138,6 @@ def _degradation(config: VigilConfig, meter: Meter, tracer: Tracer) -> Degradati
     flags = Flags.open(
         FileFlagStore(Path(settings.flags_file or data / "flags.json")),
         level=lambda: engine.level,
+        forced_off=lambda: engine.state.flags_off,
     )
-    api = DegradationApi(settings, engine, flags, tracer)
-    DegradationRecorder(meter, engine, flags, api.webhook_outcomes)
-    return api
+    return DegradationApi(settings, engine, flags, tracer)

@@ -16,6 +16,7 @@ import os
 from collections import Counter
 from typing import Any
 
+import structlog
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode, Tracer
@@ -32,6 +33,8 @@ from agent.degradation.engine import (
 )
 from agent.degradation.flags import FlagDefinition, FlagError, Flags, FlagStoreError
 from agent.degradation.levels import Level
+
+log = structlog.get_logger("vigil.degradation.api")
 
 ENGINE = web.AppKey("degradation_engine", DegradationEngine)
 FLAGS = web.AppKey("flags", Flags)
@@ -255,7 +258,10 @@ class DegradationApi:
         raw = request.query.get("limit", "100")
         if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
             raise _bad_request("limit must be an integer from 1 to 10000")
-        entries = await self.engine.audit(int(raw))
+        try:
+            entries = await self.engine.audit(int(raw))
+        except StoreUnavailableError as exc:
+            raise _unavailable(exc) from None
         return web.json_response({"entries": entries})
 
     async def list_flags(self, request: web.Request) -> web.Response:
@@ -330,6 +336,18 @@ class DegradationApi:
     async def _audit_flags(self, action: str, diff: Any) -> None:
         if not diff:
             return
+        try:
+            await self._record_flags(action, diff)
+        except (StoreUnavailableError, ConflictError) as exc:
+            # The flag change itself is stored; say loudly that its audit entry is missing.
+            log.error(
+                "flag change stored but not audited",
+                action=action,
+                error=str(exc),
+                flags=list(diff.keys),
+            )
+
+    async def _record_flags(self, action: str, diff: Any) -> None:
         await self.engine.record(
             action,
             {"flags": list(diff.keys), "before": dict(diff.before), "after": dict(diff.after)},
@@ -381,7 +399,8 @@ def status_json(engine: DegradationEngine) -> dict[str, Any]:
 
 
 def _env(variable: str | None) -> str | None:
-    return os.environ.get(variable) if variable else None
+    # An empty credential would match an empty header: treat it as no credential at all.
+    return (os.environ.get(variable) or None) if variable else None
 
 
 def _trace_id(span: trace.Span | None) -> str | None:

@@ -52,8 +52,9 @@ class Signal:
     """One metric: its OTel identity, its attributes and the Prometheus family it becomes.
 
     `detail` names the `CheckResult.details` key a per-kind gauge is read from; `kinds` limits it
-    to the check kinds that report it. `scope` says which part of the agent emits it: `checks`
-    always, `degradation` when the degradation engine is enabled.
+    to the check kinds that report it. `scope` says who emits it: `checks` always, `degradation`
+    when the degradation engine is enabled, `library` whoever holds breakers and fallbacks
+    (services embedding the library, and the agent for its shared Redis store).
     """
 
     name: str
@@ -200,6 +201,13 @@ CATALOGUE: tuple[Signal, ...] = (
         (),
         informational=True,
     ),
+    _detail(
+        "vigil.heartbeat.last.timestamp",
+        "s",
+        "Unix time the heartbeat source (Alertmanager's Watchdog) last arrived.",
+        "last_beat_timestamp",
+        "heartbeat",
+    ),
     # --- degradation --------------------------------------------------------------------------
     Signal(
         "vigil.degradation.level",
@@ -282,12 +290,53 @@ CATALOGUE: tuple[Signal, ...] = (
         scope="degradation",
     ),
     Signal(
+        "vigil.degradation.reconcile.runs",
+        Instrument.OBSERVABLE_COUNTER,
+        "{run}",
+        "Polls of Alertmanager's alert list by outcome (ok, unreachable, invalid, unavailable).",
+        ("outcome",),
+        scope="degradation",
+    ),
+    Signal(
         "vigil.flags.evaluations",
         Instrument.OBSERVABLE_COUNTER,
         "{evaluation}",
         "Flag evaluations by flag and reason.",
         ("flag", "reason"),
         scope="degradation",
+    ),
+    # --- library: breakers and fallbacks (published by whoever holds them) -------------------
+    Signal(
+        "vigil.breaker.state",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "Circuit breaker state: one series per state, 1 for the current one.",
+        ("breaker", "state"),
+        scope="library",
+    ),
+    Signal(
+        "vigil.breaker.calls",
+        Instrument.OBSERVABLE_COUNTER,
+        "{call}",
+        "Calls through a breaker by outcome (successful, failed, ignored, not_permitted, ...).",
+        ("breaker", "outcome"),
+        scope="library",
+    ),
+    Signal(
+        "vigil.fallback.uses",
+        Instrument.OBSERVABLE_COUNTER,
+        "{call}",
+        "Fallback calls by the source that served them (primary, cached, static, alternative).",
+        ("fallback", "source"),
+        scope="library",
+    ),
+    Signal(
+        "vigil.fallback.exhausted",
+        Instrument.OBSERVABLE_COUNTER,
+        "{call}",
+        "Fallback calls that every strategy failed.",
+        ("fallback",),
+        scope="library",
     ),
     # --- postgres -----------------------------------------------------------------------------
     _detail(

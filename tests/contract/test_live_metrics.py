@@ -14,7 +14,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.config.checks import KINDS
+from agent.config.model import TelemetrySettings
+from agent.degradation.breaker import BreakerConfig, CircuitBreaker
+from agent.degradation.fallback import Fallback, StaticFallback
+from agent.degradation.telemetry import observe
 from agent.telemetry.signals import CATALOGUE
+from exporters.otel import Pipeline
 from tests.harness.binaries import require
 
 pytestmark = pytest.mark.integration
@@ -100,6 +105,14 @@ async def test_live_families_and_labels_equal_catalogue(
             "target": "tests.integration.pychecks:ignores_cancellation",
         },
     ]
+    checks.append(
+        {
+            "name": "alerting-pipeline",
+            "kind": "heartbeat",
+            "interval_seconds": 0.5,
+            "critical": False,
+        }
+    )
     assert {c["kind"] for c in checks} == set(KINDS)  # the contract covers every kind
     monkeypatch.setenv("VIGIL_CONTRACT_HOOK", "hook-token-1234")
     monkeypatch.setenv("VIGIL_CONTRACT_ADMIN", "admin-token-1234")
@@ -124,6 +137,12 @@ async def test_live_families_and_labels_equal_catalogue(
     assert (await agent.send("POST", "/webhooks/alertmanager", firing, token="hook-token-1234"))[
         0
     ] == 200
+    watchdog = json.loads((FIXTURES / "webhook_firing.json").read_text())["body"]
+    watchdog["alerts"][0]["labels"] = {"alertname": "Watchdog"}
+    assert (await agent.send("POST", "/webhooks/alertmanager", watchdog, token="hook-token-1234"))[
+        0
+    ] == 200
+    await agent.wait_status("alerting-pipeline", "healthy")
     pin = {"level": "minimal", "reason": "contract", "ttl_seconds": 60}
     assert (await agent.send("POST", "/api/v1/degradation/pin", pin, token="admin-token-1234"))[
         0
@@ -139,7 +158,12 @@ async def test_live_families_and_labels_equal_catalogue(
 
     _, text = await agent.get("/metrics")
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    expected = {_family_name(s.prometheus_name, s.prometheus_type): s for s in CATALOGUE}
+    # Library signals come from whoever holds breakers: checked below on their own.
+    expected = {
+        _family_name(s.prometheus_name, s.prometheus_type): s
+        for s in CATALOGUE
+        if s.scope != "library"
+    }
 
     assert set(families) == set(expected)
     for name, family in families.items():
@@ -157,3 +181,33 @@ async def test_live_families_and_labels_equal_catalogue(
         check=False,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+async def test_library_families_equal_catalogue() -> None:
+    """A breaker and a fallback published with `observe` give exactly the library signals."""
+    breaker = CircuitBreaker("payments", BreakerConfig(window_size=4, minimum_calls=2))
+    fallback: Fallback[..., str] = Fallback("prices", _fails, chain=[StaticFallback("cached")])
+    assert await fallback.value() == "cached"
+    with contextlib.suppress(RuntimeError):
+        await breaker.call(_fails)
+    pipeline = Pipeline(TelemetrySettings())
+    observe(pipeline.meter_provider.get_meter("library-test"), [breaker], [fallback])
+
+    text = pipeline.render().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    expected = {
+        _family_name(s.prometheus_name, s.prometheus_type): s
+        for s in CATALOGUE
+        if s.scope == "library"
+    }
+
+    assert set(families) == set(expected)
+    for name, family in families.items():
+        label_sets = {frozenset(sample.labels) for sample in family.samples}
+        assert label_sets == {frozenset(expected[name].attributes)}, name
+    assert 'vigil_breaker_calls_total{breaker="payments",outcome="failed"} 1.0' in text
+    assert 'vigil_fallback_uses_total{fallback="prices",source="static"} 1.0' in text
+
+
+async def _fails() -> str:
+    raise RuntimeError("down")

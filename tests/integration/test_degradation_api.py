@@ -286,3 +286,85 @@ async def test_state_survives_restart(start_agent, tmp_path: Path) -> None:
     _, status = await second.send("GET", "/api/v1/degradation")
     assert status["level"] == "minimal"
     assert status["active_alerts"][0]["labels"]["alertname"] == "DemoDown"
+
+
+async def test_rule_flags_off_switch_flags_off(start_agent) -> None:
+    """A flag a firing rule names in flags_off answers off (degraded) until the alert resolves."""
+    agent = await start_agent(DISK, degradation=degradation(hold_seconds=0))
+    await agent.send("PUT", "/api/v1/flags/recommendations", {"enabled": True}, token=ADMIN)
+    ask = {"context": {"user_id": "u1"}}
+
+    _, before = await agent.send("POST", "/api/v1/flags/recommendations/evaluate", ask)
+    await agent.send(
+        "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
+    )
+    _, during = await agent.send("POST", "/api/v1/flags/recommendations/evaluate", ask)
+    await agent.send(
+        "POST", "/webhooks/alertmanager", reference("webhook_resolved.json"), token=TOKEN
+    )
+    await _wait_level(agent, "full")
+    _, after = await agent.send("POST", "/api/v1/flags/recommendations/evaluate", ask)
+
+    assert (before["value"], during["value"], after["value"]) == (True, False, True)
+    assert during["reason"] == "degraded"
+
+
+async def test_empty_token_is_refused_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty webhook token is a config error, never a credential that matches nothing."""
+    from agent.config import ConfigError
+    from tests.integration.conftest import agent_config
+
+    monkeypatch.setenv("VIGIL_TEST_HOOK", "")
+
+    with pytest.raises(ConfigError, match="VIGIL_TEST_HOOK is empty"):
+        agent_config(DISK, tmp_path, degradation=degradation())
+
+
+async def test_unpin_without_pin_changes_nothing(start_agent) -> None:
+    """Unpinning when nothing is pinned neither bumps the version nor writes audit."""
+    agent = await start_agent(DISK, degradation=degradation())
+    _, before = await agent.send("GET", "/api/v1/degradation")
+
+    status, after = await agent.send("POST", "/api/v1/degradation/unpin", {}, token=ADMIN)
+
+    _, audit = await agent.send("GET", "/api/v1/audit")
+    assert status == 200
+    assert after["version"] == before["version"]
+    assert audit["entries"] == []
+
+
+def test_corrupt_state_file_refuses_to_start(tmp_path: Path) -> None:
+    """A damaged state file stops `vigil run` with a message naming it, and stays untouched."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "degradation.json").write_text("{ not json")
+    config = tmp_path / "vigil.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "agent": {"data_dir": str(data), "listen_port": 0},
+                "degradation": degradation(),
+                "checks": DISK,
+            }
+        )
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert "degradation.json: not valid JSON" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (data / "degradation.json").read_text() == "{ not json"

@@ -100,3 +100,5 @@ async def test_three_agents_converge_through_redis(
     assert status == 200
     await _converge(agents, "full", within=5.0)
     assert all(stale == 0 for _, stale in await _levels(agents))
+    _, metrics = await agents[1].get("/metrics")
+    assert 'vigil_breaker_state{breaker="degradation-redis",state="closed"} 1.0' in metrics

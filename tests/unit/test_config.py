@@ -28,7 +28,7 @@ BAD = [
         "checks:\n - {name: a, kind: pg}\n",
         [
             "checks[0].kind: unknown kind 'pg' (expected one of 'postgres', 'redis', 'http', "
-            "'tcp', 'disk', 'python')"
+            "'tcp', 'disk', 'python', 'heartbeat')"
         ],
     ),
     (

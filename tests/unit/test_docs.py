@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import inspect
 import re
 from collections.abc import Iterator
@@ -14,9 +15,14 @@ from pydantic import BaseModel
 
 from agent.cli import main
 from agent.config import checks, model
+from agent.degradation import flags, policy
+from agent.degradation.engine import DegradationEngine
+from agent.degradation.filestore import FileStateStore
+from agent.degradation.levels import Level
 from agent.probes.board import Scoreboard
 from agent.probes.result import Reason
 from agent.server.app import make_app
+from agent.server.degradation_api import DegradationApi, EvaluateRequest, PinRequest, UnpinRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -26,12 +32,33 @@ def _page(name: str) -> str:
     return (DOCS / name).read_text("utf-8")
 
 
+def _nested_models(root: type[BaseModel]) -> list[type[BaseModel]]:
+    """`root` and every model its fields hold, however deep (`degradation.rules[]`, ...)."""
+    found: list[type[BaseModel]] = []
+    pending = [root]
+    while pending:
+        current = pending.pop()
+        if current in found:
+            continue
+        found.append(current)
+        for field in current.model_fields.values():
+            stack = [field.annotation]
+            while stack:
+                annotation = stack.pop()
+                if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+                    pending.append(annotation)
+                stack.extend(get_args(annotation))
+    return found
+
+
 def _config_models() -> list[type[BaseModel]]:
-    """`agent`, `telemetry`, `telemetry.otlp` and every model with fields in checks.py."""
+    """`agent`, `telemetry`, `telemetry.otlp`, `degradation` with everything under it, and every
+    model with fields in checks.py."""
     found: list[type[BaseModel]] = [
         model.AgentSettings,
         model.TelemetrySettings,
         model.OtlpSettings,
+        *_nested_models(model.DegradationSettings),
     ]
     for _, value in inspect.getmembers(checks, inspect.isclass):
         if (
@@ -50,6 +77,10 @@ def test_config_models_found() -> None:
         "AgentSettings",
         "TelemetrySettings",
         "OtlpSettings",
+        "DegradationSettings",
+        "RuleSettings",
+        "WebhookSettings",
+        "RedisStoreSettings",
         "CheckBase",
         "JsonFieldExpectation",
     }
@@ -94,14 +125,79 @@ def test_every_cli_command_and_option_documented() -> None:
     assert not missing, f"missing from cli.md: {missing}"
 
 
-def test_every_route_documented() -> None:
-    """Every route registered by `make_app` appears in docs/http-api.md."""
+def test_every_cli_group_walked() -> None:
+    """The command walk reaches the admin API clients, so the test above covers them too."""
+    paths = {path for path, _ in _commands(main, "vigil")}
+    expected = {
+        "vigil degradation status",
+        "vigil degradation pin",
+        "vigil degradation unpin",
+        "vigil degradation history",
+        "vigil flags list",
+        "vigil flags set",
+        "vigil flags evaluate",
+    }
+    assert expected <= paths
+
+
+def _routes(tmp_path: Path) -> set[str]:
+    """Every route of the agent's app with the degradation API registered."""
     app = make_app(Scoreboard([]), lambda: b"", 0.0)
-    routes = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+    settings = model.DegradationSettings()
+    engine = DegradationEngine(
+        settings, FileStateStore(tmp_path / "state.json", tmp_path / "audit.jsonl")
+    )
+    DegradationApi(settings, engine, flags.Flags()).register(app)
+    return {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+
+
+def test_every_route_documented(tmp_path: Path) -> None:
+    """Every route of `make_app` and of the degradation API appears in docs/http-api.md."""
+    routes = _routes(tmp_path)
     page = _page("http-api.md")
-    assert routes
+    assert {"/health", "/webhooks/alertmanager", "/api/v1/flags/{key}/evaluate"} <= routes
     missing = sorted(r for r in routes if f"`{r}`" not in page)
     assert not missing, f"routes missing from http-api.md: {missing}"
+
+
+@pytest.mark.parametrize(
+    "body_model", [PinRequest, UnpinRequest, EvaluateRequest], ids=lambda m: m.__name__
+)
+def test_every_request_field_documented(body_model: type[BaseModel]) -> None:
+    """Every field of an admin API request body appears in docs/http-api.md as `field`."""
+    page = _page("http-api.md")
+    missing = [key for key in body_model.model_fields if f"`{key}`" not in page]
+    assert not missing, f"{body_model.__name__} fields missing from http-api.md: {missing}"
+
+
+@pytest.mark.parametrize(
+    "flag_model", _nested_models(flags.FlagDefinition), ids=lambda m: m.__name__
+)
+def test_every_flag_field_documented(flag_model: type[BaseModel]) -> None:
+    """Every field of a flag definition (targeting, variants, dependencies) is in degradation.md."""
+    page = _page("degradation.md")
+    missing = [key for key in flag_model.model_fields if f"`{key}`" not in page]
+    assert not missing, f"{flag_model.__name__} fields missing from degradation.md: {missing}"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        Level,
+        policy.Cause,
+        policy.Suppression,
+        flags.Reason,
+        flags.EvaluationError,
+        flags.Operator,
+    ],
+    ids=lambda e: e.__name__,
+)
+def test_every_degradation_value_documented(values: type[enum.Enum]) -> None:
+    """Every level, cause, suppression, flag reason, error and operator is in degradation.md."""
+    page = _page("degradation.md")
+    labels = [v.label if isinstance(v, Level) else v.value for v in values]
+    missing = [label for label in labels if f"`{label}`" not in page]
+    assert not missing, f"{values.__name__} values missing from degradation.md: {missing}"
 
 
 def test_every_reason_documented() -> None:

@@ -1,0 +1,889 @@
+"""Vigil's degradation webhook against a bare aiohttp handler, and its flags against Unleash.
+
+Goals (from the issue):
+
+* Webhook-to-transition latency: p99 of `POST /webhooks/alertmanager` on the real agent is
+  <= 3x the p99 of a bare aiohttp handler that only parses the same JSON
+  (`webhook_p99_ratio = agent_p99 / bare_p99`).
+* Flag evaluations per CPU second: >= 3x UnleashClient's local evaluation of an equivalent
+  gradual-rollout flag (`flag_eval_ratio = vigil_per_s / unleash_per_s`).
+
+Method:
+
+* Webhook. The real agent runs as a subprocess (`python -m agent run --config FILE`): one disk
+  check, degradation on with the default file store in a temp data dir, Bearer token from the
+  environment, a rule `alertname="DemoDown"` -> `minimal`, `hold_seconds: 0` (a resolve recovers
+  at once) and a flap guard that never trips. The bare server (`_degradation_services.py bare`)
+  does `json.loads(await request.read())` and answers 200 `{}`. A load generator, its own process
+  (`_degradation_services.py load`), posts the captured Alertmanager 0.25 payload over keep-alive
+  at `--concurrency`, after a warm-up, `--requests` per run: worker `w` alternates firing and
+  resolved of its own alert, each pair a new episode (`startsAt` increases), so on the agent
+  every request is a stored change (audit line appended and fsynced, state file written, fsynced
+  and renamed, directory fsynced: the webhook answers only after that). Every answer is checked:
+  200, `changes` exactly `fired` / `resolved`, versions distinct and contiguous, and at the end
+  `GET /api/v1/degradation` reports the last version, level `full`, no active alert.
+  With several workers the level changes only when the set of firing alerts becomes empty or not
+  empty, so the same is also run serially (concurrency 1, one alert): there every request is a
+  level transition (full -> minimal -> full ...), checked per answer, and reported as
+  `webhook_p99_ratio_serial`. Sides are interleaved per repeat (bare, agent); medians reported.
+  The CPU of each server process per request (`/proc/PID/stat`) is reported beside the latency.
+* Where the agent's time goes: the engine path in-process (`DegradationEngine` over a
+  `FileStateStore`, then over an in-memory store) timed per `receive()`, the store's `commit`
+  timed on its own, and the payload validation timed; `--profile` prints a cProfile to stderr.
+* Flags, in-process, CPU time (`time.process_time`): Vigil's `Flags.evaluate` (and the bare
+  `FlagSet.evaluate`) of a flag enabled at `rollout_percent: 25`, stickiness `user_id`, against
+  `UnleashClient.is_enabled` of a `flexibleRollout` flag (rollout 25, stickiness userId, groupId the
+  flag name) bootstrapped from a dict, with no server (registration, metrics and fetching off).
+  `--evaluations` contexts cycle over 10,000 user ids; both sides must put 20-30 % on, so neither
+  is timing an error path.
+
+Everything binds 127.0.0.1 on free ports; loads are bounded in count and time; every process
+started here is stopped by PID on the way out, errors included. `--json` makes the last line of
+the output one JSON object. Exit codes: 0 done (goals met or not), 1 something failed a check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import dataclasses
+import gc
+import io
+import itertools
+import json
+import logging
+import os
+import platform
+import pstats
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.config.model import DegradationSettings
+from agent.degradation.alerts import WebhookPayload
+from agent.degradation.engine import Actor, DegradationEngine
+from agent.degradation.filestore import FileStateStore
+from agent.degradation.flags import FlagDefinition, Flags, FlagSet, Reason
+from agent.degradation.storage import append_lines, atomic_write
+
+SERVICES = Path(__file__).resolve().parent / "_degradation_services.py"
+REPO = Path(__file__).resolve().parents[1]
+GOALS = {"webhook_p99_ratio": 3.0, "flag_eval_ratio": 3.0}  # at most / at least
+HOOK_ENV = "VIGIL_BENCH_HOOK"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+START_SECONDS = 30.0  # how long a service may take to come up
+FLAG = "checkout-v2"
+USERS = 10_000
+SHARE_RANGE = (0.20, 0.30)  # a 25 % rollout over 10k users lands well inside this
+EPOCH = 1_800_000_000.0  # startsAt of the first episode; each run starts 10^7 s later
+
+
+class BenchError(Exception):
+    """The benchmark could not measure what it claims to (a failed request, a missing service)."""
+
+
+@dataclasses.dataclass
+class WebhookRun:
+    """One measured load against one server."""
+
+    side: str
+    concurrency: int
+    requests: int
+    wall_seconds: float
+    p50_seconds: float
+    p99_seconds: float
+    max_seconds: float
+    cpu_seconds: float  # of the server process, every thread
+    level_transitions: int | None = None
+
+    @property
+    def per_second(self) -> float:
+        """Wall-clock throughput."""
+        return self.requests / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """Server CPU milliseconds per request."""
+        return 1000 * self.cpu_seconds / self.requests if self.requests else 0.0
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+class Services:
+    """Processes this benchmark started; `stop()` ends each one by its PID, newest first."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(
+        self, name: str, argv: list[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `argv` with stdin and stdout piped (stdout unbuffered), stderr to a log file.
+
+        The helpers exit at EOF on stdin, so they end with this process even if it is killed.
+        """
+        with (self.workdir / f"{name}.log").open("ab") as log_file:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                bufsize=0,
+                env=None if env is None else dict(env),
+                cwd=REPO,
+            )
+        self.procs.append((name, proc))
+        return proc
+
+    def log_tail(self, name: str, size: int = 800) -> str:
+        """The end of the stderr log of service `name`."""
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace")[-size:] if path.exists() else ""
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM `proc` by PID, SIGKILL it after 10 s, and reap it."""
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+    def stop_all(self) -> list[int]:
+        """Stop every process still running; returns the PIDs handled."""
+        pids = []
+        while self.procs:
+            _, proc = self.procs.pop()
+            self.stop(proc)
+            pids.append(proc.pid)
+        return pids
+
+
+def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """The next stdout line of `proc`; BenchError if it exits or stays silent for `timeout`."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
+        if not ready:
+            raise BenchError(f"pid {proc.pid} ({proc.args!r:.80}) said nothing for {timeout:g}s")
+        chunk = proc.stdout.readline()
+        if not chunk:
+            raise BenchError(f"pid {proc.pid} ({proc.args!r:.80}) exited with {proc.wait()}")
+        line += chunk
+    return line.decode().strip()
+
+
+def free_port() -> int:
+    """A port the kernel considers free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 5.0) -> bytes:
+    """GET `url` without any proxy from the environment."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as response:
+        return bytes(response.read())
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime+stime of process `pid`, every thread included, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def helper_env(token: str) -> dict[str, str]:
+    """This environment without OTLP settings (nothing leaves the box), plus the webhook token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env[HOOK_ENV] = token
+    return env
+
+
+def start_bare(services: Services) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the bare aiohttp handler and return it with the port it bound."""
+    proc = services.start("bare", [sys.executable, str(SERVICES), "bare"])
+    try:
+        line = read_line(proc, START_SECONDS)
+    except BenchError as exc:
+        raise BenchError(f"bare server did not start: {exc}\n{services.log_tail('bare')}") from None
+    return proc, int(line.removeprefix("port "))
+
+
+def agent_config(port: int, data_dir: Path) -> dict[str, Any]:
+    """A minimal agent: one disk check, degradation on over the default file store."""
+    return {
+        "agent": {
+            "listen_host": "127.0.0.1",
+            "listen_port": port,
+            "data_dir": str(data_dir),
+            "startup_grace_seconds": 0,
+            "log_format": "json",
+        },
+        "telemetry": {"otlp": {"enabled": False}},
+        "degradation": {
+            "enabled": True,
+            "store": "file",
+            "webhook": {"bearer_token_env": HOOK_ENV},
+            "hold_seconds": 0,  # a resolve recovers at once: every request a transition
+            "flap_max_changes": 1_000_000,  # never suppress: alternation is the point here
+            "flap_window_seconds": 0.001,
+            "tick_seconds": 60,
+            "rules": [
+                {
+                    "name": "demo",
+                    "matchers": ['alertname="DemoDown"'],
+                    "level": "minimal",
+                    "flags_off": ["recommendations"],
+                }
+            ],
+        },
+        "checks": [
+            {
+                "name": "disk",
+                "kind": "disk",
+                "path": "/",
+                "interval_seconds": 3600,
+                "degraded_free_ratio": 0,
+                "unhealthy_free_ratio": 0,
+            }
+        ],
+    }
+
+
+def start_agent(
+    services: Services, workdir: Path, token: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `python -m agent run` on a free port and wait until `/healthz` answers."""
+    for attempt in range(3):  # the port may be taken between probing it and the agent binding it
+        port = free_port()
+        config = workdir / f"vigil-{attempt}.yaml"
+        config.write_text(yaml.safe_dump(agent_config(port, workdir / f"data-{attempt}")))
+        argv = [sys.executable, "-m", "agent", "run", "--config", str(config)]
+        proc = services.start("agent", argv, helper_env(token))
+        if wait_healthy(proc, f"http://127.0.0.1:{port}/healthz"):
+            return proc, port
+        services.procs.remove(("agent", proc))
+        services.stop(proc)
+    raise BenchError(f"the agent did not start:\n{services.log_tail('agent')}")
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], url: str) -> bool:
+    """Poll `url` until it answers, `proc` exits, or START_SECONDS pass."""
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            http_get(url, timeout=1.0)
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# --- webhook --------------------------------------------------------------------------------
+
+
+class WebhookBench:
+    """The two servers and the loads against them."""
+
+    def __init__(self, services: Services, workdir: Path, args: Any) -> None:
+        self.services, self.args = services, args
+        token = f"bench-{os.getpid()}-{time.time_ns()}"
+        self.env = helper_env(token)
+        self.bare, self.bare_port = start_bare(services)
+        self.agent, self.agent_port = start_agent(services, workdir, token)
+        self.runs = 0
+
+    def measure(self, side: str, concurrency: int) -> WebhookRun:
+        """One load of `--requests` against `side` (bare or agent) at `concurrency`."""
+        proc, port = (
+            (self.agent, self.agent_port) if side == "agent" else (self.bare, self.bare_port)
+        )
+        url = f"http://127.0.0.1:{port}/webhooks/alertmanager"
+        epoch = EPOCH + 10_000_000 * self.runs
+        self.runs += 1
+        args = self.args
+        argv = [sys.executable, str(SERVICES), "load", url, side, str(args.requests)]
+        argv += [str(args.warmup), str(concurrency), str(args.max_seconds), str(epoch)]
+        before_state = self.state() if side == "agent" else None
+        load = self.services.start("load", argv, self.env)
+        try:
+            first = read_line(load, args.max_seconds + START_SECONDS)
+            if first != "ready":
+                raise BenchError(f"{side} warm-up: {first} {self.services.log_tail('load')}")
+            cpu = proc_cpu_seconds(proc.pid)
+            assert load.stdin is not None
+            load.stdin.write(b"go\n")
+            tally = json.loads(read_line(load, args.max_seconds + START_SECONDS))
+            cpu = proc_cpu_seconds(proc.pid) - cpu
+        finally:
+            self.services.procs.remove(("load", load))
+            self.services.stop(load)
+        if tally["bad"] or tally["errors"] or not tally["ok"]:
+            raise BenchError(f"{side} at concurrency {concurrency}: {tally}")
+        if tally["ok"] < args.requests:
+            raise BenchError(f"{side}: only {tally['ok']}/{args.requests} within --max-seconds")
+        run = WebhookRun(
+            side,
+            concurrency,
+            tally["ok"],
+            tally["wall_seconds"],
+            tally["p50"],
+            tally["p99"],
+            tally["max"],
+            cpu,
+        )
+        if side == "agent":
+            assert before_state is not None
+            self.check_agent(tally, before_state, concurrency)
+            run.level_transitions = tally["level_transitions"]
+        return run
+
+    def state(self) -> dict[str, Any]:
+        """`GET /api/v1/degradation` of the agent."""
+        url = f"http://127.0.0.1:{self.agent_port}/api/v1/degradation"
+        return dict(json.loads(http_get(url)))
+
+    def check_agent(self, tally: dict[str, Any], before: dict[str, Any], concurrency: int) -> None:
+        """Every measured request was a stored change, and the agent says so too."""
+        n, first, last = tally["ok"], tally["first_version"], tally["last_version"]
+        if tally["distinct_versions"] != n or last - first + 1 != n:
+            raise BenchError(
+                f"agent versions: {tally['distinct_versions']} distinct, {first}..{last}"
+                f" for {n} requests"
+            )
+        after = self.state()
+        if after["version"] != last or after["level"] != "full" or after["active_alerts"]:
+            raise BenchError(f"agent state after the load: {after} (last answer {last})")
+        if after["version"] - before["version"] != n + (self.args.warmup + 1) // 2 * 2:
+            raise BenchError(
+                f"agent version moved {after['version'] - before['version']}"
+                f" for {n} requests and the warm-up"
+            )
+        if concurrency == 1 and tally["level_transitions"] != n - 1:
+            raise BenchError(f"serial: {tally['level_transitions']} transitions for {n} requests")
+
+
+# --- the engine path in-process -------------------------------------------------------------
+
+
+class MemoryStore:
+    """A state store that keeps the last document in memory: the engine without durable I/O."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] | None = None
+        self.entries = 0
+
+    async def load(self) -> dict[str, Any] | None:
+        """The stored document."""
+        return self.state
+
+    async def commit(
+        self, expected_version: int, state: dict[str, Any], audit: Sequence[dict[str, Any]]
+    ) -> None:
+        """Keep `state`, count `audit`."""
+        self.state = state
+        self.entries += len(audit)
+
+    async def audit(self, limit: int) -> list[dict[str, Any]]:
+        """No entries are kept."""
+        return []
+
+
+class TimedFileStore(FileStateStore):
+    """The file store with each commit's wall time recorded."""
+
+    def __init__(self, state_path: Path, audit_path: Path) -> None:
+        super().__init__(state_path, audit_path)
+        self.commit_seconds: list[float] = []
+
+    async def commit(
+        self, expected_version: int, state: dict[str, Any], audit: Sequence[dict[str, Any]]
+    ) -> None:
+        """FileStateStore.commit, timed."""
+        started = time.perf_counter()
+        await super().commit(expected_version, state, audit)
+        self.commit_seconds.append(time.perf_counter() - started)
+
+
+def engine_settings() -> DegradationSettings:
+    """The degradation settings the agent under test runs with."""
+    return DegradationSettings.model_validate(agent_config(0, Path("."))["degradation"])
+
+
+def engine_payloads(count: int) -> list[bytes]:
+    """`count` alternating firing / resolved bodies of one alert, a new episode per pair."""
+    sys.path.insert(0, str(SERVICES.parent))
+    try:
+        from _degradation_services import fixture_body, payload
+    finally:
+        sys.path.remove(str(SERVICES.parent))
+    import datetime as dt
+
+    base, start = fixture_body(), dt.datetime.fromtimestamp(EPOCH, dt.UTC)
+    bodies = []
+    for i in range(count):
+        starts = start + dt.timedelta(seconds=i // 2)
+        bodies.append(payload(base, "bench-engine", starts, firing=i % 2 == 0))
+    return bodies
+
+
+async def _receive_all(engine: DegradationEngine, payloads: list[WebhookPayload]) -> list[float]:
+    """Wall seconds of each `engine.receive`, one after another; every one must transition."""
+    actor = Actor("alertmanager", "bench")
+    times = []
+    for payload in payloads:
+        started = time.perf_counter()
+        step = await engine.receive(payload, actor, None)
+        times.append(time.perf_counter() - started)
+        if step.transition is None:
+            raise BenchError(f"engine: no transition at version {step.state.version}")
+    return times
+
+
+def time_storage(data: Path, state: bytes, count: int) -> dict[str, float]:
+    """Wall ms of the two durable writes of a commit, called directly (no thread hop)."""
+    entry = {"action": "level_changed", "version": 1, "from": "full", "to": "minimal"}
+    appends, writes = [], []
+    for _ in range(count // 2):
+        started = time.perf_counter()
+        append_lines(data / "timing-audit.jsonl", [entry, entry])
+        appends.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        atomic_write(data / "timing-state.json", state)
+        writes.append(time.perf_counter() - started)
+    return {
+        "append_lines_p50_ms": 1000 * statistics.median(appends),
+        "atomic_write_p50_ms": 1000 * statistics.median(writes),
+        "state_file_bytes": len(state),
+    }
+
+
+async def _timed_receives(
+    store: Any, payloads: list[WebhookPayload], profiler: cProfile.Profile | None
+) -> tuple[list[float], float]:
+    """Wall seconds of each receive() after 20 unmeasured ones, and their CPU seconds in all."""
+    engine = DegradationEngine(engine_settings(), store)
+    await engine.start()
+    try:
+        await _receive_all(engine, payloads[:20])  # warm-up
+        cpu = time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        times = await _receive_all(engine, payloads[20:])
+        if profiler is not None:
+            profiler.disable()
+        return times, time.process_time() - cpu
+    finally:
+        await engine.stop()
+
+
+def measure_engine(workdir: Path, count: int, profile: bool) -> dict[str, Any]:
+    """Per-call cost of the engine path: validation, receive() over files and over memory."""
+    bodies = engine_payloads(count)
+    started = time.process_time()
+    payloads = [WebhookPayload.model_validate_json(b) for b in bodies]
+    validate_cpu = time.process_time() - started
+    started = time.process_time()
+    for body in bodies:
+        json.loads(body)
+    loads_cpu = time.process_time() - started
+    result: dict[str, Any] = {
+        "calls": count,
+        "payload_bytes": len(bodies[0]),
+        "validate_us": 1e6 * validate_cpu / count,
+        "json_loads_us": 1e6 * loads_cpu / count,
+    }
+    profiler = cProfile.Profile() if profile else None
+    for name in ("memory", "file"):
+        data = workdir / f"engine-{name}"
+        store: Any = (
+            MemoryStore()
+            if name == "memory"
+            else TimedFileStore(data / "degradation.json", data / "audit.jsonl")
+        )
+
+        gc.collect()
+        times, cpu = asyncio.run(
+            _timed_receives(store, payloads, profiler if name == "file" else None)
+        )
+        result[f"receive_{name}_p50_ms"] = 1000 * statistics.median(times)
+        result[f"receive_{name}_p99_ms"] = 1000 * quantile(times, 0.99)
+        result[f"receive_{name}_cpu_ms"] = 1000 * cpu / len(times)
+        if isinstance(store, TimedFileStore):
+            commits = store.commit_seconds[20:]
+            result["commit_file_p50_ms"] = 1000 * statistics.median(commits)
+            result["commit_file_p99_ms"] = 1000 * quantile(commits, 0.99)
+            result["fsyncs_per_commit"] = 3  # audit file, state temp file, data directory
+            result.update(time_storage(data, store.state_path.read_bytes(), count))
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
+        print(out.getvalue(), file=sys.stderr)
+    return result
+
+
+# --- flags ----------------------------------------------------------------------------------
+
+
+def unleash_toggles() -> dict[str, Any]:
+    """`/api/client/features` with one flexibleRollout flag equivalent to Vigil's."""
+    return {
+        "version": 2,
+        "features": [
+            {
+                "name": FLAG,
+                "type": "release",
+                "project": "default",
+                "enabled": True,
+                "impressionData": False,
+                "strategies": [
+                    {
+                        "name": "flexibleRollout",
+                        "parameters": {"rollout": "25", "stickiness": "userId", "groupId": FLAG},
+                        "constraints": [],
+                    }
+                ],
+                "variants": [],
+            }
+        ],
+    }
+
+
+@contextlib.contextmanager
+def unleash_client(workdir: Path) -> Iterator[Any]:
+    """An UnleashClient evaluating locally from a bootstrapped cache; nothing goes out."""
+    from UnleashClient import UnleashClient
+    from UnleashClient.cache import FileCache
+
+    cache = FileCache("vigil-bench", directory=str(workdir / "unleash-cache"))
+    cache.bootstrap_from_dict(unleash_toggles())
+    client = UnleashClient(
+        "http://127.0.0.1:9/api",  # never contacted: registration, metrics and fetching are off
+        "vigil-bench",
+        disable_registration=True,
+        disable_metrics=True,
+        refresh_interval=3600,
+        cache=cache,
+    )
+    client.initialize_client(fetch_toggles=False)
+    try:
+        if FLAG not in client.feature_definitions():
+            raise BenchError(f"UnleashClient did not load the bootstrapped flag: {client!r}")
+        yield client
+    finally:
+        client.destroy()
+
+
+def cpu_rate(fn: Callable[[str, Any], Any], contexts: list[Any], count: int) -> float:
+    """Calls of `fn(FLAG, ctx)` per CPU second over `count` contexts cycling over `contexts`."""
+    cycle = list(itertools.islice(itertools.cycle(contexts), count))
+    gc.collect()
+    started = time.process_time()
+    for ctx in cycle:
+        fn(FLAG, ctx)
+    return count / (time.process_time() - started)
+
+
+def measure_flags(workdir: Path, args: Any) -> dict[str, Any]:
+    """Evaluations per CPU second of Vigil (Flags, FlagSet) and UnleashClient; medians."""
+    users = [f"user-{i:05d}" for i in range(USERS)]
+    vigil_ctx = [{"user_id": u} for u in users]
+    unleash_ctx = [{"userId": u} for u in users]
+    definition = FlagDefinition(
+        key=FLAG, enabled=True, rollout_percent=25, stickiness="user_id", group_id=FLAG
+    )
+    flags, flag_set = Flags([definition]), FlagSet.build([definition])
+    rates: dict[str, list[float]] = {"vigil": [], "vigil_flagset": [], "unleash": []}
+    with unleash_client(workdir) as client:
+        vigil_on = [flags.evaluate(FLAG, c) for c in vigil_ctx]
+        unleash_on = [client.is_enabled(FLAG, c) for c in unleash_ctx]
+        reasons = {e.reason for e in vigil_on}
+        if reasons != {Reason.SPLIT}:
+            raise BenchError(f"vigil answered with reasons {sorted(reasons)}, not only split")
+        shares = {
+            "vigil": sum(e.value for e in vigil_on) / USERS,
+            "unleash": sum(unleash_on) / USERS,
+        }
+        for side, share in shares.items():
+            if not SHARE_RANGE[0] <= share <= SHARE_RANGE[1]:
+                raise BenchError(f"{side} put {share:.1%} on, not about 25 %: an error path?")
+        agree = sum(e.value == u for e, u in zip(vigil_on, unleash_on, strict=True)) / USERS
+        for rep in range(args.repeat):
+            say(args, f"flags repeat {rep + 1}/{args.repeat}")
+            rates["vigil"].append(cpu_rate(flags.evaluate, vigil_ctx, args.evaluations))
+            rates["vigil_flagset"].append(cpu_rate(flag_set.evaluate, vigil_ctx, args.evaluations))
+            rates["unleash"].append(cpu_rate(client.is_enabled, unleash_ctx, args.evaluations))
+    med = {side: statistics.median(values) for side, values in rates.items()}
+    return {
+        "evaluations": args.evaluations,
+        "users": USERS,
+        "vigil_per_s": med["vigil"],
+        "vigil_flagset_per_s": med["vigil_flagset"],
+        "unleash_per_s": med["unleash"],
+        "runs_per_s": {side: [round(v) for v in values] for side, values in rates.items()},
+        "share_on_vigil": shares["vigil"],
+        "share_on_unleash": shares["unleash"],
+        "same_answer_share": agree,
+        "unleash_version": _version("UnleashClient"),
+        "yggdrasil_engine_version": _version("yggdrasil-engine"),
+    }
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+# --- run and report -------------------------------------------------------------------------
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The `q` quantile of `values` (nearest rank), 0 when empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def say(args: Any, text: str) -> None:
+    """Progress on stderr, unless --quiet."""
+    if not args.quiet:
+        print(f"# {text}", file=sys.stderr, flush=True)
+
+
+def run_webhooks(services: Services, workdir: Path, args: Any) -> dict[str, list[WebhookRun]]:
+    """Start both servers; measure bare and agent interleaved, at each concurrency, `--repeat`."""
+    bench = WebhookBench(services, workdir, args)
+    say(args, f"agent pid {bench.agent.pid} port {bench.agent_port}, bare pid {bench.bare.pid}")
+    levels = [args.concurrency] + ([1] if args.concurrency != 1 and args.serial else [])
+    results: dict[str, list[WebhookRun]] = {}
+    for rep in range(args.repeat):
+        for concurrency in levels:
+            for side in ("bare", "agent"):
+                say(args, f"repeat {rep + 1}/{args.repeat}: {side}, concurrency {concurrency}")
+                run = bench.measure(side, concurrency)
+                results.setdefault(f"{side}@{concurrency}", []).append(run)
+    return results
+
+
+def webhook_summary(runs: list[WebhookRun]) -> dict[str, Any]:
+    """Medians of one side at one concurrency."""
+    return {
+        "concurrency": runs[0].concurrency,
+        "requests_per_run": runs[0].requests,
+        "p50_ms": statistics.median(1000 * r.p50_seconds for r in runs),
+        "p99_ms": statistics.median(1000 * r.p99_seconds for r in runs),
+        "max_ms": statistics.median(1000 * r.max_seconds for r in runs),
+        "per_second": statistics.median(r.per_second for r in runs),
+        "server_cpu_ms_per_request": statistics.median(r.cpu_ms_per_request for r in runs),
+        "level_transitions": [r.level_transitions for r in runs]
+        if runs[0].level_transitions is not None
+        else None,
+        "runs_p99_ms": [round(1000 * r.p99_seconds, 3) for r in runs],
+    }
+
+
+def summarize(
+    webhooks: dict[str, list[WebhookRun]],
+    engine: dict[str, Any],
+    flags: dict[str, Any],
+    args: Any,
+) -> dict[str, Any]:
+    """The JSON summary: ratios first, then the figures behind them."""
+    sides = {key: webhook_summary(runs) for key, runs in webhooks.items()}
+    c = args.concurrency
+    ratio = sides[f"agent@{c}"]["p99_ms"] / sides[f"bare@{c}"]["p99_ms"]
+    summary: dict[str, Any] = {
+        "webhook_p99_ratio": ratio,
+        "flag_eval_ratio": flags["vigil_per_s"] / flags["unleash_per_s"],
+    }
+    if "agent@1" in sides and c != 1:
+        summary["webhook_p99_ratio_serial"] = sides["agent@1"]["p99_ms"] / sides["bare@1"]["p99_ms"]
+    summary["webhook_p50_ratio"] = sides[f"agent@{c}"]["p50_ms"] / sides[f"bare@{c}"]["p50_ms"]
+    summary["webhook_throughput_ratio"] = (
+        sides[f"agent@{c}"]["per_second"] / sides[f"bare@{c}"]["per_second"]
+    )
+    summary["flag_eval_ratio_flagset"] = flags["vigil_flagset_per_s"] / flags["unleash_per_s"]
+    summary["goals"] = GOALS
+    summary["goals_met"] = {
+        "webhook_p99_ratio": summary["webhook_p99_ratio"] <= GOALS["webhook_p99_ratio"],
+        "flag_eval_ratio": summary["flag_eval_ratio"] >= GOALS["flag_eval_ratio"],
+    }
+    summary["webhook"] = sides
+    summary["engine"] = engine
+    summary["flags"] = flags
+    summary["settings"] = {
+        "repeat": args.repeat,
+        "requests": args.requests,
+        "warmup": args.warmup,
+        "concurrency": c,
+        "evaluations": args.evaluations,
+    }
+    summary["machine"] = {
+        "cpus": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+        "python": platform.python_version(),
+    }
+    return summary
+
+
+def print_report(summary: dict[str, Any]) -> None:
+    """The readable report."""
+    s = summary["settings"]
+    print(
+        f"\nAlertmanager webhook, {s['requests']} requests per run after {s['warmup']} warm-up,"
+        f" median of {s['repeat']} runs"
+    )
+    head = f"{'side':<10}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'req/s':>8}"
+    head += f"{'srv CPU ms/req':>16}{'  level transitions'}"
+    print(head + "\n" + "-" * len(head))
+    for key, side in summary["webhook"].items():
+        transitions = side["level_transitions"]
+        row = f"{key.split('@')[0]:<10}{side['concurrency']:>5}{side['p50_ms']:>9.3f}"
+        row += f"{side['p99_ms']:>9.3f}{side['max_ms']:>9.3f}{side['per_second']:>8.0f}"
+        row += f"{side['server_cpu_ms_per_request']:>16.3f}"
+        row += f"  {transitions}" if transitions is not None else ""
+        print(row)
+    e = summary["engine"]
+    print(f"\nengine path in-process, {e['calls'] - 20} receive() calls, each a level transition")
+    print(f"  payload ({e['payload_bytes']} B) json.loads          {e['json_loads_us']:8.1f} us")
+    print(f"  WebhookPayload.model_validate_json       {e['validate_us']:8.1f} us")
+    for name in ("memory", "file"):
+        print(
+            f"  receive() over the {name + ' store':<14}  p50 {e[f'receive_{name}_p50_ms']:.3f} ms"
+            f"  p99 {e[f'receive_{name}_p99_ms']:.3f} ms  CPU {e[f'receive_{name}_cpu_ms']:.3f} ms"
+        )
+    print(
+        f"  of which FileStateStore.commit  p50 {e['commit_file_p50_ms']:.3f} ms"
+        f"  p99 {e['commit_file_p99_ms']:.3f} ms ({e['fsyncs_per_commit']} fsyncs, 2 thread hops)"
+    )
+    print(
+        f"  called directly: append_lines (fsync) p50 {e['append_lines_p50_ms']:.3f} ms,"
+        f" atomic_write of {e['state_file_bytes']} B (2 fsyncs, rename)"
+        f" p50 {e['atomic_write_p50_ms']:.3f} ms"
+    )
+    f = summary["flags"]
+    print(f"\nflag evaluations per CPU second, {f['evaluations']} over {f['users']} users")
+    print(f"  vigil Flags.evaluate        {f['vigil_per_s']:12,.0f}  on {f['share_on_vigil']:.2%}")
+    print(f"  vigil FlagSet.evaluate      {f['vigil_flagset_per_s']:12,.0f}")
+    print(
+        f"  UnleashClient.is_enabled    {f['unleash_per_s']:12,.0f}  on {f['share_on_unleash']:.2%}"
+        f"  (UnleashClient {f['unleash_version']}, yggdrasil-engine"
+        f" {f['yggdrasil_engine_version']})"
+    )
+    print(f"  same answer for the same user: {f['same_answer_share']:.2%}")
+    print("\nratios (goal)")
+    for key, note in (
+        ("webhook_p99_ratio", f"<= {GOALS['webhook_p99_ratio']}"),
+        ("webhook_p99_ratio_serial", "info, every request a level transition"),
+        ("webhook_p50_ratio", "info"),
+        ("webhook_throughput_ratio", "info"),
+        ("flag_eval_ratio", f">= {GOALS['flag_eval_ratio']}"),
+        ("flag_eval_ratio_flagset", "info"),
+    ):
+        if key not in summary:
+            continue
+        met = summary["goals_met"].get(key)
+        verdict = "" if met is None else ("  met" if met else "  NOT met")
+        print(f"  {key:<28}{summary[key]:8.2f}  ({note}){verdict}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="webhooks per run (2000)")
+    parser.add_argument("--warmup", type=int, default=200, help="unmeasured webhooks first (200)")
+    parser.add_argument("--concurrency", type=int, default=4, help="webhooks in flight (4)")
+    parser.add_argument(
+        "--serial",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run at concurrency 1, every request a level transition (on)",
+    )
+    parser.add_argument(
+        "--evaluations", type=int, default=300_000, help="flag evaluations per run (300000)"
+    )
+    parser.add_argument("--engine-calls", type=int, default=1000, help="in-process receive()s")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per side; medians (3)")
+    parser.add_argument("--max-seconds", type=float, default=120, help="cap per load (120)")
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object")
+    parser.add_argument("--profile", action="store_true", help="cProfile receive() to stderr")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = parser.parse_args(argv)
+    for name in ("requests", "concurrency", "evaluations", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.requests % 2:
+        parser.error("--requests must be even (firing / resolved pairs)")
+    if args.warmup < 0 or args.warmup % 2:
+        parser.error("--warmup must be even and not negative")
+    if args.engine_calls < 40 or args.engine_calls % 2:
+        parser.error("--engine-calls must be even and at least 40")
+    return args
+
+
+def _terminate(signum: int, _: object) -> None:
+    """SIGTERM acts as Ctrl-C: `finally` blocks stop the services."""
+    signal.raise_signal(signal.SIGINT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both benchmarks and print the report; the exit code says whether it measured."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with `&`
+    signal.signal(signal.SIGTERM, _terminate)
+    logging.getLogger("UnleashClient").setLevel(logging.ERROR)
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-degradation-") as tmp:
+        workdir = Path(tmp)
+        services = Services(workdir)
+        try:
+            webhooks = run_webhooks(services, workdir, args)
+            say(args, f"engine in-process: {args.engine_calls} receive() calls per store")
+            engine = measure_engine(workdir, args.engine_calls, args.profile)
+            flags = measure_flags(workdir, args)
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        finally:
+            say(args, f"stopped pids {services.stop_all()}")
+    summary = summarize(webhooks, engine, flags, args)
+    print_report(summary)
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
