@@ -49,16 +49,13 @@ import json
 import os
 import platform
 import pstats
-import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,6 +63,18 @@ from typing import Any
 
 import prometheus_client
 import structlog
+from _common import (
+    START_SECONDS,
+    BenchError,
+    Services,
+    free_port,
+    http_get,
+    proc_cpu_seconds,
+    quantile,
+    read_line,
+    say,
+    wait_healthy,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import __version__
@@ -90,14 +99,8 @@ modules:
     http:
       preferred_ip_protocol: ip4
 """
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-START_SECONDS = 15.0  # how long a service may take to come up
 SERIES_TOLERANCE = 0.03  # the two renders must hold the same series count within 3 %
 SPANS_PER_PROBE = 2  # the runner's `check http` span and the probe's CLIENT `GET` span
-
-
-class BenchError(Exception):
-    """The benchmark could not measure what it claims to (a failed probe, a missing service)."""
 
 
 @dataclasses.dataclass
@@ -129,74 +132,6 @@ class Measurement:
 # --- processes ------------------------------------------------------------------------------
 
 
-class Services:
-    """Processes this benchmark started; `stop()` ends each one by its PID, newest first."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        """Start `argv` with stdin and stdout piped (stdout unbuffered), stderr to a log file.
-
-        The helpers exit at EOF on stdin, so they end with this process even if it is killed.
-        """
-        with (self.workdir / f"{name}.log").open("ab") as log_file:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log_file,
-                bufsize=0,
-            )
-        self.procs.append((name, proc))
-        return proc
-
-    def log_tail(self, name: str, size: int = 800) -> str:
-        """The end of the stderr log of service `name`."""
-        path = self.workdir / f"{name}.log"
-        return path.read_text(errors="replace")[-size:] if path.exists() else ""
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGTERM `proc` by PID, SIGKILL it after 5 s, and reap it."""
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
-
-    def stop_all(self) -> list[int]:
-        """Stop every process still running; returns the PIDs handled."""
-        pids = []
-        while self.procs:
-            _, proc = self.procs.pop()
-            self.stop(proc)
-            pids.append(proc.pid)
-        return pids
-
-
-def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
-    """The next stdout line of `proc`; BenchError if it exits or stays silent for `timeout`."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    line = b""
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
-        if not ready:
-            raise BenchError(f"pid {proc.pid} ({proc.args!r:.80}) said nothing for {timeout:g}s")
-        chunk = proc.stdout.readline()
-        if not chunk:
-            raise BenchError(f"pid {proc.pid} ({proc.args!r:.80}) exited with {proc.wait()}")
-        line += chunk
-    return line.decode().strip()
-
-
 def start_helper(services: Services, kind: str) -> int:
     """Start `_services.py <kind>` (target or sink) and return the port it bound."""
     proc = services.start(kind, [sys.executable, str(SERVICES), kind])
@@ -205,20 +140,6 @@ def start_helper(services: Services, kind: str) -> int:
     except BenchError as exc:
         raise BenchError(f"{kind} did not start: {exc}\n{services.log_tail(kind)}") from None
     return int(line.removeprefix("port "))
-
-
-def free_port() -> int:
-    """A port the kernel considers free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_get(url: str, timeout: float = 5.0) -> bytes:
-    """GET `url` without any proxy from the environment."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=timeout) as response:
-        return bytes(response.read())
 
 
 def stats(port: int) -> dict[str, int]:
@@ -245,17 +166,6 @@ def start_blackbox(services: Services, workdir: Path) -> tuple[subprocess.Popen[
     raise BenchError(f"{BLACKBOX} did not start:\n{services.log_tail('blackbox')}")
 
 
-def wait_healthy(proc: subprocess.Popen[bytes], url: str) -> bool:
-    """Poll `url` until it answers, `proc` exits, or START_SECONDS pass."""
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(OSError):
-            http_get(url, timeout=1.0)
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def machine_ticks() -> tuple[int, int]:
     """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat."""
     ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -266,12 +176,6 @@ def busy_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
     """Percent of the machine's CPU that was busy between two `machine_ticks()`."""
     total = after[1] - before[1]
     return round(100 * (after[0] - before[0]) / total, 1) if total else 0.0
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime+stime of process `pid`, every thread included, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
 
 
 # --- blackbox side --------------------------------------------------------------------------
@@ -392,14 +296,6 @@ class VigilSide:
         """Close the probe clients and flush and stop the exporters."""
         await self.ctx.close()
         await asyncio.to_thread(self.pipeline.shutdown, 5)
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The `q` quantile of `values` (nearest rank), 0 when empty."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def check_measurement(m: Measurement, wanted: int) -> list[str]:
@@ -596,12 +492,6 @@ def run_probes(services: Services, workdir: Path, args: Any) -> dict[str, list[M
 async def _make_vigil(target: int, sink: int, concurrency: int) -> VigilSide:
     """VigilSide built inside the running loop its sessions will belong to."""
     return VigilSide(target, sink, concurrency)
-
-
-def say(args: Any, text: str) -> None:
-    """Progress on stderr, unless --quiet."""
-    if not args.quiet:
-        print(f"# {text}", file=sys.stderr, flush=True)
 
 
 def summarize(results: dict[str, list[Measurement]], render: dict[str, Any], args: Any) -> dict:
