@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class WebhookAlert(BaseModel):
     """One alert of an Alertmanager v4 notification; unknown keys are ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
@@ -36,7 +36,7 @@ class WebhookAlert(BaseModel):
 class WebhookPayload(BaseModel):
     """An Alertmanager webhook notification, version 4."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
     version: Literal["4"]
     status: Literal["firing", "resolved"]

@@ -34,6 +34,7 @@ class FileStateStore:
     async def load(self) -> dict[str, Any] | None:
         """The stored state; trims audit lines of versions the state never reached."""
         async with self._lock:
+            await asyncio.to_thread(self._remove_leftovers)
             state = await asyncio.to_thread(self._read_state)
             self._version = 0 if state is None else int(state["version"])
             await asyncio.to_thread(self._trim_audit, self._version)
@@ -61,6 +62,13 @@ class FileStateStore:
         """The newest `limit` audit entries, oldest first."""
         entries = await asyncio.to_thread(read_lines, self.audit_path)
         return entries[-limit:] if limit else []
+
+    def _remove_leftovers(self) -> None:
+        # A crash between writing a temp file and renaming it leaves the temp file behind; the
+        # state it held was never acknowledged, so it goes.
+        for path in (self.state_path, self.audit_path):
+            for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
 
     def _read_state(self) -> dict[str, Any] | None:
         try:

@@ -94,11 +94,12 @@ class Reconciler:
 def _alert(raw: dict[str, Any]) -> WebhookAlert:
     """An `/api/v2/alerts` entry as the webhook would have carried it."""
     return WebhookAlert.model_validate(
-        {
+        strict=False,  # a JSON document parsed already: timestamps are still strings
+        obj={
             "status": "firing",
             "labels": raw["labels"],
             "annotations": raw.get("annotations", {}),
             "startsAt": raw["startsAt"],
             "fingerprint": raw["fingerprint"],
-        }
+        },
     )

@@ -43,7 +43,7 @@ FLAGS = web.AppKey("flags", Flags)
 class PinRequest(BaseModel):
     """Body of `POST /api/v1/degradation/pin`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     level: LevelName
     reason: str = Field(min_length=1, max_length=500)
@@ -54,7 +54,7 @@ class PinRequest(BaseModel):
 class UnpinRequest(BaseModel):
     """Body of `POST /api/v1/degradation/unpin`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: str = Field(default="", max_length=500)
     actor: str = Field(default="api", min_length=1, max_length=100)
@@ -63,7 +63,7 @@ class UnpinRequest(BaseModel):
 class EvaluateRequest(BaseModel):
     """Body of `POST /api/v1/flags/{key}/evaluate`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     context: dict[str, str] = Field(default_factory=dict, max_length=64)
 
@@ -411,24 +411,42 @@ def _trace_id(span: trace.Span | None) -> str | None:
 async def _read_capped(request: web.Request, limit: int) -> bytes | None:
     if request.content_length is not None and request.content_length > limit:
         return None
-    body = await request.content.read(limit + 1)
-    return None if len(body) > limit else body
+    # Read to the end: one read() returns only what has arrived, and a body split over TCP
+    # segments would be judged on its first part (a 400 that Alertmanager never retries).
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _body(request: web.Request) -> bytes:
+    body = await _read_capped(request, _ADMIN_BODY_BYTES)
+    if body is None:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=_ADMIN_BODY_BYTES,
+            actual_size=request.content_length or _ADMIN_BODY_BYTES + 1,
+            text=json.dumps({"error": f"body exceeds {_ADMIN_BODY_BYTES} bytes"}),
+            content_type="application/json",
+        )
+    return body or b"{}"
 
 
 async def _json(request: web.Request) -> Any:
-    body = await _read_capped(request, 256 * 1024)
-    if body is None:
-        raise web.HTTPRequestEntityTooLarge(max_size=256 * 1024, actual_size=-1)
     try:
-        return json.loads(body or b"{}")
-    except ValueError:
-        raise _bad_request("body is not JSON") from None
+        return json.loads(await _body(request))
+    except (ValueError, RecursionError):
+        raise _bad_request("body is not JSON (or nested too deeply)") from None
 
 
 async def _model(request: web.Request, model: type[Any]) -> Any:
-    raw = await _json(request)
+    # Validated from the JSON text in strict mode: the types the OpenAPI document promises.
+    body = await _body(request)
     try:
-        return model.model_validate(raw)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         raise _bad_request("invalid request body", _errors(exc)) from None
 
@@ -437,6 +455,9 @@ def _errors(exc: ValidationError) -> list[str]:
     return [
         f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:20]
     ]
+
+
+_ADMIN_BODY_BYTES = 256 * 1024
 
 
 def _bad_request(message: str, details: list[str] | None = None) -> web.HTTPBadRequest:

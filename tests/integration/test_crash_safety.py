@@ -1,0 +1,228 @@
+"""Crash safety of the degradation state: SIGKILL the agent process in the middle of a burst of
+webhook-driven transitions; the state file always loads, and no acknowledged change is lost."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import http.client
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.degradation.engine import State
+from tests.harness.agent_process import AgentProcess, start_agent_process
+from tests.harness.httpclient import request
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).parents[2]
+HOOK_TOKEN = "crash-Hook-5521"
+SEED = 20261128  # the kill delays; timing adds its own randomness on top
+ROUNDS = 5
+SENDERS = 3
+# Alert names and the level each demands; D matches no rule, so it moves nothing.
+NAMES = {"A": "degraded", "B": "minimal", "C": "maintenance", "D": None}
+EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def call(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    """One JSON request; status and the decoded answer. Connection errors propagate."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    status, raw = request(method, url, data, headers, timeout=10)
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+# --- the burst ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ack:
+    """A webhook the agent answered 200: what it changed and the state it reported."""
+
+    version: int
+    level: str
+    fingerprint: str
+    status: str
+    changes: dict[str, int]
+
+
+class Sender(threading.Thread):
+    """Fires and resolves episodes of four alerts, one webhook per alert, until the agent dies."""
+
+    def __init__(self, url: str, name: str, first_episode: int, rng: random.Random) -> None:
+        super().__init__(name=name, daemon=True)
+        self.url = url
+        self.first_episode = first_episode
+        self.rng = rng
+        self.acks: list[Ack] = []
+        self.refused: list[tuple[int, Any]] = []
+
+    def run(self) -> None:
+        """Alternate firing and resolved for increasing `startsAt`; stop at the first I/O error."""
+        alerts = [(f"{self.name}-{name}", name) for name in NAMES]
+        episode = self.first_episode
+        try:
+            while True:
+                episode += 1
+                for status in ("firing", "resolved"):
+                    self.rng.shuffle(alerts)
+                    for fingerprint, name in alerts:
+                        self._send(fingerprint, name, status, episode)
+        except (OSError, ValueError, http.client.HTTPException):  # URLError is an OSError
+            return  # killed mid-request: that one was never acknowledged
+
+    def _send(self, fingerprint: str, name: str, status: str, episode: int) -> None:
+        starts = (EPOCH + dt.timedelta(seconds=episode)).isoformat().replace("+00:00", "Z")
+        payload = {
+            "version": "4",
+            "status": status,
+            "receiver": "vigil",
+            "groupKey": f'{{}}:{{alertname="{name}"}}',
+            "alerts": [
+                {
+                    "status": status,
+                    "labels": {"alertname": name, "sender": self.name},
+                    "startsAt": starts,
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "fingerprint": fingerprint,
+                }
+            ],
+        }
+        code, answer = call("POST", self.url + "/webhooks/alertmanager", payload, HOOK_TOKEN)
+        if code == 200:
+            self.acks.append(
+                Ack(answer["version"], answer["level"], fingerprint, status, answer["changes"])
+            )
+        else:
+            self.refused.append((code, answer))
+
+
+# --- what the files hold --------------------------------------------------------------------
+def read_audit(path: Path) -> list[dict[str, Any]]:
+    """Every audit line; only an unterminated last line (a torn append) may fail to parse."""
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    entries = [json.loads(line) for line in complete]  # a complete line must parse
+    if tail:
+        with contextlib.suppress(ValueError):  # torn: the agent died mid-append
+            entries.append(json.loads(tail))
+    return entries
+
+
+def level_at(audit: list[dict[str, Any]], version: int) -> str:
+    """The level the audit's `level_changed` entries say the state had at `version`."""
+    level = "full"
+    for entry in audit:
+        if entry["action"] == "level_changed" and entry["version"] <= version:
+            level = entry["to"]
+    return str(level)
+
+
+@pytest.fixture
+def agents() -> Iterator[list[AgentProcess]]:
+    """Agents a test starts; any still running at the end is killed."""
+    started: list[AgentProcess] = []
+    yield started
+    for agent in started:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+            agent.proc.wait()
+
+
+def test_sigkill_mid_burst_loses_no_acknowledged_transition(
+    tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    """After SIGKILL mid-burst the state loads, holds every acknowledged version and level, the
+    audit has every acknowledged change, and a restart serves the stored version."""
+    data = tmp_path / "data"
+    config = {
+        "agent": {
+            "listen_port": 0,
+            "data_dir": str(data),
+            "startup_grace_seconds": 0,
+            "log_format": "json",
+        },
+        "checks": [{"name": "disk", "kind": "disk", "path": "/", "interval_seconds": 30}],
+        "degradation": {
+            "enabled": True,
+            "webhook": {"bearer_token_env": "VIGIL_CRASH_HOOK"},
+            "hold_seconds": 0,  # every resolve of the worst alert is a transition at once
+            "flap_max_changes": 1_000_000,  # and the flap guard never holds one back
+            "flap_window_seconds": 1,
+            "rules": [
+                {"name": f"rule-{name}", "matchers": [f'alertname="{name}"'], "level": level}
+                for name, level in NAMES.items()
+                if level is not None
+            ],
+        },
+    }
+    env = {"VIGIL_CRASH_HOOK": HOOK_TOKEN}
+    rng = random.Random(SEED)
+    stored: State | None = None
+
+    for round_ in range(ROUNDS + 1):
+        agent = start_agent_process(tmp_path / "agent", config, env)
+        agents.append(agent)
+        code, status = call("GET", agent.url + "/api/v1/degradation")
+        assert code == 200
+        if stored is not None:  # the restart serves what the killed agent had stored
+            assert (status["version"], status["level"]) == (stored.version, stored.level.label)
+            kept = read_audit(data / "audit.jsonl")
+            assert max(e["version"] for e in kept) <= stored.version  # unreached ones trimmed
+            assert list(data.glob(".*.tmp")) == []  # a killed write's temp file is cleared
+        if round_ == ROUNDS:
+            break
+
+        senders = [
+            Sender(agent.url, f"s{i}", (round_ + 1) * 1_000_000, random.Random(rng.random()))
+            for i in range(SENDERS)
+        ]
+        for sender in senders:
+            sender.start()
+        delay = rng.uniform(0.3, 1.5)
+        time.sleep(delay)
+        assert all(s.is_alive() for s in senders), "the burst ended before the kill"
+        agent.proc.kill()
+        agent.proc.wait()
+        for sender in senders:
+            sender.join(15)
+        acks = [a for s in senders for a in s.acks]
+        where = f"round {round_}, kill after {delay:.2f}s, {len(acks)} acknowledged"
+        assert [r for s in senders for r in s.refused] == [], where
+        assert acks, where
+
+        stored = State.from_json(json.loads((data / "degradation.json").read_bytes()))
+        audit = read_audit(data / "audit.jsonl")
+        assert stored.version >= max(a.version for a in acks), where
+        assert len({e["id"] for e in audit}) == len(audit), where
+        by_version: dict[int, list[dict[str, Any]]] = {}
+        for entry in audit:
+            by_version.setdefault(entry["version"], []).append(entry)
+        for ack in acks:
+            assert ack.changes == {"fired" if ack.status == "firing" else "resolved": 1}, where
+            assert level_at(audit, ack.version) == ack.level, (where, ack)
+            entries = by_version.get(ack.version, [])
+            assert any(
+                e["action"] == ("alert_fired" if ack.status == "firing" else "alert_resolved")
+                and e["fingerprint"] == ack.fingerprint
+                and e["actor"]["kind"] == "alertmanager"
+                for e in entries
+            ), (where, ack, entries)
+        assert level_at(audit, stored.version) == stored.level.label, where
+        assert len({a.level for a in acks}) > 1, where  # the burst did move the level
+
+    changes = [e for e in read_audit(data / "audit.jsonl") if e["action"] == "level_changed"]
+    assert len(changes) >= ROUNDS * 4
