@@ -6,8 +6,9 @@ pauses a service uses the function-scoped ``fresh_postgres`` / ``fresh_redis`` f
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,89 +19,79 @@ from tests.harness.prometheus import PrometheusServer
 from tests.harness.redis import RedisServer
 from tests.harness.victoriametrics import VictoriaMetricsServer
 
+_Server = TypeVar("_Server", PostgresServer, RedisServer)
+
+
+@contextlib.contextmanager
+def _owned(kind: type[_Server]) -> Iterator[Callable[..., _Server]]:
+    """A factory of started servers of `kind` (its kwargs), all cleaned up on exit."""
+    servers: list[_Server] = []
+
+    def make(**opts: Any) -> _Server:
+        server = kind(**opts)
+        servers.append(server)
+        server.start()
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in reversed(servers):
+            server.cleanup()
+
+
+@contextlib.contextmanager
+def _primary_and_replica(kind: type[_Server]) -> Iterator[tuple[_Server, _Server]]:
+    """A started primary of `kind` and a caught-up replica of it; replica torn down first."""
+    with _owned(kind) as make:
+        primary = make()
+        replica = primary.start_replica()
+        try:
+            yield primary, replica
+        finally:
+            replica.cleanup()
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL shared by the session; do not stop or pause it (use ``fresh_postgres``)."""
-    server = PostgresServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    with _owned(PostgresServer) as make:
+        yield make()
 
 
 @pytest.fixture
 def fresh_postgres() -> Iterator[Callable[..., PostgresServer]]:
     """Factory ``(**PostgresServer kwargs)`` for PostgreSQL servers owned by one test."""
-    servers: list[PostgresServer] = []
-
-    def make(**opts: Any) -> PostgresServer:
-        server = PostgresServer(**opts)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield make
-    for server in reversed(servers):
-        server.cleanup()
+    with _owned(PostgresServer) as make:
+        yield make
 
 
 @pytest.fixture
 def pg_primary_and_replica() -> Iterator[tuple[PostgresServer, PostgresServer]]:
     """A fresh PostgreSQL primary and a streaming hot standby of it, caught up; both torn down."""
-    primary = PostgresServer()
-    replica: PostgresServer | None = None
-    try:
-        primary.start()
-        replica = primary.start_replica()
-        yield primary, replica
-    finally:
-        if replica is not None:
-            replica.cleanup()
-        primary.cleanup()
+    with _primary_and_replica(PostgresServer) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A Redis shared by the session; do not stop or pause it (use ``fresh_redis``)."""
-    server = RedisServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    with _owned(RedisServer) as make:
+        yield make()
 
 
 @pytest.fixture
 def fresh_redis() -> Iterator[Callable[..., RedisServer]]:
     """Factory for Redis servers owned by one test (``RedisServer`` kwargs), torn down after."""
-    servers: list[RedisServer] = []
-
-    def make(**opts: Any) -> RedisServer:
-        server = RedisServer(**opts)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield make
-    for server in reversed(servers):
-        server.cleanup()
+    with _owned(RedisServer) as make:
+        yield make
 
 
 @pytest.fixture
 def redis_primary_and_replica() -> Iterator[tuple[RedisServer, RedisServer]]:
     """A fresh Redis primary and a replica of it with its link up; both torn down."""
-    primary = RedisServer()
-    replica: RedisServer | None = None
-    try:
-        primary.start()
-        replica = primary.start_replica()
-        yield primary, replica
-    finally:
-        if replica is not None:
-            replica.cleanup()
-        primary.cleanup()
+    with _primary_and_replica(RedisServer) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="session")
