@@ -17,13 +17,13 @@ test: sysdeps $(VENV)/.test-installed
 	$(BIN)/pytest
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check agent exporters tests benchmarks
-	$(BIN)/ruff format --check agent exporters tests benchmarks
+	$(BIN)/ruff check agent exporters tests benchmarks grafana
+	$(BIN)/ruff format --check agent exporters tests benchmarks grafana
 	$(BIN)/mypy
 
 format: $(VENV)/.test-installed
-	$(BIN)/ruff check --fix agent exporters tests benchmarks
-	$(BIN)/ruff format agent exporters tests benchmarks
+	$(BIN)/ruff check --fix agent exporters tests benchmarks grafana
+	$(BIN)/ruff format agent exporters tests benchmarks grafana
 
 bench: sysdeps $(VENV)/.test-installed
 	$(BIN)/pip install -q -e '.[test,bench]'

@@ -351,6 +351,18 @@ def advance(
 Listener = Callable[[State, State], None]
 
 
+@dataclasses.dataclass(slots=True)
+class _Request:
+    """One change waiting for the next commit."""
+
+    actor: Actor
+    trace_id: str | None
+    payload: WebhookPayload | None
+    pin: Pin | object | None
+    note: str
+    future: asyncio.Future[Step]
+
+
 class DegradationEngine:
     """Holds the degradation state of this agent (or of several, through a shared store)."""
 
@@ -368,6 +380,8 @@ class DegradationEngine:
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
+        self._queue: list[_Request] = []
+        self._flusher: asyncio.Task[None] | None = None
         self.transitions: Counter[tuple[str, str, str]] = Counter()
         self.suppressions: Counter[str] = Counter()
         self.alert_changes: Counter[str] = Counter()
@@ -414,6 +428,8 @@ class DegradationEngine:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
+        if self._flusher is not None:  # let a commit in flight finish
+            await asyncio.gather(self._flusher, return_exceptions=True)
         close = getattr(self._store, "close", None)
         if close is not None:
             await close()
@@ -553,22 +569,59 @@ class DegradationEngine:
         pin: Pin | object | None = _KEEP_PIN,
         note: str = "",
     ) -> Step:
+        """Queue one change and wait until it is stored (or refused).
+
+        Changes that arrive while a commit is in flight are committed together in the next one
+        (group commit): each still gets its own step, version and audit entries, but they share
+        one durable write, so concurrent webhooks do not queue behind one fsync each.
+        """
+        future: asyncio.Future[Step] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Request(actor, trace_id, payload, pin, note, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="degradation-commit")
+        # The commit goes on if the caller goes away: an acknowledged-or-not change is never
+        # half-applied.
+        return await asyncio.shield(future)
+
+    async def _flush(self) -> None:
         async with self._lock:
-            expected: int | None = None  # the stored version, when it differs from ours
-            for _ in range(5):  # a conflicting writer: reload and try again
-                old = self._state
-                now = self._clock()
-                step = advance(old, self.policy, now, payload, pin)
-                if step.state is old:
-                    return step
-                entries = [
-                    _entry(e, step.state.version, actor, trace_id, now, note) for e in step.audit
-                ]
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    await self._commit(batch)
+                except Exception as exc:  # every waiter hears why; nothing is left hanging
+                    for request in batch:
+                        if not request.future.done():
+                            request.future.set_exception(exc)
+
+    async def _commit(self, batch: list[_Request]) -> None:
+        expected: int | None = None  # the stored version, when it differs from ours
+        for _ in range(5):  # a conflicting writer: reload and try again
+            base = self._state
+            now = self._clock()
+            state = base
+            steps: list[tuple[State, Step]] = []
+            entries: list[dict[str, Any]] = []
+            for request in batch:
+                step = advance(state, self.policy, now, request.payload, request.pin)
+                steps.append((state, step))
+                if step.state is not state:
+                    entries += [
+                        _entry(
+                            e,
+                            step.state.version,
+                            request.actor,
+                            request.trace_id,
+                            now,
+                            request.note,
+                        )
+                        for e in step.audit
+                    ]
+                    state = step.state
+            if state is not base:
                 try:
                     await self._store.commit(
-                        old.version if expected is None else expected,
-                        step.state.to_json(),
-                        entries,
+                        base.version if expected is None else expected, state.to_json(), entries
                     )
                 except StoreUnavailableError:
                     if self.stale_since is None:
@@ -585,10 +638,13 @@ class DegradationEngine:
                         expected = None
                     continue
                 self.stale_since = None
-                self._state = step.state
-                self._after(old, step)
-                return step
-            raise ConflictError("the state kept changing under this engine")
+                self._state = state
+            for (before, step), request in zip(steps, batch, strict=True):
+                if step.state is not before:
+                    self._after(before, step)
+                request.future.set_result(step)
+            return
+        raise ConflictError("the state kept changing under this engine")
 
     def _after(self, old: State, step: Step) -> None:
         if step.transition is not None:

@@ -1,21 +1,29 @@
-"""The default state store: one JSON state file replaced atomically, and a JSON-lines audit log.
+"""The default state store: a snapshot, a journal and an audit log in the data directory.
 
-Order of a commit: audit lines first (appended, fsynced), then the state file (atomic rename).
-A crash between the two leaves audit lines whose version the state never reached; `load`
-drops them, so the audit never claims a transition the state does not hold, and a transition
-the webhook acknowledged (answered after `commit`) is always in both.
+A commit is one JSON line appended to the journal (`<state>.journal`: the new state and its audit
+entries) and one `fdatasync`: that is what an acknowledged webhook waits for. Every
+`COMPACT_EVERY` commits, and at every load, the journal is folded away: its audit entries are
+appended to the audit log, the state replaces the snapshot atomically (temp file, fsync, rename,
+fsync of the directory), and the journal is emptied. A crash at any instant leaves a snapshot,
+a journal whose complete lines are all durable (a torn last line was never acknowledged), and an
+audit log; `load` recovers the newest state and never reports an audit entry twice (entries carry
+unique ids) nor one whose version the state never reached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agent.degradation.engine import ConflictError, StateError, StoreUnavailableError
-from agent.degradation.storage import append_lines, atomic_write, read_lines
+from agent.degradation.storage import append_lines, atomic_write, fsync_directory, read_lines
+
+COMPACT_EVERY = 1024
+"""Commits between two compactions: bounds the journal and the work of a restart."""
 
 
 class StateFileError(StateError):
@@ -23,54 +31,112 @@ class StateFileError(StateError):
 
 
 class FileStateStore:
-    """State and audit in two files under the agent's data directory."""
+    """State, journal and audit as files under the agent's data directory."""
 
     def __init__(self, state_path: Path, audit_path: Path) -> None:
         self.state_path = state_path
         self.audit_path = audit_path
+        self.journal_path = state_path.with_name(state_path.name + ".journal")
         self._version: int | None = None
+        self._journaled = 0
         self._lock = asyncio.Lock()
 
     async def load(self) -> dict[str, Any] | None:
-        """The stored state; trims audit lines of versions the state never reached."""
+        """The newest stored state; folds the journal into the snapshot and the audit log."""
         async with self._lock:
-            await asyncio.to_thread(self._remove_leftovers)
-            state = await asyncio.to_thread(self._read_state)
+            state = await asyncio.to_thread(self._recover)
             self._version = 0 if state is None else int(state["version"])
-            await asyncio.to_thread(self._trim_audit, self._version)
+            self._journaled = 0
             return state
 
     async def commit(
         self, expected_version: int, state: dict[str, Any], audit: Sequence[dict[str, Any]]
     ) -> None:
-        """Append `audit`, then replace the state file; ConflictError on a version mismatch."""
+        """Journal `state` and `audit` durably; ConflictError on a version mismatch."""
         async with self._lock:
             if self._version is None:
                 self._version = 0
             if self._version != expected_version:
                 msg = f"state is at version {self._version}, not {expected_version}"
                 raise ConflictError(msg)
-            data = (json.dumps(state, indent=1, sort_keys=True) + "\n").encode()
+            record = {"version": state["version"], "state": state, "audit": list(audit)}
+            compact = self._journaled + 1 >= COMPACT_EVERY
             try:
-                await asyncio.to_thread(append_lines, self.audit_path, audit)
-                await asyncio.to_thread(atomic_write, self.state_path, data)
+                await asyncio.to_thread(self._journal, record, compact)
             except OSError as exc:
                 raise StoreUnavailableError(f"cannot write {exc.filename}: {exc.strerror}") from exc
             self._version = int(state["version"])
+            self._journaled = 0 if compact else self._journaled + 1
 
     async def audit(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` audit entries, oldest first."""
-        entries = await asyncio.to_thread(read_lines, self.audit_path)
+        entries = await asyncio.to_thread(self._all_audit)
         return entries[-limit:] if limit else []
 
+    # --- blocking helpers, run in a thread ---------------------------------------------------
+    def _journal(self, record: dict[str, Any], compact: bool) -> None:
+        line = json.dumps(record, separators=(",", ":"), sort_keys=True, default=str) + "\n"
+        new = not self.journal_path.exists()
+        if new:
+            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            fsync_directory(self.journal_path.parent)
+        if compact:
+            self._compact(record["state"])
+
+    def _recover(self) -> dict[str, Any] | None:
+        self._remove_leftovers()
+        state = self._read_snapshot()
+        snapshot_version = 0 if state is None else int(state["version"])
+        for record in read_lines(self.journal_path):
+            if int(record.get("version", 0)) > snapshot_version and isinstance(
+                record.get("state"), dict
+            ):
+                state = record["state"]
+        if state is not None:
+            self._compact(state)
+            self._trim_audit(int(state["version"]))
+        return state
+
+    def _compact(self, state: dict[str, Any]) -> None:
+        """Fold the journal away: audit entries archived, snapshot replaced, journal emptied."""
+        pending = [
+            entry
+            for record in read_lines(self.journal_path)
+            if int(record.get("version", 0)) <= int(state["version"])
+            for entry in record.get("audit", [])
+        ]
+        # Only a crash between archiving and emptying the journal can archive entries twice, and
+        # then they are the newest lines of the audit log: its tail is all that needs reading.
+        archived = _tail_ids(self.audit_path, sum(len(json.dumps(e)) for e in pending) * 2)
+        pending = [e for e in pending if e.get("id") not in archived]
+        append_lines(self.audit_path, pending)
+        data = (json.dumps(state, indent=1, sort_keys=True) + "\n").encode()
+        atomic_write(self.state_path, data)
+        if self.journal_path.exists():
+            atomic_write(self.journal_path, b"")
+
+    def _all_audit(self) -> list[dict[str, Any]]:
+        entries = read_lines(self.audit_path)
+        seen = {e.get("id") for e in entries}
+        for record in read_lines(self.journal_path):
+            entries += [e for e in record.get("audit", []) if e.get("id") not in seen]
+        return entries
+
     def _remove_leftovers(self) -> None:
-        # A crash between writing a temp file and renaming it leaves the temp file behind; the
-        # state it held was never acknowledged, so it goes.
-        for path in (self.state_path, self.audit_path):
+        # A crash between writing a temp file and renaming it leaves the temp file behind; what
+        # it held was never the only copy, so it goes.
+        for path in (self.state_path, self.audit_path, self.journal_path):
             for leftover in path.parent.glob(f".{path.name}.*.tmp"):
                 leftover.unlink(missing_ok=True)
 
-    def _read_state(self) -> dict[str, Any] | None:
+    def _read_snapshot(self) -> dict[str, Any] | None:
         try:
             raw = self.state_path.read_bytes()
         except FileNotFoundError:
@@ -101,3 +167,22 @@ class FileStateStore:
         except FileNotFoundError:
             return False
         return bool(raw) and not raw.endswith(b"\n")
+
+
+def _tail_ids(path: Path, size: int) -> set[Any]:
+    """Audit ids in the last `size` bytes (and a little more) of `path`."""
+    try:
+        with path.open("rb") as file:
+            file.seek(0, os.SEEK_END)
+            end = file.tell()
+            file.seek(max(0, end - size - 4096))
+            tail = file.read()
+    except FileNotFoundError:
+        return set()
+    ids = set()
+    for line in tail.split(b"\n")[1:] if end > size + 4096 else tail.split(b"\n"):
+        try:
+            ids.add(json.loads(line).get("id"))
+        except (ValueError, AttributeError):
+            continue
+    return ids

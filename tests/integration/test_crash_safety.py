@@ -3,6 +3,7 @@ webhook-driven transitions; the state file always loads, and no acknowledged cha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import http.client
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from agent.degradation.engine import State
+from agent.degradation.filestore import FileStateStore
 from tests.harness.agent_process import AgentProcess, start_agent_process
 from tests.harness.httpclient import request
 
@@ -204,7 +206,14 @@ def test_sigkill_mid_burst_loses_no_acknowledged_transition(
         assert [r for s in senders for r in s.refused] == [], where
         assert acks, where
 
-        stored = State.from_json(json.loads((data / "degradation.json").read_bytes()))
+        # What a restart recovers: the snapshot plus the journal's durable lines, folded.
+        recovered = asyncio.run(
+            FileStateStore(data / "degradation.json", data / "audit.jsonl").load()
+        )
+        assert recovered is not None, where
+        stored = State.from_json(recovered)
+        State.from_json(json.loads((data / "degradation.json").read_bytes()))  # snapshot loads
+        assert (data / "degradation.json.journal").read_bytes() == b""  # folded away
         audit = read_audit(data / "audit.jsonl")
         assert stored.version >= max(a.version for a in acks), where
         assert len({e["id"] for e in audit}) == len(audit), where
