@@ -2,12 +2,13 @@
 
 A commit is one JSON line appended to the journal (`<state>.journal`: the new state and its audit
 entries) and one `fdatasync`: that is what an acknowledged webhook waits for. Every
-`COMPACT_EVERY` commits, and at every load, the journal is folded away: its audit entries are
-appended to the audit log, the state replaces the snapshot atomically (temp file, fsync, rename,
-fsync of the directory), and the journal is emptied. A crash at any instant leaves a snapshot,
-a journal whose complete lines are all durable (a torn last line was never acknowledged), and an
-audit log; `load` recovers the newest state and never reports an audit entry twice (entries carry
-unique ids) nor one whose version the state never reached.
+`COMPACT_EVERY` commits the journal is rotated (renamed to `<state>.journal.1`) and folded away
+in the background, off the commit path: its audit entries are appended to the audit log, its
+last state replaces the snapshot atomically (temp file, fsync, rename, fsync of the directory),
+and the rotated file is removed. `load` does the same for whatever it finds. A crash at any
+instant leaves a snapshot, journals whose complete lines are all durable (a torn last line was
+never acknowledged), and an audit log; `load` recovers the newest state and never reports an
+audit entry twice (entries carry unique ids) nor one whose version the state never reached.
 """
 
 from __future__ import annotations
@@ -37,13 +38,16 @@ class FileStateStore:
         self.state_path = state_path
         self.audit_path = audit_path
         self.journal_path = state_path.with_name(state_path.name + ".journal")
+        self.rotated_path = state_path.with_name(state_path.name + ".journal.1")
         self._version: int | None = None
         self._journaled = 0
         self._lock = asyncio.Lock()
+        self._compaction: asyncio.Task[None] | None = None
 
     async def load(self) -> dict[str, Any] | None:
-        """The newest stored state; folds the journal into the snapshot and the audit log."""
+        """The newest stored state; folds the journals into the snapshot and the audit log."""
         async with self._lock:
+            await self._finish_compaction()
             state = await asyncio.to_thread(self._recover)
             self._version = 0 if state is None else int(state["version"])
             self._journaled = 0
@@ -60,13 +64,28 @@ class FileStateStore:
                 msg = f"state is at version {self._version}, not {expected_version}"
                 raise ConflictError(msg)
             record = {"version": state["version"], "state": state, "audit": list(audit)}
-            compact = self._journaled + 1 >= COMPACT_EVERY
+            idle = self._compaction is None or self._compaction.done()
+            rotate = self._journaled + 1 >= COMPACT_EVERY and idle
             try:
-                await asyncio.to_thread(self._journal, record, compact)
+                await asyncio.to_thread(self._journal, record, rotate)
             except OSError as exc:
                 raise StoreUnavailableError(f"cannot write {exc.filename}: {exc.strerror}") from exc
             self._version = int(state["version"])
-            self._journaled = 0 if compact else self._journaled + 1
+            self._journaled = 0 if rotate else self._journaled + 1
+            if rotate:
+                self._compaction = asyncio.create_task(
+                    asyncio.to_thread(self._fold_rotated), name="degradation-compaction"
+                )
+
+    async def close(self) -> None:
+        """Let a background compaction finish."""
+        await self._finish_compaction()
+
+    async def _finish_compaction(self) -> None:
+        if self._compaction is not None:
+            # A failed compaction is retried by the next load; the journals keep everything.
+            await asyncio.gather(self._compaction, return_exceptions=True)
+            self._compaction = None
 
     async def audit(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` audit entries, oldest first."""
@@ -74,7 +93,7 @@ class FileStateStore:
         return entries[-limit:] if limit else []
 
     # --- blocking helpers, run in a thread ---------------------------------------------------
-    def _journal(self, record: dict[str, Any], compact: bool) -> None:
+    def _journal(self, record: dict[str, Any], rotate: bool) -> None:
         line = json.dumps(record, separators=(",", ":"), sort_keys=True, default=str) + "\n"
         new = not self.journal_path.exists()
         if new:
@@ -87,52 +106,68 @@ class FileStateStore:
             os.close(fd)
         if new:
             fsync_directory(self.journal_path.parent)
-        if compact:
-            self._compact(record["state"])
+        if rotate:
+            os.replace(self.journal_path, self.rotated_path)
+            fsync_directory(self.journal_path.parent)
+
+    def _fold_rotated(self) -> None:
+        """Archive the rotated journal's audit, snapshot its last state, remove it."""
+        records = read_lines(self.rotated_path)
+        states = [r["state"] for r in records if isinstance(r.get("state"), dict)]
+        if states:
+            self._archive(records, int(states[-1]["version"]))
+            atomic_write(self.state_path, _snapshot(states[-1]))
+        self.rotated_path.unlink(missing_ok=True)
+        fsync_directory(self.rotated_path.parent)
 
     def _recover(self) -> dict[str, Any] | None:
         self._remove_leftovers()
         state = self._read_snapshot()
-        snapshot_version = 0 if state is None else int(state["version"])
-        for record in read_lines(self.journal_path):
-            if int(record.get("version", 0)) > snapshot_version and isinstance(
-                record.get("state"), dict
-            ):
+        records = self._journal_records()
+        for record in records:
+            newest = 0 if state is None else int(state["version"])
+            if int(record.get("version", 0)) > newest and isinstance(record.get("state"), dict):
                 state = record["state"]
         if state is not None:
-            self._compact(state)
+            self._archive(records, int(state["version"]))
+            atomic_write(self.state_path, _snapshot(state))
+            self.rotated_path.unlink(missing_ok=True)
+            if self.journal_path.exists():
+                atomic_write(self.journal_path, b"")
             self._trim_audit(int(state["version"]))
         return state
 
-    def _compact(self, state: dict[str, Any]) -> None:
-        """Fold the journal away: audit entries archived, snapshot replaced, journal emptied."""
+    def _journal_records(self) -> list[dict[str, Any]]:
+        """Lines of the rotated journal, then of the current one: oldest first."""
+        return read_lines(self.rotated_path) + read_lines(self.journal_path)
+
+    def _archive(self, records: list[dict[str, Any]], version: int) -> None:
+        """Append the audit entries of `records` up to `version` to the audit log, once."""
         pending = [
             entry
-            for record in read_lines(self.journal_path)
-            if int(record.get("version", 0)) <= int(state["version"])
+            for record in records
+            if int(record.get("version", 0)) <= version
             for entry in record.get("audit", [])
         ]
-        # Only a crash between archiving and emptying the journal can archive entries twice, and
+        # Only a crash between archiving and removing a journal can archive entries twice, and
         # then they are the newest lines of the audit log: its tail is all that needs reading.
         archived = _tail_ids(self.audit_path, sum(len(json.dumps(e)) for e in pending) * 2)
-        pending = [e for e in pending if e.get("id") not in archived]
-        append_lines(self.audit_path, pending)
-        data = (json.dumps(state, indent=1, sort_keys=True) + "\n").encode()
-        atomic_write(self.state_path, data)
-        if self.journal_path.exists():
-            atomic_write(self.journal_path, b"")
+        append_lines(self.audit_path, [e for e in pending if e.get("id") not in archived])
 
     def _all_audit(self) -> list[dict[str, Any]]:
         entries = read_lines(self.audit_path)
         seen = {e.get("id") for e in entries}
-        for record in read_lines(self.journal_path):
-            entries += [e for e in record.get("audit", []) if e.get("id") not in seen]
+        for record in self._journal_records():
+            for entry in record.get("audit", []):
+                if entry.get("id") not in seen:
+                    seen.add(entry.get("id"))
+                    entries.append(entry)
         return entries
 
     def _remove_leftovers(self) -> None:
         # A crash between writing a temp file and renaming it leaves the temp file behind; what
         # it held was never the only copy, so it goes.
-        for path in (self.state_path, self.audit_path, self.journal_path):
+        for path in (self.state_path, self.audit_path, self.journal_path, self.rotated_path):
             for leftover in path.parent.glob(f".{path.name}.*.tmp"):
                 leftover.unlink(missing_ok=True)
 
@@ -186,3 +221,7 @@ def _tail_ids(path: Path, size: int) -> set[Any]:
         except (ValueError, AttributeError):
             continue
     return ids
+
+
+def _snapshot(state: dict[str, Any]) -> bytes:
+    return (json.dumps(state, indent=1, sort_keys=True) + "\n").encode()

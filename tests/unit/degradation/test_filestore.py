@@ -70,3 +70,40 @@ async def test_audit_reads_journal_before_compaction(tmp_path: Path) -> None:
     entries = await store.audit(10)
 
     assert [e["id"] for e in entries] == ["e1", "e2", "e3"]
+
+
+async def test_rotation_folds_in_the_background(tmp_path: Path, monkeypatch) -> None:
+    """Past COMPACT_EVERY the journal rotates and is folded off the commit path, losing nothing."""
+    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", 4)
+    store = _store(tmp_path)
+    await _commit_versions(store, range(1, 11))
+    await store.close()
+
+    assert not (tmp_path / "degradation.json.journal.1").exists()
+    assert json.loads((tmp_path / "degradation.json").read_text())["version"] >= 4
+    assert [e["id"] for e in await store.audit(100)] == [f"e{v}" for v in range(1, 11)]
+    state = await _store(tmp_path).load()
+    assert state is not None
+    assert state["version"] == 10
+    assert [e["id"] for e in read_lines(tmp_path / "audit.jsonl")] == [
+        f"e{v}" for v in range(1, 11)
+    ]
+
+
+async def test_crash_with_a_rotated_journal_recovers_both(tmp_path: Path) -> None:
+    """A rotated journal left by a crash is folded on load together with the current one."""
+    store = _store(tmp_path)
+    await _commit_versions(store, range(1, 4))
+    (tmp_path / "degradation.json.journal").rename(tmp_path / "degradation.json.journal.1")
+    for v in range(4, 6):
+        await store.commit(
+            v - 1,
+            {"version": v, "level": "full"},
+            [{"id": f"e{v}", "version": v, "action": "level_changed"}],
+        )
+
+    state = await _store(tmp_path).load()
+
+    assert state is not None
+    assert state["version"] == 5
+    assert [e["id"] for e in read_lines(tmp_path / "audit.jsonl")] == [f"e{v}" for v in range(1, 6)]
