@@ -29,6 +29,7 @@ bench: sysdeps $(VENV)/.test-installed
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python benchmarks/probes.py
 	$(BIN)/python benchmarks/degradation.py
+	$(BIN)/python benchmarks/pipeline.py
 
 # Installs the Debian packages when a binary is missing and we may (root); otherwise says what
 # is missing and leaves the decision to the test harness (skip locally, fail under CI=true).
