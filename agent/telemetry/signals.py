@@ -97,10 +97,20 @@ def prometheus_name(name: str, unit: str, counter: bool) -> str:
 _CHECK = ("check", "kind")
 
 
-def _detail(name: str, unit: str, description: str, detail: str, *kinds: str) -> Signal:
+def _detail(
+    name: str, unit: str, description: str, detail: str, *kinds: str, informational: bool = False
+) -> Signal:
     """A per-kind gauge published from the latest result's `details[detail]`."""
     return Signal(
-        name, Instrument.OBSERVABLE_GAUGE, unit, description, ("check",), (), detail, kinds
+        name,
+        Instrument.OBSERVABLE_GAUGE,
+        unit,
+        description,
+        ("check",),
+        (),
+        detail,
+        kinds,
+        informational,
     )
 
 
@@ -119,6 +129,7 @@ CATALOGUE: tuple[Signal, ...] = (
         "",
         "1 when the latest run of a check was healthy or degraded, else 0.",
         _CHECK,
+        informational=True,
     ),
     Signal(
         "vigil.check.duration",
@@ -163,7 +174,6 @@ CATALOGUE: tuple[Signal, ...] = (
         "s",
         "Configured interval of a check; a result older than twice this is stale.",
         _CHECK,
-        informational=True,
     ),
     Signal(
         "vigil.checks.in_flight",
@@ -199,7 +209,6 @@ CATALOGUE: tuple[Signal, ...] = (
         "s",
         "Unix time the agent process started.",
         (),
-        informational=True,
     ),
     _detail(
         "vigil.heartbeat.last.timestamp",
@@ -207,6 +216,7 @@ CATALOGUE: tuple[Signal, ...] = (
         "Unix time the heartbeat source (Alertmanager's Watchdog) last arrived.",
         "last_beat_timestamp",
         "heartbeat",
+        informational=True,
     ),
     # --- degradation --------------------------------------------------------------------------
     Signal(
@@ -359,6 +369,7 @@ CATALOGUE: tuple[Signal, ...] = (
         "Replay lag of a replica (absent on a primary).",
         "replication_lag_seconds",
         "postgres",
+        informational=True,
     ),
     _detail(
         "vigil.postgres.replica",
@@ -366,6 +377,7 @@ CATALOGUE: tuple[Signal, ...] = (
         "1 when the server is in recovery (a replica).",
         "replica",
         "postgres",
+        informational=True,
     ),
     _detail(
         "vigil.postgres.wal_receiver.up",
@@ -373,6 +385,7 @@ CATALOGUE: tuple[Signal, ...] = (
         "1 when a standby's WAL receiver runs (absent on a primary).",
         "wal_receiver_up",
         "postgres",
+        informational=True,
     ),
     # --- redis --------------------------------------------------------------------------------
     _detail(
@@ -391,6 +404,7 @@ CATALOGUE: tuple[Signal, ...] = (
         "connected_clients from INFO.",
         "clients_connected",
         "redis",
+        informational=True,
     ),
     _detail(
         "vigil.redis.clients.blocked",
@@ -398,6 +412,7 @@ CATALOGUE: tuple[Signal, ...] = (
         "blocked_clients from INFO.",
         "clients_blocked",
         "redis",
+        informational=True,
     ),
     Signal(
         "vigil.redis.connections.rejected",
@@ -408,6 +423,7 @@ CATALOGUE: tuple[Signal, ...] = (
         (),
         "rejected_connections",
         ("redis",),
+        informational=True,
     ),
     Signal(
         "vigil.redis.keys.evicted",
@@ -418,6 +434,7 @@ CATALOGUE: tuple[Signal, ...] = (
         (),
         "evicted_keys",
         ("redis",),
+        informational=True,
     ),
     _detail(
         "vigil.redis.rdb.last_save.success",
@@ -425,14 +442,23 @@ CATALOGUE: tuple[Signal, ...] = (
         "1 when the last RDB save succeeded.",
         "rdb_last_save_ok",
         "redis",
+        informational=True,
     ),
-    _detail("vigil.redis.replica", "", "1 when the server's role is replica.", "replica", "redis"),
+    _detail(
+        "vigil.redis.replica",
+        "",
+        "1 when the server's role is replica.",
+        "replica",
+        "redis",
+        informational=True,
+    ),
     _detail(
         "vigil.redis.replication.link.up",
         "",
         "1 when a replica's link to its primary is up (absent on a primary).",
         "replication_link_up",
         "redis",
+        informational=True,
     ),
     # --- http ---------------------------------------------------------------------------------
     _detail(
@@ -447,10 +473,20 @@ CATALOGUE: tuple[Signal, ...] = (
     ),
     # --- disk ---------------------------------------------------------------------------------
     _detail(
-        "vigil.disk.free", "By", "Bytes available to the agent at the path.", "free_bytes", "disk"
+        "vigil.disk.free",
+        "By",
+        "Bytes available to the agent at the path.",
+        "free_bytes",
+        "disk",
+        informational=True,
     ),
     _detail(
-        "vigil.disk.total", "By", "Size of the file system at the path.", "total_bytes", "disk"
+        "vigil.disk.total",
+        "By",
+        "Size of the file system at the path.",
+        "total_bytes",
+        "disk",
+        informational=True,
     ),
     _detail(
         "vigil.disk.free.ratio",
