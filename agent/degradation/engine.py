@@ -246,7 +246,12 @@ def advance(
         if any(a.status == "firing" for a in beats):
             heartbeat_at = now
         alerts = [a for a in payload.alerts if a.labels.get("alertname") != policy.watchdog]
-        book, applied = book.apply(alerts, now)
+        applied_book, applied = book.apply(alerts, now)
+        meaningful = {Change.FIRED, Change.RESOLVED, Change.UNKNOWN_RESOLVE}
+        # A repeat only refreshes last_seen, which matters to nothing but alert expiry: without
+        # expiry, repeats (every repeat_interval, from every HA peer) store nothing.
+        if policy.alert_expiry_seconds is not None or any(c in meaningful for _, c in applied):
+            book = applied_book
         fired = {a.fingerprint for a, change in applied if change is Change.FIRED}
         for alert, change in applied:
             changes.append(change)

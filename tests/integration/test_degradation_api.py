@@ -368,3 +368,20 @@ def test_corrupt_state_file_refuses_to_start(tmp_path: Path) -> None:
     assert "degradation.json: not valid JSON" in done.stderr
     assert "Traceback" not in done.stderr
     assert (data / "degradation.json").read_text() == "{ not json"
+
+
+async def test_repeats_store_nothing_without_expiry(start_agent) -> None:
+    """A repeated notification leaves the version alone unless alert expiry needs last_seen."""
+    plain = await start_agent(DISK, degradation=degradation())
+    expiring = await start_agent(DISK, degradation=degradation(alert_expiry_seconds=3600))
+    firing = reference("webhook_firing.json")
+    versions = []
+    for agent in (plain, expiring):
+        await agent.send("POST", "/webhooks/alertmanager", firing, token=TOKEN)
+        _, first = await agent.send("GET", "/api/v1/degradation")
+        status, answer = await agent.send("POST", "/webhooks/alertmanager", firing, token=TOKEN)
+        assert (status, answer["changes"]) == (200, {"duplicate": 1})
+        _, second = await agent.send("GET", "/api/v1/degradation")
+        versions.append(second["version"] - first["version"])
+
+    assert versions == [0, 1]
