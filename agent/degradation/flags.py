@@ -28,25 +28,20 @@ from __future__ import annotations
 
 import bisect
 import collections
-import contextlib
 import dataclasses
 import enum
-import json
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import mmh3
 from pydantic import (
     BeforeValidator,
     Field,
     PlainSerializer,
-    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -531,90 +526,18 @@ class FlagSet:
         return snapshot
 
 
-class FileFlagStore:
-    """Flag definitions in one JSON file, replaced atomically and durably on every write."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._path = Path(path)
+class FlagStore(Protocol):
+    """Where `Flags` persists its definitions (see `agent.degradation.flagstore`)."""
 
     @property
     def path(self) -> Path:
-        """The flag file."""
-        return self._path
+        """Where the definitions live, for messages."""
 
     def load(self) -> list[FlagDefinition]:
-        """The stored definitions; none when the file does not exist yet.
-
-        FlagStoreError naming the path when the file is unreadable, not JSON, of an unknown
-        version, or holds an invalid definition.
-        """
-        try:
-            raw = self._path.read_bytes()
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            msg = f"flag file {self._path}: cannot read: {exc}"
-            raise FlagStoreError(msg) from exc
-        try:
-            document = json.loads(raw)
-        except ValueError as exc:
-            msg = f"flag file {self._path}: not valid JSON: {exc}"
-            raise FlagStoreError(msg) from None
-        if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
-            msg = f"flag file {self._path}: expected an object with version {FORMAT_VERSION}"
-            raise FlagStoreError(msg)
-        items = document.get("flags")
-        if not isinstance(items, list):
-            msg = f"flag file {self._path}: flags must be a list"
-            raise FlagStoreError(msg)
-        definitions = []
-        for index, item in enumerate(items):
-            try:
-                definitions.append(FlagDefinition.model_validate(item))
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(part) for part in (f"flags[{index}]", *first["loc"]))
-                msg = f"flag file {self._path}: {where}: {first['msg']}"
-                raise FlagStoreError(msg) from None
-        return definitions
+        """The stored definitions."""
 
     def save(self, definitions: Iterable[FlagDefinition]) -> None:
-        """Replace the file's content: temp file, fsync, rename, fsync of the directory.
-
-        Refuses (FlagStoreError) to overwrite an existing file that does not load, so a damaged
-        file stays for the operator to repair.
-        """
-        try:
-            self.load()
-        except FlagStoreError as exc:
-            msg = f"refusing to overwrite a flag file that does not load: {exc}"
-            raise FlagStoreError(msg) from None
-        document = {
-            "version": FORMAT_VERSION,
-            "flags": [d.model_dump(mode="json") for d in definitions],
-        }
-        data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
-        directory = self._path.parent
-        try:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self._path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(data)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(tmp, self._path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # make the rename itself durable
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            msg = f"flag file {self._path}: cannot write: {exc}"
-            raise FlagStoreError(msg) from exc
+        """Replace the stored definitions."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -656,7 +579,7 @@ class Flags:
         *,
         level: Callable[[], Level] = _full,
         forced_off: Callable[[], frozenset[str]] = frozenset,
-        store: FileFlagStore | None = None,
+        store: FlagStore | None = None,
     ) -> None:
         self._set = FlagSet.build(definitions)
         self._level = level
@@ -669,7 +592,7 @@ class Flags:
     @classmethod
     def open(
         cls,
-        store: FileFlagStore,
+        store: FlagStore,
         *,
         level: Callable[[], Level] = _full,
         forced_off: Callable[[], frozenset[str]] = frozenset,

@@ -12,10 +12,14 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash at any instant leaves the old or the new file."""
+def atomic_write(path: Path, data: bytes, create_parent: bool = True) -> None:
+    """Replace `path` with `data` so that a crash at any instant leaves the old or the new file.
+
+    With `create_parent` false a missing directory is an error rather than created anew.
+    """
     directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
+    if create_parent:
+        directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:

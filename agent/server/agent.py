@@ -16,7 +16,8 @@ from agent import __version__
 from agent.config import VigilConfig
 from agent.degradation.engine import DegradationEngine, StateStore
 from agent.degradation.filestore import FileStateStore
-from agent.degradation.flags import FileFlagStore, Flags
+from agent.degradation.flags import Flags
+from agent.degradation.flagstore import FileFlagStore
 from agent.degradation.reconcile import Reconciler
 from agent.degradation.recorder import DegradationRecorder
 from agent.degradation.redisstore import RedisStateStore

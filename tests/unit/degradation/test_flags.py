@@ -17,7 +17,6 @@ from agent.degradation.flags import (
     UNKNOWN_KEY_LABEL,
     Evaluation,
     EvaluationError,
-    FileFlagStore,
     FlagDefinition,
     FlagError,
     Flags,
@@ -25,6 +24,7 @@ from agent.degradation.flags import (
     FlagStoreError,
     Reason,
 )
+from agent.degradation.flagstore import FileFlagStore
 from agent.degradation.levels import Level
 
 
