@@ -16,6 +16,8 @@ from agent.config.model import VigilConfig
 from agent.telemetry.redact import redactor
 
 DEFAULT_SOURCE = "<embedded default>"
+CONFIG_ERROR_EXIT = 3
+"""The exit code of every `vigil` command refused for bad configuration or usage."""
 
 
 class ConfigError(Exception):
