@@ -33,7 +33,6 @@ import enum
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Protocol
 
@@ -530,8 +529,8 @@ class FlagStore(Protocol):
     """Where `Flags` persists its definitions (see `agent.degradation.flagstore`)."""
 
     @property
-    def path(self) -> Path:
-        """Where the definitions live, for messages."""
+    def name(self) -> str:
+        """Where the definitions live, as messages name it."""
 
     def load(self) -> list[FlagDefinition]:
         """The stored definitions."""
@@ -602,7 +601,7 @@ class Flags:
         try:
             return cls(definitions, level=level, forced_off=forced_off, store=store)
         except FlagError as exc:
-            msg = f"flag file {store.path}: {exc}"
+            msg = f"{store.name}: {exc}"
             raise FlagStoreError(msg) from None
 
     @property
@@ -667,6 +666,26 @@ class Flags:
                 msg = f"cannot delete {key!r}: {', '.join(children)} depend on it"
                 raise FlagError(msg)
             return self._commit([d for d in self._set.definitions if d.key != key])
+
+    def close(self) -> None:
+        """Release the store's connections, if it holds any."""
+        close = getattr(self._store, "close", None)
+        if close is not None:
+            close()
+
+    def refresh(self) -> bool:
+        """Adopt the definitions in the store if another writer changed them (shared stores).
+
+        True when they changed; FlagStoreError when the store cannot be read (nothing changes).
+        """
+        if self._store is None:
+            return False
+        definitions = self._store.load()
+        with self._lock:
+            if list(definitions) == list(self._set.definitions):
+                return False
+            self._set = FlagSet.build(definitions, counts=self._set.stats())
+            return True
 
     def replace(self, definitions: Iterable[FlagDefinition]) -> FlagDiff:
         """Replace the whole set."""

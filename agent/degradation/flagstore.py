@@ -13,6 +13,41 @@ from agent.degradation.flags import FORMAT_VERSION, FlagDefinition, FlagStoreErr
 from agent.degradation.storage import atomic_write
 
 
+def parse_document(raw: bytes | str, where: str) -> list[FlagDefinition]:
+    """The definitions of a stored flag document; FlagStoreError naming `where` when invalid."""
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        msg = f"{where}: not valid JSON: {exc}"
+        raise FlagStoreError(msg) from None
+    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+        msg = f"{where}: expected an object with version {FORMAT_VERSION}"
+        raise FlagStoreError(msg)
+    items = document.get("flags")
+    if not isinstance(items, list):
+        msg = f"{where}: flags must be a list"
+        raise FlagStoreError(msg)
+    definitions = []
+    for index, item in enumerate(items):
+        try:
+            definitions.append(FlagDefinition.model_validate(item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            at = ".".join(str(part) for part in (f"flags[{index}]", *first["loc"]))
+            msg = f"{where}: {at}: {first['msg']}"
+            raise FlagStoreError(msg) from None
+    return definitions
+
+
+def render_document(definitions: Iterable[FlagDefinition]) -> bytes:
+    """The stored form of `definitions`."""
+    document = {
+        "version": FORMAT_VERSION,
+        "flags": [d.model_dump(mode="json") for d in definitions],
+    }
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+
+
 class FileFlagStore:
     """Flag definitions in one JSON file, replaced atomically and durably on every write."""
 
@@ -23,6 +58,11 @@ class FileFlagStore:
     def path(self) -> Path:
         """The flag file."""
         return self._path
+
+    @property
+    def name(self) -> str:
+        """The store as messages name it."""
+        return f"flag file {self._path}"
 
     def load(self) -> list[FlagDefinition]:
         """The stored definitions; none when the file does not exist yet.
@@ -37,28 +77,7 @@ class FileFlagStore:
         except OSError as exc:
             msg = f"flag file {self._path}: cannot read: {exc}"
             raise FlagStoreError(msg) from exc
-        try:
-            document = json.loads(raw)
-        except ValueError as exc:
-            msg = f"flag file {self._path}: not valid JSON: {exc}"
-            raise FlagStoreError(msg) from None
-        if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
-            msg = f"flag file {self._path}: expected an object with version {FORMAT_VERSION}"
-            raise FlagStoreError(msg)
-        items = document.get("flags")
-        if not isinstance(items, list):
-            msg = f"flag file {self._path}: flags must be a list"
-            raise FlagStoreError(msg)
-        definitions = []
-        for index, item in enumerate(items):
-            try:
-                definitions.append(FlagDefinition.model_validate(item))
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(part) for part in (f"flags[{index}]", *first["loc"]))
-                msg = f"flag file {self._path}: {where}: {first['msg']}"
-                raise FlagStoreError(msg) from None
-        return definitions
+        return parse_document(raw, f"flag file {self._path}")
 
     def save(self, definitions: Iterable[FlagDefinition]) -> None:
         """Replace the file's content: temp file, fsync, rename, fsync of the directory.
@@ -71,11 +90,7 @@ class FileFlagStore:
         except FlagStoreError as exc:
             msg = f"refusing to overwrite a flag file that does not load: {exc}"
             raise FlagStoreError(msg) from None
-        document = {
-            "version": FORMAT_VERSION,
-            "flags": [d.model_dump(mode="json") for d in definitions],
-        }
-        data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+        data = render_document(definitions)
         try:
             # A vanished data directory is an operator's problem to see, not to paper over.
             atomic_write(self._path, data, create_parent=False)

@@ -14,19 +14,23 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any
 
+import redis as redis_sync
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.retry import Retry as SyncRetry
 
 from agent.config.model import RedisStoreSettings
 from agent.degradation.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError
 from agent.degradation.engine import ConflictError, StoreUnavailableError
+from agent.degradation.flags import FlagDefinition, FlagStoreError
+from agent.degradation.flagstore import parse_document, render_document
 from agent.telemetry.redact import redactor
 
 log = structlog.get_logger("vigil.degradation.redis")
@@ -148,3 +152,47 @@ class RedisStateStore:
 
 def _describe(exc: BaseException) -> str:
     return redactor.text(" ".join(str(exc).split()) or type(exc).__name__)
+
+
+class RedisFlagStore:
+    """Flag definitions in one Redis key, so that agents sharing the level share the flags.
+
+    Synchronous (the `Flags` writer runs in a thread); other agents adopt a write through
+    `Flags.refresh`, which the agent calls on every poll.
+    """
+
+    def __init__(self, settings: RedisStoreSettings) -> None:
+        password = os.environ.get(settings.password_env) if settings.password_env else None
+        redactor.register(password)
+        self._client = redis_sync.Redis.from_url(
+            settings.url,
+            username=settings.username,
+            password=password,
+            socket_timeout=settings.timeout_seconds,
+            socket_connect_timeout=settings.timeout_seconds,
+            retry=SyncRetry(NoBackoff(), 0),
+            client_name="vigil-flags",
+        )
+        self._key = f"{settings.key_prefix}:flags"
+        self.name = f"flag key {self._key}"
+
+    def load(self) -> list[FlagDefinition]:
+        """The shared definitions; none before the first write."""
+        try:
+            raw = self._client.get(self._key)
+        except rexc.RedisError as exc:
+            msg = f"{self.name}: cannot read: {_describe(exc)}"
+            raise FlagStoreError(msg) from exc
+        return [] if raw is None else parse_document(raw, self.name)
+
+    def save(self, definitions: Iterable[FlagDefinition]) -> None:
+        """Replace the shared definitions (the write is one atomic SET)."""
+        try:
+            self._client.set(self._key, render_document(definitions))
+        except rexc.RedisError as exc:
+            msg = f"{self.name}: cannot write: {_describe(exc)}"
+            raise FlagStoreError(msg) from exc
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._client.close()

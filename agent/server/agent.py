@@ -16,11 +16,11 @@ from agent import __version__
 from agent.config import VigilConfig
 from agent.degradation.engine import DegradationEngine, StateStore
 from agent.degradation.filestore import FileStateStore
-from agent.degradation.flags import Flags
+from agent.degradation.flags import FlagError, Flags, FlagStore, FlagStoreError
 from agent.degradation.flagstore import FileFlagStore
 from agent.degradation.reconcile import Reconciler
 from agent.degradation.recorder import DegradationRecorder
-from agent.degradation.redisstore import RedisStateStore
+from agent.degradation.redisstore import RedisFlagStore, RedisStateStore
 from agent.degradation.telemetry import observe
 from agent.probes import PROBES
 from agent.probes.board import Scoreboard
@@ -52,6 +52,7 @@ class Agent:
         self.port: int | None = None
         self.degradation: DegradationApi | None = None
         self.reconciler: Reconciler | None = None
+        self._flag_refresher: asyncio.Task[None] | None = None
         if config.degradation.enabled:
             self.degradation = _degradation(config, meter, tracer)
             engine = self.degradation.engine
@@ -76,6 +77,13 @@ class Agent:
             self.degradation.register(app)
             if self.reconciler is not None:
                 self.reconciler.start()
+            if self.config.degradation.store == "redis":
+                self._flag_refresher = asyncio.create_task(
+                    _refresh_flags(
+                        self.degradation.flags, self.config.degradation.redis.poll_seconds
+                    ),
+                    name="flags-refresh",
+                )
         self._runner_app = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner_app.setup()
         site = web.TCPSite(self._runner_app, settings.listen_host, settings.listen_port)
@@ -99,6 +107,11 @@ class Agent:
         await self.runner.stop(grace)
         if self.reconciler is not None:
             await self.reconciler.stop()
+        if self._flag_refresher is not None:
+            self._flag_refresher.cancel()
+            await asyncio.gather(self._flag_refresher, return_exceptions=True)
+        if self.degradation is not None:
+            await asyncio.to_thread(self.degradation.flags.close)
         if self.degradation is not None:
             await self.degradation.engine.stop()
         await self.context.close()
@@ -123,22 +136,36 @@ class Agent:
 
 
 def _degradation(config: VigilConfig, meter: Meter, tracer: Tracer) -> DegradationApi:
-    """The degradation engine over file storage in the data directory, its flags and API."""
+    """The degradation engine, its flags and API, over files in the data directory or Redis."""
     settings = config.degradation
     data = Path(config.agent.data_dir)
     store: StateStore
+    flag_store: FlagStore
     if settings.store == "redis":
         store = RedisStateStore(settings.redis)
         observe(meter, [store.breaker])
+        flag_store = RedisFlagStore(settings.redis)
     else:
         store = FileStateStore(
             Path(settings.state_file or data / "degradation.json"),
             Path(settings.audit_file or data / "audit.jsonl"),
         )
+        flag_store = FileFlagStore(Path(settings.flags_file or data / "flags.json"))
     engine = DegradationEngine(settings, store)
     flags = Flags.open(
-        FileFlagStore(Path(settings.flags_file or data / "flags.json")),
+        flag_store,
         level=lambda: engine.level,
         forced_off=lambda: engine.state.flags_off,
     )
     return DegradationApi(settings, engine, flags, tracer)
+
+
+async def _refresh_flags(flags: Flags, seconds: float) -> None:
+    """Adopt flag writes other agents made to the shared store, every `seconds`."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            if await asyncio.to_thread(flags.refresh):
+                log.info("flags changed by another agent", flags=len(flags.definitions))
+        except (FlagStoreError, FlagError) as exc:
+            log.warning("shared flags could not be refreshed", error=str(exc))

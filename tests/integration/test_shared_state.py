@@ -42,6 +42,7 @@ def _degradation(redis: RedisServer) -> dict[str, Any]:
             "timeout_seconds": 0.5,
         },
         "webhook": {"bearer_token_env": "VIGIL_SHARED_HOOK"},
+        "admin_token_env": "VIGIL_SHARED_HOOK",
         "hold_seconds": 0.5,
         "tick_seconds": 0.2,
         "rules": [{"name": "demo", "matchers": ['alertname="DemoDown"'], "level": "degraded"}],
@@ -102,3 +103,31 @@ async def test_three_agents_converge_through_redis(
     assert all(stale == 0 for _, stale in await _levels(agents))
     _, metrics = await agents[1].get("/metrics")
     assert 'vigil_breaker_state{breaker="degradation-redis",state="closed"} 1.0' in metrics
+
+
+async def test_flags_are_shared_through_redis(
+    start_agent, fresh_redis, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A flag written through one agent answers the same on the others within a poll."""
+    monkeypatch.setenv("VIGIL_SHARED_HOOK", TOKEN)
+    redis: RedisServer = fresh_redis()
+    agents = [
+        await start_agent(
+            DISK, degradation=_degradation(redis), data_dir=str(tmp_path / f"agent-{i}")
+        )
+        for i in range(2)
+    ]
+
+    status, _ = await agents[0].send(
+        "PUT", "/api/v1/flags/search", {"enabled": True, "rollout_percent": 100}, token=TOKEN
+    )
+    assert status == 200
+    for _ in range(40):
+        _, answer = await agents[1].send("POST", "/api/v1/flags/search/evaluate", {})
+        if answer["value"]:
+            break
+        await asyncio.sleep(0.05)
+
+    assert answer["value"] is True
+    _, listed = await agents[1].send("GET", "/api/v1/flags")
+    assert [f["key"] for f in listed["flags"]] == ["search"]
