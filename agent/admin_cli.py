@@ -358,6 +358,7 @@ def _print_flags(definitions: Iterable[dict[str, Any]]) -> None:
     "--depends-on", multiple=True, metavar="KEY", help="Parent flag that must be on (repeatable)."
 )
 @click.option("--description", metavar="TEXT", help="Free text.")
+@click.option("--actor", default=None, help="Who changes it, for the audit (default: OS user).")
 def flags_set(
     api: _Api,
     key: str,
@@ -367,6 +368,7 @@ def flags_set(
     disabled_at_level: str | None,
     depends_on: tuple[str, ...],
     description: str | None,
+    actor: str | None,
 ) -> None:
     """Create flag KEY or change the given fields of it; the rest stays (admin token)."""
     path = f"/api/v1/flags/{urllib.parse.quote(key, safe='')}"
@@ -385,7 +387,8 @@ def flags_set(
         # A parent already listed keeps what it requires (a variant, or being off).
         kept = {d["flag"]: d for d in definition.get("depends_on", [])}
         definition["depends_on"] = [kept.get(k, {"flag": k}) for k in dict.fromkeys(depends_on)]
-    _print_flags([api.call("PUT", path, definition)])
+    who = urllib.parse.quote(actor or _os_user(), safe="")
+    _print_flags([api.call("PUT", f"{path}?actor={who}", definition)])
 
 
 @flags.command(name="evaluate")

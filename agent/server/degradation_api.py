@@ -13,6 +13,7 @@ import binascii
 import hmac
 import json
 import os
+import re
 from collections import Counter
 from typing import Any
 
@@ -282,6 +283,7 @@ class DegradationApi:
     async def put_flag(self, request: web.Request) -> web.Response:
         """Create or replace a flag (token required); cycles and unknown parents are refused."""
         self._need_admin(request)
+        actor = _actor(request)
         key = request.match_info["key"]
         raw = await _json(request)
         if isinstance(raw, dict):
@@ -298,12 +300,13 @@ class DegradationApi:
             raise _bad_request(str(exc)) from None
         except FlagStoreError as exc:
             raise _unavailable(exc) from None
-        await self._audit_flags("flag_set", diff)
+        await self._audit_flags("flag_set", diff, actor)
         return web.json_response(definition.model_dump(mode="json"))
 
     async def delete_flag(self, request: web.Request) -> web.Response:
         """Delete a flag (token required); refused while another flag depends on it."""
         self._need_admin(request)
+        actor = _actor(request)
         key = request.match_info["key"]
         if self.flags.get(key) is None:
             raise web.HTTPNotFound(
@@ -315,7 +318,7 @@ class DegradationApi:
             raise _bad_request(str(exc)) from None
         except FlagStoreError as exc:
             raise _unavailable(exc) from None
-        await self._audit_flags("flag_deleted", diff)
+        await self._audit_flags("flag_deleted", diff, actor)
         return web.json_response({"deleted": key})
 
     async def evaluate_flag(self, request: web.Request) -> web.Response:
@@ -333,11 +336,11 @@ class DegradationApi:
             }
         )
 
-    async def _audit_flags(self, action: str, diff: Any) -> None:
+    async def _audit_flags(self, action: str, diff: Any, actor: str) -> None:
         if not diff:
             return
         try:
-            await self._record_flags(action, diff)
+            await self._record_flags(action, diff, actor)
         except (StoreUnavailableError, ConflictError) as exc:
             # The flag change itself is stored; say loudly that its audit entry is missing.
             log.error(
@@ -347,11 +350,11 @@ class DegradationApi:
                 flags=list(diff.keys),
             )
 
-    async def _record_flags(self, action: str, diff: Any) -> None:
+    async def _record_flags(self, action: str, diff: Any, actor: str) -> None:
         await self.engine.record(
             action,
             {"flags": list(diff.keys), "before": dict(diff.before), "after": dict(diff.after)},
-            Actor("user", "api"),
+            Actor("user", actor),
         )
 
     async def openapi(self, request: web.Request) -> web.Response:
@@ -359,6 +362,17 @@ class DegradationApi:
         from agent.server.openapi import document
 
         return web.json_response(document())
+
+
+_ACTOR = re.compile(r"^[\w.@:+-]{1,100}$")
+
+
+def _actor(request: web.Request) -> str:
+    """Who makes a flag write: the `actor` query parameter (default `api`), a plain name."""
+    actor = request.query.get("actor", "api")
+    if not _ACTOR.match(actor):
+        raise _bad_request("actor must be 1-100 letters, digits or . _ @ : + -")
+    return actor
 
 
 def status_json(engine: DegradationEngine) -> dict[str, Any]:

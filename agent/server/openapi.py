@@ -63,6 +63,13 @@ def document() -> dict[str, Any]:
         schemas[name] = schema
     admin: list[dict[str, list[str]]] = [{"adminToken": []}]
     key = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
+    actor = {
+        "name": "actor",
+        "in": "query",
+        "required": False,
+        "description": "Who makes the change, for the audit trail (default `api`).",
+        "schema": {"type": "string", "pattern": r"^[\w.@:+-]{1,100}$"},
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Vigil degradation API", "version": __version__},
@@ -120,14 +127,14 @@ def document() -> dict[str, Any]:
                 "put": {
                     "summary": "Create or replace a flag",
                     "security": admin,
-                    "parameters": key,
+                    "parameters": [*key, actor],
                     "requestBody": _body("FlagDefinition"),
                     "responses": _responses("Stored.", 400, 401, 503),
                 },
                 "delete": {
                     "summary": "Delete a flag",
                     "security": admin,
-                    "parameters": key,
+                    "parameters": [*key, actor],
                     "responses": _responses("Deleted.", 400, 401, 404, 503),
                 },
             },

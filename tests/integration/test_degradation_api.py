@@ -385,3 +385,23 @@ async def test_repeats_store_nothing_without_expiry(start_agent) -> None:
         versions.append(second["version"] - first["version"])
 
     assert versions == [0, 1]
+
+
+async def test_flag_writes_name_their_actor(start_agent) -> None:
+    """A flag write audits the `actor` query parameter; a malformed actor is refused."""
+    agent = await start_agent(DISK, degradation=degradation())
+
+    ok, _ = await agent.send(
+        "PUT", "/api/v1/flags/search?actor=alice", {"enabled": True}, token=ADMIN
+    )
+    bad, _ = await agent.send(
+        "PUT", "/api/v1/flags/search?actor=bob%20smith", {"enabled": False}, token=ADMIN
+    )
+    _, audit = await agent.send("GET", "/api/v1/audit")
+    _, flag = await agent.send("GET", "/api/v1/flags/search")
+
+    assert (ok, bad) == (200, 400)
+    assert [e["actor"] for e in audit["entries"] if e["action"] == "flag_set"] == [
+        {"kind": "user", "id": "alice"}
+    ]
+    assert flag["enabled"] is True
