@@ -64,7 +64,8 @@ def demand(
     """The level and flags the firing `alerts` demand under `rules`.
 
     Every matching rule counts (an alert may demand a level through one rule and flags through
-    another). An alert no rule matches falls back to its severity label's level.
+    another). An alert no rule matches, or only rules without a level, falls back to its
+    severity label's level.
     """
     level = Level.FULL
     flags: set[str] = set()
@@ -73,7 +74,10 @@ def demand(
     for alert in sorted(alerts, key=lambda a: a.fingerprint):
         matched = [r for r in rules if r.matches(alert.labels)]
         if matched:
-            alert_level = max((r.level for r in matched if r.level is not None), default=Level.FULL)
+            levels = [r.level for r in matched if r.level is not None]
+            # Rules that only switch flags say nothing about the level: severity decides it.
+            fallback = severity_levels.get(alert.labels.get(severity_label, ""), Level.FULL)
+            alert_level = max(levels) if levels else fallback
             for rule in matched:
                 flags |= rule.flags_off
             contributions.append(

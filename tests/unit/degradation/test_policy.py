@@ -174,3 +174,10 @@ def test_unpin_applies_demand_without_hold() -> None:
 
     assert (down.state.level, down.cause) == (F, Cause.UNPIN)
     assert (up.state.level, up.cause) == (M, Cause.UNPIN)
+
+
+def test_flags_only_rule_leaves_the_level_to_severity() -> None:
+    """An alert matched only by a flags-only rule demands its severity's level, flags included."""
+    got = demand([_alert("s", alertname="X", team="search", severity="critical")], RULES, SEVERITY)
+
+    assert (got.level, got.flags_off, got.unmatched) == (M, frozenset({"search"}), ())
