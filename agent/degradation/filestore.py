@@ -89,7 +89,8 @@ class FileStateStore:
 
     async def audit(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` audit entries, oldest first."""
-        entries = await asyncio.to_thread(self._all_audit)
+        async with self._lock:  # no rotation while the journals are read
+            entries = await asyncio.to_thread(self._all_audit)
         return entries[-limit:] if limit else []
 
     # --- blocking helpers, run in a thread ---------------------------------------------------
@@ -155,13 +156,15 @@ class FileStateStore:
         append_lines(self.audit_path, [e for e in pending if e.get("id") not in archived])
 
     def _all_audit(self) -> list[dict[str, Any]]:
+        # Journals first, the log second: a background fold appends to the log before it removes
+        # the rotated journal, so every entry is in what is read, whenever the fold runs.
+        journaled = [e for record in self._journal_records() for e in record.get("audit", [])]
         entries = read_lines(self.audit_path)
         seen = {e.get("id") for e in entries}
-        for record in self._journal_records():
-            for entry in record.get("audit", []):
-                if entry.get("id") not in seen:
-                    seen.add(entry.get("id"))
-                    entries.append(entry)
+        for entry in journaled:
+            if entry.get("id") not in seen:
+                seen.add(entry.get("id"))
+                entries.append(entry)
         return entries
 
     def _remove_leftovers(self) -> None:
