@@ -139,3 +139,15 @@ def wait_healthy(proc: subprocess.Popen[bytes], url: str) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def print_ratios(
+    summary: dict[str, Any], rows: list[tuple[str, str]], name_width: int, value_format: str
+) -> None:
+    """One line per (ratio, goal note) present in `summary`, with met / NOT met when judged."""
+    for key, note in rows:
+        if key not in summary:
+            continue
+        met = summary["goals_met"].get(key)
+        verdict = "" if met is None else ("  met" if met else "  NOT met")
+        print(f"  {key:<{name_width}}{summary[key]:{value_format}}  ({note}){verdict}")

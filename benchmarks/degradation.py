@@ -74,6 +74,7 @@ from _common import (
     Services,
     free_port,
     http_get,
+    print_ratios,
     proc_cpu_seconds,
     quantile,
     read_line,
@@ -688,19 +689,15 @@ def print_report(summary: dict[str, Any]) -> None:
     )
     print(f"  same answer for the same user: {f['same_answer_share']:.2%}")
     print("\nratios (goal)")
-    for key, note in (
+    rows = [
         ("webhook_p99_ratio", f"<= {GOALS['webhook_p99_ratio']}"),
         ("webhook_p99_ratio_serial", "info, every request a level transition"),
         ("webhook_p50_ratio", "info"),
         ("webhook_throughput_ratio", "info"),
         ("flag_eval_ratio", f">= {GOALS['flag_eval_ratio']}"),
         ("flag_eval_ratio_flagset", "info"),
-    ):
-        if key not in summary:
-            continue
-        met = summary["goals_met"].get(key)
-        verdict = "" if met is None else ("  met" if met else "  NOT met")
-        print(f"  {key:<28}{summary[key]:8.2f}  ({note}){verdict}")
+    ]
+    print_ratios(summary, rows, 28, "8.2f")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -69,6 +69,7 @@ from _common import (
     Services,
     free_port,
     http_get,
+    print_ratios,
     proc_cpu_seconds,
     quantile,
     read_line,
@@ -580,14 +581,12 @@ def print_table(results: dict[str, list[Measurement]], summary: dict[str, Any]) 
         f"{r['series_prometheus_client']} series, {r['families']} families"
     )
     print("\nratios (goal)")
-    for key, note in (
+    rows = [
         ("cpu_per_probe_ratio", f"<= {GOALS['cpu_per_probe_ratio']}"),
         ("cpu_per_probe_ratio_new_connection", "info"),
         ("metrics_render_ratio", f"<= {GOALS['metrics_render_ratio']}"),
-    ):
-        met = summary["goals_met"].get(key)
-        verdict = "" if met is None else ("  met" if met else "  NOT met")
-        print(f"  {key:<36}{summary[key]:7.3f}  ({note}){verdict}")
+    ]
+    print_ratios(summary, rows, 36, "7.3f")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

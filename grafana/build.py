@@ -61,37 +61,19 @@ def state_index(metric: str, by: str, extra: str = "") -> str:
     return f"max by ({by}) ({parts})"
 
 
-STATUS_MAPPINGS: list[Json] = [
-    {
-        "type": "value",
-        "options": {
-            "0": {"text": "healthy", "color": "green", "index": 0},
-            "1": {"text": "degraded", "color": "orange", "index": 1},
-            "2": {"text": "unhealthy", "color": "red", "index": 2},
-            "3": {"text": "unknown", "color": "purple", "index": 3},
-        },
-    }
-]
-LEVEL_MAPPINGS: list[Json] = [
-    {
-        "type": "value",
-        "options": {
-            "0": {"text": "full", "color": "green", "index": 0},
-            "1": {"text": "degraded", "color": "yellow", "index": 1},
-            "2": {"text": "minimal", "color": "orange", "index": 2},
-            "3": {"text": "maintenance", "color": "blue", "index": 3},
-        },
-    }
-]
-BINARY_MAPPINGS: list[Json] = [
-    {
-        "type": "value",
-        "options": {
-            "0": {"text": "no", "color": "green", "index": 0},
-            "1": {"text": "yes", "color": "orange", "index": 1},
-        },
-    }
-]
+def _value_mappings(*entries: tuple[str, str]) -> list[Json]:
+    """A Grafana value mapping: 0, 1, ... shown as the given (text, colour) pairs."""
+    options = {str(i): {"text": t, "color": c, "index": i} for i, (t, c) in enumerate(entries)}
+    return [{"type": "value", "options": options}]
+
+
+STATUS_MAPPINGS = _value_mappings(
+    ("healthy", "green"), ("degraded", "orange"), ("unhealthy", "red"), ("unknown", "purple")
+)
+LEVEL_MAPPINGS = _value_mappings(
+    ("full", "green"), ("degraded", "yellow"), ("minimal", "orange"), ("maintenance", "blue")
+)
+BINARY_MAPPINGS = _value_mappings(("no", "green"), ("yes", "orange"))
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,15 @@ def get_json(url: str, params: dict[str, str] | None = None, timeout: float = 5.
     return json.loads(body)
 
 
+def instant_query(base_url: str, promql: str) -> list[dict[str, Any]]:
+    """`data.result` of a PromQL instant query on a Prometheus-compatible API; raise on error."""
+    body = get_json(f"{base_url}/api/v1/query", {"query": promql})
+    if body.get("status") != "success":
+        raise RuntimeError(f"query {promql!r} failed: {body}")
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
 def post_json(url: str, payload: Any, timeout: float = 5.0) -> tuple[int, bytes]:
     """POST ``payload`` as JSON to ``url`` and return ``(status, body)``."""
     return request(

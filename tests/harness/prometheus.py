@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .binaries import require
-from .httpclient import get_json, poll_query, request, wait_http_ok
+from .httpclient import get_json, instant_query, poll_query, request, wait_http_ok
 from .ports import free_port
 from .process import ManagedProcess, ServiceError, log_tail
 
@@ -111,11 +111,7 @@ class PrometheusServer:
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """Run an instant query via ``/api/v1/query`` and return ``data.result``; raise on error."""
-        body = get_json(f"{self.url}/api/v1/query", {"query": promql})
-        if body.get("status") != "success":
-            raise RuntimeError(f"query {promql!r} failed: {body}")
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
+        return instant_query(self.url, promql)
 
     def wait_for(
         self,

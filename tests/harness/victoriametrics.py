@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .binaries import unavailable
-from .httpclient import get_json, poll_query, request, wait_http_ok
+from .httpclient import instant_query, poll_query, request, wait_http_ok
 from .ports import free_port
 from .process import ManagedProcess, ServiceError, log_tail
 
@@ -204,11 +204,7 @@ class VictoriaMetricsServer:
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """Run an instant PromQL query and return ``data.result``; raise on an error status."""
-        body = get_json(f"{self.url}/api/v1/query", {"query": promql})
-        if body.get("status") != "success":
-            raise RuntimeError(f"query {promql!r} failed: {body}")
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
+        return instant_query(self.url, promql)
 
     def wait_for(
         self,
