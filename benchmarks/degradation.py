@@ -18,8 +18,8 @@ Method:
   (`_degradation_services.py load`), posts the captured Alertmanager 0.25 payload over keep-alive
   at `--concurrency`, after a warm-up, `--requests` per run: worker `w` alternates firing and
   resolved of its own alert, each pair a new episode (`startsAt` increases), so on the agent
-  every request is a stored change (audit line appended and fsynced, state file written, fsynced
-  and renamed, directory fsynced: the webhook answers only after that). Every answer is checked:
+  every request is a stored change (one journal line, the state and its audit entries, appended
+  and fdatasynced: the webhook answers only after that). Every answer is checked:
   200, `changes` exactly `fired` / `resolved`, versions distinct and contiguous, and at the end
   `GET /api/v1/degradation` reports the last version, level `full`, no active alert.
   With several workers the level changes only when the set of firing alerts becomes empty or not
@@ -85,7 +85,7 @@ from _common import (
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookPayload
 from agent.degradation.engine import Actor, DegradationEngine
-from agent.degradation.filestore import FileStateStore
+from agent.degradation.filestore import SEPARATOR, FileStateStore
 from agent.degradation.flags import FlagDefinition, Flags, FlagSet, Reason
 from agent.degradation.storage import append_lines, atomic_write
 
@@ -437,8 +437,8 @@ def measure_engine(workdir: Path, count: int, profile: bool) -> dict[str, Any]:
             result["commit_file_p50_ms"] = 1000 * statistics.median(commits)
             result["commit_file_p99_ms"] = 1000 * quantile(commits, 0.99)
             result["fsyncs_per_commit"] = 1  # one journal line, one fdatasync
-            last = json.loads(store.journal_path.read_text().splitlines()[-1])
-            state = json.dumps(last["state"], indent=1, sort_keys=True).encode()
+            last = store.journal_path.read_bytes().splitlines()[-1]
+            state = json.dumps(json.loads(last.partition(SEPARATOR)[0]), indent=1).encode()
             result.update(time_storage(data, state, count))
     if profiler is not None:
         out = io.StringIO()

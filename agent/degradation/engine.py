@@ -422,7 +422,7 @@ class DegradationEngine:
         self._ticker = asyncio.create_task(self._tick_forever(), name="degradation-tick")
         log.info(
             "degradation engine started",
-            level=self.level.label,
+            degradation_level=self.level.label,
             version=self._state.version,
             alerts=len(self._state.book.active),
         )
@@ -496,8 +496,8 @@ class DegradationEngine:
         if old.level != newer.level:
             log.warning(
                 "degradation level changed by another agent",
-                previous=old.level.label,
-                level=newer.level.label,
+                previous_level=old.level.label,
+                degradation_level=newer.level.label,
                 version=newer.version,
             )
         for listener in self._listeners:
@@ -657,8 +657,8 @@ class DegradationEngine:
             self.transitions[before.label, after.label, cause.value] += 1
             log.warning(
                 "degradation level changed",
-                previous=before.label,
-                level=after.label,
+                previous_level=before.label,
+                degradation_level=after.label,
                 cause=cause.value,
                 alerts=[c.alertname for c in step.state.reasons],
             )

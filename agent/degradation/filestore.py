@@ -1,14 +1,19 @@
 """The default state store: a snapshot, a journal and an audit log in the data directory.
 
-A commit is one JSON line appended to the journal (`<state>.journal`: the new state and its audit
-entries) and one `fdatasync`: that is what an acknowledged webhook waits for. Every
-`COMPACT_EVERY` commits the journal is rotated (renamed to `<state>.journal.1`) and folded away
-in the background, off the commit path: its audit entries are appended to the audit log, its
+A commit is one line appended to the journal (`<state>.journal`) and one `fdatasync`: that is what
+an acknowledged webhook waits for. The line is the new state's JSON followed by each of the
+commit's audit entries as JSON, separated by tabs (JSON text never holds a raw tab or newline), so
+that folding a journal copies audit entries as bytes instead of parsing and re-encoding them.
+Every `COMPACT_EVERY` commits the journal is rotated (renamed to `<state>.journal.1`) and folded
+away in the background, off the commit path: its audit entries are appended to the audit log, its
 last state replaces the snapshot atomically (temp file, fsync, rename, fsync of the directory),
-and the rotated file is removed. `load` does the same for whatever it finds. A crash at any
-instant leaves a snapshot, journals whose complete lines are all durable (a torn last line was
-never acknowledged), and an audit log; `load` recovers the newest state and never reports an
-audit entry twice (entries carry unique ids) nor one whose version the state never reached.
+and the rotated file is removed. `load` does the same for whatever it finds, parsing every line.
+
+A crash at any instant leaves a snapshot, journals whose complete lines are all durable (a torn
+last line was never acknowledged), and an audit log; `load` recovers the newest state and never
+reports an audit entry twice (entries carry unique ids) nor one whose version the state never
+reached. A write that fails part-way is cut off again before the next commit, so a torn fragment
+never glues itself to an acknowledged line.
 """
 
 from __future__ import annotations
@@ -16,19 +21,56 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
+import structlog
 
 from agent.degradation.engine import ConflictError, StateError, StoreUnavailableError
-from agent.degradation.storage import append_lines, atomic_write, fsync_directory, read_lines
+from agent.degradation.storage import (
+    append_bytes,
+    append_lines,
+    atomic_write,
+    dump_line,
+    fsync_directory,
+    read_lines,
+)
 
 COMPACT_EVERY = 1024
 """Commits between two compactions: bounds the journal and the work of a restart."""
 
+SLOW_SYNC_SECONDS = 0.002
+"""Journal writes slower than this (moving average) move off the event loop, into a thread.
+
+On a disk whose `fdatasync` takes a fraction of a millisecond, writing on the event loop is
+cheaper than handing the write to a thread and back (each hand-off waits behind every other
+request the loop is serving). A slow disk must not hold up probes and `/metrics`, so once writes
+get slow they go to a thread, and come back when the disk is fast again.
+"""
+
+SEPARATOR = b"\t"
+"""Between the state and the audit entries of one journal line."""
+
+log = structlog.get_logger("vigil.degradation.filestore")
+
 
 class StateFileError(StateError):
     """The state file exists but cannot be used; the agent refuses to start over it."""
+
+
+class Commit(NamedTuple):
+    """One parsed journal line: the state it stored and its audit entries."""
+
+    state: dict[str, Any]
+    audit: list[dict[str, Any]]
+
+    @property
+    def version(self) -> int:
+        """The version this commit stored."""
+        return int(self.state["version"])
 
 
 class FileStateStore:
@@ -43,6 +85,11 @@ class FileStateStore:
         self._journaled = 0
         self._lock = asyncio.Lock()
         self._compaction: asyncio.Task[None] | None = None
+        self._fd: int | None = None  # the journal, open for appending between commits
+        self._size = 0  # bytes of complete lines in the journal
+        self._clean = True  # the journal holds only complete lines this process wrote
+        self._unfolded = False  # a rotated journal waits to be folded
+        self._sync_seconds = 0.0  # moving average of a journal write, fdatasync included
 
     async def load(self) -> dict[str, Any] | None:
         """The newest stored state; folds the journals into the snapshot and the audit log."""
@@ -51,41 +98,48 @@ class FileStateStore:
             state = await asyncio.to_thread(self._recover)
             self._version = 0 if state is None else int(state["version"])
             self._journaled = 0
+            self._unfolded = False
             return state
 
     async def commit(
         self, expected_version: int, state: dict[str, Any], audit: Sequence[dict[str, Any]]
     ) -> None:
         """Journal `state` and `audit` durably; ConflictError on a version mismatch."""
+        line = _line(state, audit)  # serialised before the lock: concurrent callers overlap
         async with self._lock:
             if self._version is None:
                 self._version = 0
             if self._version != expected_version:
                 msg = f"state is at version {self._version}, not {expected_version}"
                 raise ConflictError(msg)
-            record = {"version": state["version"], "state": state, "audit": list(audit)}
+            due = self._journaled + 1 >= COMPACT_EVERY
             idle = self._compaction is None or self._compaction.done()
-            rotate = self._journaled + 1 >= COMPACT_EVERY and idle
+            if due and idle and self._unfolded:
+                # The last fold failed: retry it before rotating, which would overwrite its file.
+                self._compaction = asyncio.create_task(
+                    self._fold(fast=False), name="degradation-compaction"
+                )
+            rotate = due and idle and not self._unfolded
             try:
-                await asyncio.to_thread(self._journal, record, rotate)
+                if self._sync_seconds < SLOW_SYNC_SECONDS:
+                    fast = self._append(line, rotate)
+                else:
+                    fast = await asyncio.to_thread(self._append, line, rotate)
             except OSError as exc:
                 raise StoreUnavailableError(f"cannot write {exc.filename}: {exc.strerror}") from exc
             self._version = int(state["version"])
             self._journaled = 0 if rotate else self._journaled + 1
             if rotate:
+                self._unfolded = True
                 self._compaction = asyncio.create_task(
-                    asyncio.to_thread(self._fold_rotated), name="degradation-compaction"
+                    self._fold(fast), name="degradation-compaction"
                 )
 
     async def close(self) -> None:
-        """Let a background compaction finish."""
-        await self._finish_compaction()
-
-    async def _finish_compaction(self) -> None:
-        if self._compaction is not None:
-            # A failed compaction is retried by the next load; the journals keep everything.
-            await asyncio.gather(self._compaction, return_exceptions=True)
-            self._compaction = None
+        """Let a background compaction finish; close the journal."""
+        async with self._lock:
+            await self._finish_compaction()
+            self._close_journal()
 
     async def audit(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` audit entries, oldest first."""
@@ -93,44 +147,118 @@ class FileStateStore:
             entries = await asyncio.to_thread(self._all_audit)
         return entries[-limit:] if limit else []
 
-    # --- blocking helpers, run in a thread ---------------------------------------------------
-    def _journal(self, record: dict[str, Any], rotate: bool) -> None:
-        line = json.dumps(record, separators=(",", ":"), sort_keys=True, default=str) + "\n"
-        new = not self.journal_path.exists()
-        if new:
-            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    async def _fold(self, fast: bool) -> None:
         try:
-            os.write(fd, line.encode())
+            await asyncio.to_thread(self._fold_rotated, fast)
+        except OSError as exc:  # the rotated journal keeps everything; the fold is retried
+            log.warning("cannot fold the rotated journal yet", error=str(exc))
+        else:
+            self._unfolded = False
+
+    async def _finish_compaction(self) -> None:
+        if self._compaction is not None:
+            await asyncio.gather(self._compaction, return_exceptions=True)
+            self._compaction = None
+
+    # --- blocking helpers, run in a thread (`_append` on the loop while the disk is fast) -----
+    def _append(self, line: bytes, rotate: bool) -> bool:
+        """Append one durable line; with `rotate`, rotate the journal after it.
+
+        Returns whether the rotated journal holds only whole lines this process wrote (then
+        its fold may copy bytes without parsing).
+        """
+        fd = self._open_journal()
+        start = self._size
+        began = time.perf_counter()
+        try:
+            _write_all(fd, line)
             os.fdatasync(fd)
+        except OSError:
+            self._cut(fd, start)
+            raise
         finally:
-            os.close(fd)
-        if new:
-            fsync_directory(self.journal_path.parent)
+            took = time.perf_counter() - began
+            self._sync_seconds = 0.8 * self._sync_seconds + 0.2 * took
+        self._size = start + len(line)
+        clean = self._clean
         if rotate:
             os.replace(self.journal_path, self.rotated_path)
-            fsync_directory(self.journal_path.parent)
+            self._close_journal()  # the next commit starts a new journal (and syncs the rename)
+        return clean
 
-    def _fold_rotated(self) -> None:
-        """Archive the rotated journal's audit, snapshot its last state, remove it."""
-        records = read_lines(self.rotated_path)
-        states = [r["state"] for r in records if isinstance(r.get("state"), dict)]
-        if states:
-            self._archive(records, int(states[-1]["version"]))
-            atomic_write(self.state_path, _snapshot(states[-1]))
+    def _open_journal(self) -> int:
+        if self._fd is not None:
+            return self._fd
+        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.journal_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            fsync_directory(self.journal_path.parent)  # a new file (or a rename) made durable
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A fragment this store did not write (it was not loaded first): end it, so
+                # that it stays a line of its own, which a parse of the journal skips.
+                _write_all(fd, b"\n")
+                size += 1
+                self._clean = False
+            elif size:
+                self._clean = False  # lines from before this process: fold them by parsing
+            else:
+                self._clean = True
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd, self._size = fd, size
+        return fd
+
+    def _cut(self, fd: int, size: int) -> None:
+        """Remove what a failed write left after the last whole line."""
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            # The fragment stays; reopening ends it with a newline and marks the journal unclean.
+            self._close_journal()
+
+    def _close_journal(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def _fold_rotated(self, fast: bool) -> None:
+        """Archive the rotated journal's audit, snapshot its last state, remove it.
+
+        `fast`: every line is whole and was written by this process, nothing of it is archived
+        yet; the audit entries are copied as bytes and only the last state is parsed.
+        """
+        try:
+            raw = self.rotated_path.read_bytes()
+        except FileNotFoundError:
+            return
+        if fast:
+            lines = raw.split(b"\n")[:-1]  # the piece after the last newline is empty
+            if lines:
+                state = orjson.loads(lines[-1].partition(SEPARATOR)[0])
+                entries = [part for line in lines for part in line.split(SEPARATOR)[1:]]
+                append_bytes(self.audit_path, b"".join(e + b"\n" for e in entries))
+                atomic_write(self.state_path, _snapshot(state))
+        else:
+            commits = _parse(raw)
+            if commits:
+                self._archive(commits, commits[-1].version)
+                atomic_write(self.state_path, _snapshot(commits[-1].state))
         self.rotated_path.unlink(missing_ok=True)
         fsync_directory(self.rotated_path.parent)
 
     def _recover(self) -> dict[str, Any] | None:
+        self._close_journal()
         self._remove_leftovers()
         state = self._read_snapshot()
-        records = self._journal_records()
-        for record in records:
+        commits = self._journal_commits()
+        for commit in commits:
             newest = 0 if state is None else int(state["version"])
-            if int(record.get("version", 0)) > newest and isinstance(record.get("state"), dict):
-                state = record["state"]
+            if commit.version > newest:
+                state = commit.state
         if state is not None:
-            self._archive(records, int(state["version"]))
+            self._archive(commits, int(state["version"]))
             atomic_write(self.state_path, _snapshot(state))
             self.rotated_path.unlink(missing_ok=True)
             if self.journal_path.exists():
@@ -138,27 +266,22 @@ class FileStateStore:
             self._trim_audit(int(state["version"]))
         return state
 
-    def _journal_records(self) -> list[dict[str, Any]]:
+    def _journal_commits(self) -> list[Commit]:
         """Lines of the rotated journal, then of the current one: oldest first."""
-        return read_lines(self.rotated_path) + read_lines(self.journal_path)
+        return [c for path in (self.rotated_path, self.journal_path) for c in _read_commits(path)]
 
-    def _archive(self, records: list[dict[str, Any]], version: int) -> None:
-        """Append the audit entries of `records` up to `version` to the audit log, once."""
-        pending = [
-            entry
-            for record in records
-            if int(record.get("version", 0)) <= version
-            for entry in record.get("audit", [])
-        ]
+    def _archive(self, commits: list[Commit], version: int) -> None:
+        """Append the audit entries of `commits` up to `version` to the audit log, once."""
+        pending = [entry for c in commits if c.version <= version for entry in c.audit]
         # Only a crash between archiving and removing a journal can archive entries twice, and
         # then they are the newest lines of the audit log: its tail is all that needs reading.
-        archived = _tail_ids(self.audit_path, sum(len(json.dumps(e)) for e in pending) * 2)
+        archived = _tail_ids(self.audit_path, sum(len(dump_line(e)) for e in pending) * 2)
         append_lines(self.audit_path, [e for e in pending if e.get("id") not in archived])
 
     def _all_audit(self) -> list[dict[str, Any]]:
         # Journals first, the log second: a background fold appends to the log before it removes
         # the rotated journal, so every entry is in what is read, whenever the fold runs.
-        journaled = [e for record in self._journal_records() for e in record.get("audit", [])]
+        journaled = [e for c in self._journal_commits() for e in c.audit]
         entries = read_lines(self.audit_path)
         seen = {e.get("id") for e in entries}
         for entry in journaled:
@@ -193,11 +316,7 @@ class FileStateStore:
         entries = read_lines(self.audit_path)
         kept = [e for e in entries if int(e.get("version", 0)) <= version]
         if len(kept) != len(entries) or (entries and self._has_torn_tail()):
-            data = b"".join(
-                json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-                for e in kept
-            )
-            atomic_write(self.audit_path, data)
+            atomic_write(self.audit_path, b"".join(dump_line(e) + b"\n" for e in kept))
 
     def _has_torn_tail(self) -> bool:
         try:
@@ -205,6 +324,44 @@ class FileStateStore:
         except FileNotFoundError:
             return False
         return bool(raw) and not raw.endswith(b"\n")
+
+
+def _line(state: dict[str, Any], audit: Sequence[dict[str, Any]]) -> bytes:
+    """One journal line: the state, then each audit entry, tab-separated."""
+    return SEPARATOR.join([dump_line(state), *(dump_line(e) for e in audit)]) + b"\n"
+
+
+def _read_commits(path: Path) -> list[Commit]:
+    try:
+        return _parse(path.read_bytes())
+    except FileNotFoundError:
+        return []
+
+
+def _parse(raw: bytes) -> list[Commit]:
+    """Every whole journal line; a torn or foreign one (a crash mid-append) is skipped."""
+    commits = []
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            parts = [orjson.loads(part) for part in line.split(SEPARATOR)]
+        except ValueError:
+            continue
+        state, audit = parts[0], parts[1:]
+        if (
+            isinstance(state, dict)
+            and isinstance(state.get("version"), int)
+            and all(isinstance(e, dict) for e in audit)
+        ):
+            commits.append(Commit(state, audit))
+    return commits
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _tail_ids(path: Path, size: int) -> set[Any]:
@@ -220,7 +377,7 @@ def _tail_ids(path: Path, size: int) -> set[Any]:
     ids = set()
     for line in tail.split(b"\n")[1:] if end > size + 4096 else tail.split(b"\n"):
         try:
-            ids.add(json.loads(line).get("id"))
+            ids.add(orjson.loads(line).get("id"))
         except (ValueError, AttributeError):
             continue
     return ids

@@ -4,12 +4,13 @@ append-only JSON-lines log whose torn last line, left by a crash, is ignored on 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 
 def atomic_write(path: Path, data: bytes, create_parent: bool = True) -> None:
@@ -45,10 +46,11 @@ def fsync_directory(directory: Path) -> None:
 
 def append_lines(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
     """Append one JSON object per line and fsync before returning."""
-    data = b"".join(
-        json.dumps(r, separators=(",", ":"), ensure_ascii=False, default=str).encode() + b"\n"
-        for r in records
-    )
+    append_bytes(path, b"".join(dump_line(r) + b"\n" for r in records))
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    """Append `data` (whole lines) and fsync before returning; a new file's entry too."""
     if not data:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +61,11 @@ def append_lines(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
         os.fsync(file.fileno())
     if new:
         fsync_directory(path.parent)
+
+
+def dump_line(record: Mapping[str, Any]) -> bytes:
+    """`record` as compact UTF-8 JSON on one line: how every JSON-lines file here writes one."""
+    return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -72,7 +79,7 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = orjson.loads(line)
         except ValueError:
             continue
         if isinstance(record, dict):

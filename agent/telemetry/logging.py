@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -37,6 +38,33 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
+_handler: logging.StreamHandler[TextIO] | None = None
+"""The handler `configure_logging` installed: structlog's events are written to its stream."""
+
+
+class HandlerLogger:
+    """structlog's end of the pipeline: writes a rendered line through the installed handler.
+
+    Under the handler's lock, so that lines from structlog and from the standard library (other
+    threads, libraries) never interleave.
+    """
+
+    def __init__(self, name: str = "", *_: Any) -> None:
+        self.name = name  # read by add_logger_name
+
+    def msg(self, message: str) -> None:
+        """Write one rendered event."""
+        handler = _handler
+        if handler is None:  # not configured yet: where the standard library would write
+            sys.stderr.write(message + "\n")
+            return
+        with handler.lock or contextlib.nullcontext():
+            handler.stream.write(message + "\n")
+            handler.stream.flush()
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+
+
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Route structlog and the standard library's logging through one redacting pipeline."""
     stream = stream or sys.stderr
@@ -60,12 +88,6 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
         )
         tail = [tracebacks, redact]
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
-    )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],
@@ -75,6 +97,16 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])
+    # Vigil's own events skip the standard library (a LogRecord, a caller lookup and a second
+    # pass through the processors per line): rendered once, written to the same handler.
+    global _handler
+    _handler = handler
+    structlog.configure(
+        processors=[*shared, *tail, renderer],
+        logger_factory=HandlerLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        cache_logger_on_first_use=False,  # a later configure_logging applies to every logger
+    )
     # Libraries that log every retry would drown the one line that matters.
     for noisy in ("psycopg.pool", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.trace import SpanKind
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +108,44 @@ async def test_fire_escalates_and_resolve_recovers_after_hold(start_agent) -> No
         metrics
     )
     assert 'vigil_degradation_level{level="full"} 1.0' in metrics
+
+
+async def test_webhook_and_transition_are_traced_and_logged(start_agent) -> None:
+    """Each webhook is a server span, each transition a child span and one log line."""
+    agent = await start_agent(DISK, degradation=degradation())
+
+    for _ in range(2):
+        await agent.send(
+            "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
+        )
+
+    spans = agent.spans()
+    hooks = [s for s in spans if s.name == "POST /webhooks/alertmanager"]
+    moves = [s for s in spans if s.name == "degradation transition"]
+    assert len(hooks) == 2  # the repeat is traced too
+    assert len(moves) == 1  # but it moved nothing
+    assert hooks[0].kind is SpanKind.SERVER
+    assert hooks[0].attributes["http.response.status_code"] == 200
+    assert hooks[0].attributes["vigil.degradation.level"] == "minimal"
+    assert moves[0].parent is not None
+    assert moves[0].parent.span_id == hooks[0].context.span_id
+    assert dict(moves[0].attributes) == {
+        "vigil.degradation.from": "full",
+        "vigil.degradation.to": "minimal",
+        "vigil.degradation.cause": "alert",
+        "vigil.degradation.version": 1,
+    }
+    _, audit = await agent.send("GET", "/api/v1/audit?limit=10")
+    trace_id = format(hooks[0].context.trace_id, "032x")
+    assert {e["trace_id"] for e in audit["entries"]} == {trace_id}
+    lines = [json.loads(line) for line in agent.log.getvalue().splitlines()]
+    changed = [line for line in lines if line["event"] == "degradation level changed"]
+    assert len(changed) == 1
+    assert changed[0]["previous_level"] == "full"
+    assert changed[0]["degradation_level"] == "minimal"
+    assert changed[0]["level"] == "warning"
+    assert changed[0]["alerts"] == ["DemoDown"]
+    assert changed[0]["trace_id"] == trace_id
 
 
 async def test_duplicates_and_stale_resolves_are_no_ops(start_agent) -> None:

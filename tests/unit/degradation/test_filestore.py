@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import resource
+import signal
 from pathlib import Path
 
-from agent.degradation.filestore import FileStateStore
+import pytest
+
+from agent.degradation.engine import StoreUnavailableError
+from agent.degradation.filestore import FileStateStore, _read_commits
 from agent.degradation.storage import append_lines, read_lines
+
+
+@pytest.fixture(autouse=True, params=["on the loop", "in a thread"])
+def _write_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with journal writes on the event loop and with them in a thread."""
+    limit = 60.0 if request.param == "on the loop" else 0.0
+    monkeypatch.setattr("agent.degradation.filestore.SLOW_SYNC_SECONDS", limit)
 
 
 def _store(tmp_path: Path) -> FileStateStore:
@@ -40,8 +53,8 @@ async def test_crash_between_archive_and_journal_reset_archives_once(tmp_path: P
     """Audit entries already appended before a crash are not appended again on recovery."""
     store = _store(tmp_path)
     await _commit_versions(store, range(1, 4))
-    journal = read_lines(tmp_path / "degradation.json.journal")
-    append_lines(tmp_path / "audit.jsonl", [e for r in journal for e in r["audit"]])
+    journal = _read_commits(tmp_path / "degradation.json.journal")
+    append_lines(tmp_path / "audit.jsonl", [e for c in journal for e in c.audit])
 
     await _store(tmp_path).load()
 
@@ -90,20 +103,132 @@ async def test_rotation_folds_in_the_background(tmp_path: Path, monkeypatch) -> 
     ]
 
 
-async def test_crash_with_a_rotated_journal_recovers_both(tmp_path: Path) -> None:
-    """A rotated journal left by a crash is folded on load together with the current one."""
+async def test_crash_with_a_rotated_journal_recovers_both(tmp_path: Path, monkeypatch) -> None:
+    """A rotated journal not yet folded when the agent dies is folded on load with the new one."""
+    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", 3)
+    audit = tmp_path / "audit.jsonl"
+    audit.mkdir()  # every fold fails: the rotated journal stays, as after a crash mid-fold
     store = _store(tmp_path)
-    await _commit_versions(store, range(1, 4))
-    (tmp_path / "degradation.json.journal").rename(tmp_path / "degradation.json.journal.1")
-    for v in range(4, 6):
-        await store.commit(
-            v - 1,
-            {"version": v, "level": "full"},
-            [{"id": f"e{v}", "version": v, "action": "level_changed"}],
-        )
+    await _commit_versions(store, range(1, 6))
+    await store.close()  # the failed fold has run
+    assert (tmp_path / "degradation.json.journal.1").exists()
+    assert (tmp_path / "degradation.json.journal").exists()
+    audit.rmdir()
 
     state = await _store(tmp_path).load()
 
     assert state is not None
     assert state["version"] == 5
-    assert [e["id"] for e in read_lines(tmp_path / "audit.jsonl")] == [f"e{v}" for v in range(1, 6)]
+    assert [e["id"] for e in read_lines(audit)] == [f"e{v}" for v in range(1, 6)]
+
+
+async def test_failed_fold_is_retried_before_the_next_rotation(tmp_path: Path, monkeypatch) -> None:
+    """A fold that failed keeps its journal: the next rotation waits for a successful retry."""
+    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", 4)
+    audit = tmp_path / "audit.jsonl"
+    audit.mkdir()  # appending to the audit log fails
+    store = _store(tmp_path)
+    await _commit_versions(store, range(1, 13))
+    audit.rmdir()
+    await store.load()  # nothing of the first 12 commits may be lost
+    for v in range(13, 30):
+        await store.commit(v - 1, {"version": v}, [{"id": f"e{v}", "version": v}])
+    await store.close()
+
+    assert [e["id"] for e in await store.audit(100)] == [f"e{v}" for v in range(1, 30)]
+    state = await _store(tmp_path).load()
+    assert state is not None
+    assert state["version"] == 29
+    assert [e["id"] for e in read_lines(audit)] == [f"e{v}" for v in range(1, 30)]
+
+
+async def test_failed_fold_retry_succeeds_without_a_restart(tmp_path: Path, monkeypatch) -> None:
+    """Once the audit log is writable again, the retried fold archives every entry exactly once."""
+    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", 4)
+    audit = tmp_path / "audit.jsonl"
+    audit.mkdir()
+    store = _store(tmp_path)
+    await _commit_versions(store, range(1, 6))  # rotated at 4; its fold failed
+    await store.close()
+    audit.rmdir()
+    for v in range(6, 9):  # the retry at 8 folds 1-4
+        await store.commit(v - 1, {"version": v}, [{"id": f"e{v}", "version": v}])
+    await store.close()
+    for v in range(9, 20):  # rotations resume at 9
+        await store.commit(v - 1, {"version": v}, [{"id": f"e{v}", "version": v}])
+    await store.close()
+
+    assert not (tmp_path / "degradation.json.journal.1").exists()
+    archived = [e["id"] for e in read_lines(audit)]
+    assert archived == [f"e{v}" for v in range(1, len(archived) + 1)]
+    assert len(archived) >= 9
+    assert [e["id"] for e in await store.audit(100)] == [f"e{v}" for v in range(1, 20)]
+
+
+async def test_a_failed_write_leaves_no_fragment(tmp_path: Path) -> None:
+    """A commit whose write fails part-way is refused and cut off; the next one stays whole."""
+    store = _store(tmp_path)
+    await _commit_versions(store, range(1, 3))
+    journal = tmp_path / "degradation.json.journal"
+    limit = journal.stat().st_size + 64
+    big = {"version": 3, "padding": "x" * 4096}
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await store.commit(2, big, [{"id": "e3", "version": 3}])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert journal.stat().st_size == limit - 64  # the 64 bytes that got through were cut
+
+    await store.commit(2, {"version": 3}, [{"id": "e3b", "version": 3}])
+    await store.close()
+
+    state = await _store(tmp_path).load()
+    assert state == {"version": 3}
+    assert [e["id"] for e in read_lines(tmp_path / "audit.jsonl")] == ["e1", "e2", "e3b"]
+
+
+async def test_journal_lines_copy_audit_entries_verbatim(tmp_path: Path, monkeypatch) -> None:
+    """A background fold archives entries byte for byte as a parsing fold would write them."""
+    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", 2)
+    store = _store(tmp_path)
+    await store.load()
+    odd = {"id": "e1", "version": 1, "note": "tab\there, newline\nthere, \u00e9\u2028"}
+    await store.commit(0, {"version": 1}, [odd, {"id": "e1b", "version": 1}])
+    await store.commit(1, {"version": 2}, [])
+    await store.close()
+
+    assert not (tmp_path / "degradation.json.journal.1").exists()
+    assert read_lines(tmp_path / "audit.jsonl") == [odd, {"id": "e1b", "version": 1}]
+
+
+async def _yields(store: FileStateStore, version: int) -> bool:
+    """Whether a commit of `version` let another task run before it returned."""
+    ran: list[bool] = []
+
+    async def other() -> None:
+        ran.append(True)
+
+    task = asyncio.ensure_future(other())
+    await store.commit(version - 1, {"version": version}, [{"id": f"e{version}"}])
+    yielded = bool(ran)
+    await task
+    return yielded
+
+
+async def test_slow_writes_move_off_the_event_loop(tmp_path: Path, monkeypatch) -> None:
+    """Fast journal writes run on the loop; once they are slower than the limit, in a thread."""
+    store = _store(tmp_path)
+    await store.load()
+    monkeypatch.setattr("agent.degradation.filestore.SLOW_SYNC_SECONDS", 1e-12)
+    assert not await _yields(store, 1)  # no write measured yet: on the loop
+    assert await _yields(store, 2)  # the first one took longer than 1e-12 s: a thread
+    monkeypatch.setattr("agent.degradation.filestore.SLOW_SYNC_SECONDS", 60.0)
+    assert not await _yields(store, 3)  # fast again
+    await store.close()
+
+    state = await _store(tmp_path).load()
+    assert state == {"version": 3}
