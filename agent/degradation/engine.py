@@ -9,6 +9,7 @@ several engines sharing one store consistent.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import datetime as dt
 import time
@@ -328,8 +329,17 @@ def advance(
                 "on": sorted(state.flags_off - flags_off),
             }
         )
+    worth_storing = (
+        bool(audit)
+        or heartbeat_at != state.heartbeat_at
+        or transition is not None
+        or book != state.book
+        or decision.state != state.levels
+    )
+    if not worth_storing:
+        return Step(state, audit, transition, changes)
     next_state = State(
-        version=state.version,
+        version=state.version + 1,
         levels=decision.state,
         book=book,
         pin=current_pin,
@@ -339,17 +349,6 @@ def advance(
         updated_at=now,
         heartbeat_at=heartbeat_at,
     )
-    worth_storing = (
-        bool(audit)
-        or heartbeat_at != state.heartbeat_at
-        or transition is not None
-        or book != state.book
-        or decision.state != state.levels
-    )
-    if worth_storing:
-        next_state = dataclasses.replace(next_state, version=state.version + 1)
-    else:
-        next_state = state
     return Step(next_state, audit, transition, changes)
 
 
@@ -366,6 +365,7 @@ class _Request:
     pin: Pin | object | None
     note: str
     future: asyncio.Future[Step]
+    context: contextvars.Context
 
 
 class DegradationEngine:
@@ -515,7 +515,12 @@ class DegradationEngine:
         """Append an audit entry for a change made outside the level state (flag writes)."""
         async with self._lock:
             entry = _entry(
-                {"action": action, **body}, self._state.version, actor, None, self._clock(), ""
+                {"action": action, **body},
+                self._state.version,
+                actor,
+                None,
+                _time_text(self._clock()),
+                "",
             )
             await self._store.commit(self._state.version, self._state.to_json(), [entry])
 
@@ -581,12 +586,13 @@ class DegradationEngine:
         one durable write, so concurrent webhooks do not queue behind one fsync each.
         """
         future: asyncio.Future[Step] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(actor, trace_id, payload, pin, note, future))
+        context = contextvars.copy_context()
+        self._queue.append(_Request(actor, trace_id, payload, pin, note, future, context))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="degradation-commit")
-        # The commit goes on if the caller goes away: an acknowledged-or-not change is never
-        # half-applied.
-        return await asyncio.shield(future)
+        # The commit runs in the flusher, so it goes on if the caller goes away (cancelling
+        # `future` cancels only the wait): a change is never half-applied.
+        return await future
 
     async def _flush(self) -> None:
         async with self._lock:
@@ -604,6 +610,7 @@ class DegradationEngine:
         for _ in range(5):  # a conflicting writer: reload and try again
             base = self._state
             now = self._clock()
+            time_text = _time_text(now)
             state = base
             steps: list[tuple[State, Step]] = []
             entries: list[dict[str, Any]] = []
@@ -617,7 +624,7 @@ class DegradationEngine:
                             step.state.version,
                             request.actor,
                             request.trace_id,
-                            now,
+                            time_text,
                             request.note,
                         )
                         for e in step.audit
@@ -646,8 +653,11 @@ class DegradationEngine:
                 self._state = state
             for (before, step), request in zip(steps, batch, strict=True):
                 if step.state is not before:
-                    self._after(before, step)
-                request.future.set_result(step)
+                    # In the context of the request that caused it: its log line carries
+                    # that request's trace, not the one that happened to start this commit.
+                    request.context.run(self._after, before, step)
+                if not request.future.done():  # done: the caller went away
+                    request.future.set_result(step)
             return
         raise ConflictError("the state kept changing under this engine")
 
@@ -676,12 +686,12 @@ def _entry(
     version: int,
     actor: Actor,
     trace_id: str | None,
-    now: float,
+    time_text: str,
     note: str,
 ) -> dict[str, Any]:
     entry = {
         "id": uuid.uuid4().hex,
-        "time": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds"),
+        "time": time_text,
         "version": version,
         "actor": {"kind": actor.kind, "id": actor.id},
         **body,
@@ -691,3 +701,8 @@ def _entry(
     if trace_id:
         entry["trace_id"] = trace_id
     return entry
+
+
+def _time_text(now: float) -> str:
+    """An audit entry's `time`: ISO 8601 UTC, milliseconds."""
+    return dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds")

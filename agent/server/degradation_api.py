@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 from opentelemetry import trace
@@ -139,8 +140,6 @@ class DegradationApi:
             return self._refuse(
                 "invalid", 400, "not an Alertmanager v4 payload", details=_errors(exc)
             )
-        span.set_attribute("vigil.alerts.count", len(payload.alerts))
-        span.set_attribute("vigil.alerts.truncated", payload.truncatedAlerts)
         trace_id = _trace_id(span)
         try:
             step = await self.engine.receive(
@@ -150,14 +149,19 @@ class DegradationApi:
             return self._refuse("unavailable", 503, f"state store unavailable: {exc}")
         self._transition_span(step.transition, step.state)
         self.webhook_outcomes["accepted"] += 1
-        span.set_attribute("vigil.degradation.level", step.state.level.label)
-        return web.json_response(
+        level = step.state.level.label
+        span.set_attributes(
             {
-                "level": step.state.level.label,
-                "version": step.state.version,
-                "changes": dict(Counter(c.value for c in step.changes)),
+                "vigil.alerts.count": len(payload.alerts),
+                "vigil.alerts.truncated": payload.truncatedAlerts,
+                "vigil.degradation.level": level,
             }
         )
+        changes: dict[str, int] = {}
+        for change in step.changes:
+            changes[change.value] = changes.get(change.value, 0) + 1
+        answer = {"level": level, "version": step.state.version, "changes": changes}
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
     def _transition_span(self, transition: Any, state: State) -> None:
         if transition is None:

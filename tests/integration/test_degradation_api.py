@@ -148,6 +148,42 @@ async def test_webhook_and_transition_are_traced_and_logged(start_agent) -> None
     assert changed[0]["trace_id"] == trace_id
 
 
+async def test_concurrent_transitions_log_their_own_trace(start_agent) -> None:
+    """Webhooks committed together each log their transition under their own trace id."""
+    rules = [
+        {"name": "slow", "matchers": ['alertname="SlowDown"'], "level": "degraded"},
+        {"name": "demo", "matchers": ['alertname="DemoDown"'], "level": "minimal"},
+    ]
+    agent = await start_agent(DISK, degradation=degradation(rules=rules))
+    slow = reference("webhook_firing.json")
+    slow["alerts"][0]["labels"]["alertname"] = "SlowDown"
+    slow["alerts"][0]["fingerprint"] = "5105d0e000000001"
+
+    # In whichever order they are committed, both may change the level.
+    await asyncio.gather(
+        agent.send("POST", "/webhooks/alertmanager", slow, token=TOKEN),
+        agent.send("POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN),
+    )
+
+    _, audit = await agent.send("GET", "/api/v1/audit?limit=200")
+    by_move = {
+        (e["from"], e["to"], e["version"]): e["trace_id"]
+        for e in audit["entries"]
+        if e["action"] == "level_changed" and e["cause"] == "alert"
+    }
+    lines = [json.loads(line) for line in agent.log.getvalue().splitlines()]
+    logged = [
+        line
+        for line in lines
+        if line["event"] == "degradation level changed" and line["cause"] == "alert"
+    ]
+    assert len(logged) == len(by_move) >= 1
+    traces = {
+        (line["previous_level"], line["degradation_level"], line["trace_id"]) for line in logged
+    }
+    assert traces == {(before, after, trace) for (before, after, _), trace in by_move.items()}
+
+
 async def test_duplicates_and_stale_resolves_are_no_ops(start_agent) -> None:
     """Duplicates change nothing; a resolve for an older episode leaves the newer one firing."""
     agent = await start_agent(DISK, degradation=degradation())
