@@ -437,7 +437,7 @@ def measure_engine(workdir: Path, count: int, profile: bool) -> dict[str, Any]:
             result["commit_file_p50_ms"] = 1000 * statistics.median(commits)
             result["commit_file_p99_ms"] = 1000 * quantile(commits, 0.99)
             result["fsyncs_per_commit"] = 1  # one journal line, one fdatasync
-            last = store.journal_path.read_bytes().splitlines()[-1]
+            last = store.journal_path.read_bytes().rstrip(b"\0").splitlines()[-1]
             state = json.dumps(json.loads(last.partition(SEPARATOR)[0]), indent=1).encode()
             result.update(time_storage(data, state, count))
     if profiler is not None:
