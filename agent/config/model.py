@@ -161,6 +161,8 @@ class DegradationSettings(Strict):
     flap_max_changes: int = Field(default=6, ge=2)
     flap_window_seconds: float = Field(default=1800.0, gt=0)
     alert_expiry_seconds: float | None = Field(default=None, gt=0)
+    # Late duplicates of a resolved episode stay no-ops this long after its resolve.
+    tombstone_seconds: float = Field(default=7 * 86400.0, ge=3600)
     severity_label: str = "severity"
     severity_levels: dict[str, LevelName] = Field(default_factory=_default_severity_levels)
     rules: list[RuleSettings] = Field(default_factory=list)

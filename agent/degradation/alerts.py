@@ -99,10 +99,13 @@ class AlertBook:
     """Firing alerts by fingerprint plus the newest resolved episode of each (tombstones).
 
     Immutable: `apply` returns a new book, so a change that fails to persist leaves the old one.
+    A tombstone remembers when it was written (`buried_at`), so that `forget` can drop old ones:
+    without that, every fingerprint ever resolved would stay in the state (and in every commit).
     """
 
     active: Mapping[str, ActiveAlert] = dataclasses.field(default_factory=dict)
     resolved: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    buried_at: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def apply(
         self, alerts: Iterable[WebhookAlert], now: float
@@ -110,6 +113,7 @@ class AlertBook:
         """The book after `alerts`, and what each one did."""
         active = dict(self.active)
         resolved = dict(self.resolved)
+        buried = dict(self.buried_at)
         changes: list[tuple[WebhookAlert, Change]] = []
         for alert in alerts:
             fp = alert.fingerprint
@@ -130,37 +134,70 @@ class AlertBook:
             elif current is not None and starts >= current.starts_at:
                 del active[fp]
                 resolved[fp] = starts
+                _bury(buried, fp, now)
                 change = Change.RESOLVED
             elif current is not None or (tombstone is not None and starts <= tombstone):
                 change = Change.STALE if current is not None else Change.DUPLICATE
             else:
                 # Unknown: remember the episode anyway, so its late "firing" stays buried.
                 resolved[fp] = starts
+                _bury(buried, fp, now)
                 change = Change.UNKNOWN_RESOLVE
             changes.append((alert, change))
-        return AlertBook(active, resolved), changes
+        return AlertBook(active, resolved, buried), changes
 
-    def expire(self, older_than: float) -> tuple[AlertBook, list[ActiveAlert]]:
+    def expire(self, older_than: float, now: float) -> tuple[AlertBook, list[ActiveAlert]]:
         """Drop alerts not seen since `older_than` (their resolve was lost); the dropped ones."""
         dropped = [a for a in self.active.values() if a.last_seen < older_than]
         if not dropped:
             return self, []
         active = {fp: a for fp, a in self.active.items() if a.last_seen >= older_than}
         resolved = dict(self.resolved)
+        buried = dict(self.buried_at)
         for alert in dropped:
             resolved[alert.fingerprint] = alert.starts_at
-        return AlertBook(active, resolved), dropped
+            _bury(buried, alert.fingerprint, now)
+        return AlertBook(active, resolved, buried), dropped
+
+    def forget(self, before: float) -> AlertBook:
+        """Drop tombstones written before `before`; the same book when none is that old.
+
+        A forgotten episode's late "firing" would count as a new episode again, so `before`
+        lies far behind any delay Alertmanager can deliver a notification with.
+        """
+        old = []
+        for fp, at in self.buried_at.items():  # oldest first (see _bury)
+            if at >= before:
+                break
+            old.append(fp)
+        if not old:
+            return self
+        resolved = dict(self.resolved)
+        buried = dict(self.buried_at)
+        for fp in old:
+            del resolved[fp], buried[fp]
+        return AlertBook(self.active, resolved, buried)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form for the state file."""
         return {
             "active": [a.to_json() for a in self.active.values()],
             "resolved": dict(self.resolved),
+            "buried_at": dict(self.buried_at),
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> AlertBook:
-        """Inverse of `to_json`."""
+    def from_json(cls, data: Mapping[str, Any], written_at: float = 0.0) -> AlertBook:
+        """Inverse of `to_json`; tombstones stored without a time count as `written_at`."""
         active = {a.fingerprint: a for a in map(ActiveAlert.from_json, data.get("active", []))}
         resolved = {str(k): float(v) for k, v in data.get("resolved", {}).items()}
-        return cls(active, resolved)
+        stored = data.get("buried_at", {})
+        times = {fp: float(stored.get(fp, written_at)) for fp in resolved}
+        buried = dict(sorted(times.items(), key=lambda item: item[1]))  # oldest first
+        return cls(active, resolved, buried)
+
+
+def _bury(buried: dict[str, float], fingerprint: str, now: float) -> None:
+    """Record a tombstone's time, keeping `buried` in the order the tombstones were written."""
+    buried.pop(fingerprint, None)
+    buried[fingerprint] = now

@@ -119,7 +119,7 @@ class State:
                 None if data.get("calm_since") is None else float(data["calm_since"]),
                 tuple(float(t) for t in data.get("changes", [])),
             ),
-            book=AlertBook.from_json(data.get("book", {})),
+            book=AlertBook.from_json(data.get("book", {}), float(data.get("updated_at", 0.0))),
             pin=None
             if pin is None
             else Pin(
@@ -174,6 +174,7 @@ class Policy:
     hysteresis: Hysteresis
     alert_expiry_seconds: float | None
     watchdog: str = "Watchdog"
+    tombstone_seconds: float = 7 * 86400.0
 
     @classmethod
     def from_settings(cls, settings: DegradationSettings) -> Policy:
@@ -199,6 +200,7 @@ class Policy:
             ),
             settings.alert_expiry_seconds,
             settings.watchdog.alertname,
+            settings.tombstone_seconds,
         )
 
 
@@ -268,11 +270,12 @@ def advance(
         if payload.truncatedAlerts:
             audit.append({"action": "payload_truncated", "truncated": payload.truncatedAlerts})
     if policy.alert_expiry_seconds is not None:
-        book, expired = book.expire(now - policy.alert_expiry_seconds)
+        book, expired = book.expire(now - policy.alert_expiry_seconds, now)
         audit += [
             {"action": "alert_expired", "fingerprint": a.fingerprint, "alertname": a.name}
             for a in expired
         ]
+    book = book.forget(now - policy.tombstone_seconds)
     current_pin = state.pin
     pin_changed = False
     if pin is None and state.pin is None:

@@ -7,9 +7,10 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.degradation.alerts import AlertBook, Change, WebhookAlert
+from agent.degradation.alerts import AlertBook, Change, WebhookAlert, WebhookPayload
+from agent.degradation.engine import Policy, State, advance
 from agent.degradation.levels import Level
-from agent.degradation.policy import Matcher, Rule, demand
+from agent.degradation.policy import Hysteresis, Matcher, Rule, demand
 
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
@@ -79,13 +80,50 @@ def test_expiry_drops_alerts_not_seen_again() -> None:
     book, _ = AlertBook().apply([msg("a", "firing", 1)], now=10.0)
     book, _ = book.apply([msg("b", "firing", 1)], now=50.0)
 
-    expired, dropped = book.expire(older_than=20.0)
+    expired, dropped = book.expire(older_than=20.0, now=30.0)
 
     assert [a.fingerprint for a in dropped] == ["a"]
     assert set(expired.active) == {"b"}
     again, got = expired.apply([msg("a", "firing", 1)], now=60.0)
     assert [c for _, c in got] == [Change.STALE]
     assert "a" not in again.active
+
+
+def test_tombstones_are_forgotten_after_their_retention() -> None:
+    """A tombstone buries late duplicates until it is forgotten; then the book no longer has it."""
+    book, _ = AlertBook().apply([msg("a", "resolved", 1)], now=100.0)
+    book, _ = book.apply([msg("b", "firing", 1), msg("b", "resolved", 1)], now=200.0)
+
+    kept = book.forget(before=150.0)
+    assert set(kept.resolved) == {"b"}
+    assert set(kept.buried_at) == {"b"}
+    assert book.forget(before=100.0) is book  # nothing that old: the same book, nothing stored
+    _, got = kept.apply([msg("b", "firing", 1)], now=210.0)
+    assert [c for _, c in got] == [Change.STALE]  # still buried
+    _, got = kept.apply([msg("a", "firing", 1)], now=210.0)
+    assert [c for _, c in got] == [Change.FIRED]  # forgotten: a new episode as far as it knows
+
+
+def test_a_tombstone_written_again_moves_to_the_end() -> None:
+    """Forgetting goes oldest first, by when each tombstone was last written."""
+    book, _ = AlertBook().apply([msg("a", "resolved", 1)], now=100.0)
+    book, _ = book.apply([msg("b", "resolved", 1)], now=200.0)
+    book, _ = book.apply([msg("a", "firing", 2), msg("a", "resolved", 2)], now=300.0)
+
+    assert list(book.buried_at) == ["b", "a"]
+    assert set(book.forget(before=250.0).resolved) == {"a"}
+
+
+def test_tombstones_from_before_retention_count_from_the_state_time() -> None:
+    """A book stored without tombstone times gets the state's time: nothing is dropped at once."""
+    book, _ = AlertBook().apply([msg("a", "resolved", 1)], now=100.0)
+    stored = book.to_json()
+    del stored["buried_at"]
+
+    loaded = AlertBook.from_json(stored, written_at=500.0)
+
+    assert loaded.buried_at == {"a": 500.0}
+    assert loaded.forget(before=400.0) is loaded
 
 
 def test_round_trip_json() -> None:
@@ -139,3 +177,19 @@ def test_any_reordering_and_duplication_converges(
         demand(book.active.values(), RULES, {}).level
         == demand(in_order.active.values(), RULES, {}).level
     )
+
+
+def test_the_engine_forgets_old_tombstones_on_a_later_step() -> None:
+    """A step past the retention drops the tombstone and is stored (a new version)."""
+    policy = Policy((), {}, "severity", Hysteresis(), None, tombstone_seconds=3600.0)
+    resolve = WebhookPayload(version="4", status="resolved", alerts=[msg("a", "resolved", 1)])
+
+    step = advance(State(), policy, 1000.0, resolve)
+    assert set(step.state.book.resolved) == {"a"}
+    same = advance(step.state, policy, 1000.0 + 3599.0)
+    assert same.state is step.state  # still remembered, nothing to store
+    later = advance(step.state, policy, 1000.0 + 3601.0)
+
+    assert later.state.book.resolved == {}
+    assert later.state.version == step.state.version + 1
+    assert later.audit == []  # housekeeping, not an event
