@@ -244,14 +244,19 @@ async def silent_server() -> AsyncIterator[SilentServer]:
 
     async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.append(writer)
-        await forever.wait()
+        try:
+            await forever.wait()
+        finally:  # a connection accepted while the test ends is closed too, not leaked
+            writer.close()
 
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     yield SilentServer(port, writers)
+    server.close()  # no new connections first
     forever.set()
     for writer in writers:
         writer.close()
-    server.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
     with contextlib.suppress(Exception):
         await server.wait_closed()
