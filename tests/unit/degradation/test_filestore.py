@@ -26,8 +26,30 @@ def _store(tmp_path: Path) -> FileStateStore:
     return FileStateStore(tmp_path / "degradation.json", tmp_path / "audit.jsonl")
 
 
+def _unwritable_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int) -> Path:
+    """Rotate every `every` commits, with an audit log no fold can append to (a directory)."""
+    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", every)
+    audit = tmp_path / "audit.jsonl"
+    audit.mkdir()
+    return audit
+
+
+async def _assert_recovered(tmp_path: Path, version: int) -> None:
+    """A fresh store loads `version`, and the audit log holds e1..e<version>, each once."""
+    state = await _store(tmp_path).load()
+    assert state is not None
+    assert state["version"] == version
+    ids = [e["id"] for e in read_lines(tmp_path / "audit.jsonl")]
+    assert ids == [f"e{v}" for v in range(1, version + 1)]
+
+
 async def _commit_versions(store: FileStateStore, versions: range) -> None:
     await store.load()
+    await _commit_more(store, versions)
+
+
+async def _commit_more(store: FileStateStore, versions: range) -> None:
+    """Commit `versions` in order, one audit entry `e<version>` each, without loading first."""
     for v in versions:
         await store.commit(
             v - 1,
@@ -95,19 +117,12 @@ async def test_rotation_folds_in_the_background(tmp_path: Path, monkeypatch) -> 
     assert not (tmp_path / "degradation.json.journal.1").exists()
     assert json.loads((tmp_path / "degradation.json").read_text())["version"] >= 4
     assert [e["id"] for e in await store.audit(100)] == [f"e{v}" for v in range(1, 11)]
-    state = await _store(tmp_path).load()
-    assert state is not None
-    assert state["version"] == 10
-    assert [e["id"] for e in read_lines(tmp_path / "audit.jsonl")] == [
-        f"e{v}" for v in range(1, 11)
-    ]
+    await _assert_recovered(tmp_path, 10)
 
 
 async def test_crash_with_a_rotated_journal_recovers_both(tmp_path: Path, monkeypatch) -> None:
     """A rotated journal not yet folded when the agent dies is folded on load with the new one."""
-    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", 3)
-    audit = tmp_path / "audit.jsonl"
-    audit.mkdir()  # every fold fails: the rotated journal stays, as after a crash mid-fold
+    audit = _unwritable_audit(tmp_path, monkeypatch, every=3)
     store = _store(tmp_path)
     await _commit_versions(store, range(1, 6))
     await store.close()  # the failed fold has run
@@ -115,47 +130,33 @@ async def test_crash_with_a_rotated_journal_recovers_both(tmp_path: Path, monkey
     assert (tmp_path / "degradation.json.journal").exists()
     audit.rmdir()
 
-    state = await _store(tmp_path).load()
-
-    assert state is not None
-    assert state["version"] == 5
-    assert [e["id"] for e in read_lines(audit)] == [f"e{v}" for v in range(1, 6)]
+    await _assert_recovered(tmp_path, 5)
 
 
 async def test_failed_fold_is_retried_before_the_next_rotation(tmp_path: Path, monkeypatch) -> None:
     """A fold that failed keeps its journal: the next rotation waits for a successful retry."""
-    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", 4)
-    audit = tmp_path / "audit.jsonl"
-    audit.mkdir()  # appending to the audit log fails
+    audit = _unwritable_audit(tmp_path, monkeypatch, every=4)
     store = _store(tmp_path)
     await _commit_versions(store, range(1, 13))
     audit.rmdir()
     await store.load()  # nothing of the first 12 commits may be lost
-    for v in range(13, 30):
-        await store.commit(v - 1, {"version": v}, [{"id": f"e{v}", "version": v}])
+    await _commit_more(store, range(13, 30))
     await store.close()
 
     assert [e["id"] for e in await store.audit(100)] == [f"e{v}" for v in range(1, 30)]
-    state = await _store(tmp_path).load()
-    assert state is not None
-    assert state["version"] == 29
-    assert [e["id"] for e in read_lines(audit)] == [f"e{v}" for v in range(1, 30)]
+    await _assert_recovered(tmp_path, 29)
 
 
 async def test_failed_fold_retry_succeeds_without_a_restart(tmp_path: Path, monkeypatch) -> None:
     """Once the audit log is writable again, the retried fold archives every entry exactly once."""
-    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", 4)
-    audit = tmp_path / "audit.jsonl"
-    audit.mkdir()
+    audit = _unwritable_audit(tmp_path, monkeypatch, every=4)
     store = _store(tmp_path)
     await _commit_versions(store, range(1, 6))  # rotated at 4; its fold failed
     await store.close()
     audit.rmdir()
-    for v in range(6, 9):  # the retry at 8 folds 1-4
-        await store.commit(v - 1, {"version": v}, [{"id": f"e{v}", "version": v}])
+    await _commit_more(store, range(6, 9))  # the retry at 8 folds 1-4
     await store.close()
-    for v in range(9, 20):  # rotations resume at 9
-        await store.commit(v - 1, {"version": v}, [{"id": f"e{v}", "version": v}])
+    await _commit_more(store, range(9, 20))  # rotations resume at 9
     await store.close()
 
     assert not (tmp_path / "degradation.json.journal.1").exists()
