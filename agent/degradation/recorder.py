@@ -46,6 +46,7 @@ class DegradationRecorder:
                 lambda _: [Observation(1 if engine.state.pin is not None else 0)]
             ],
             "vigil.degradation.pin.set.timestamp": [self._pin_set],
+            "vigil.degradation.pin.expiry.timestamp": [self._pin_expiry],
             "vigil.degradation.state.staleness": [lambda _: [Observation(engine.staleness())]],
             "vigil.degradation.flags.off": [self._flags_off],
             "vigil.flags.evaluations": [self._evaluations],
@@ -77,6 +78,11 @@ class DegradationRecorder:
         pin = self._engine.state.pin
         if pin is not None:
             yield Observation(pin.set_at)
+
+    def _pin_expiry(self, _: CallbackOptions) -> Iterable[Observation]:
+        pin = self._engine.state.pin
+        if pin is not None and pin.expires_at is not None:
+            yield Observation(pin.expires_at)
 
     def _flags_off(self, _: CallbackOptions) -> Iterable[Observation]:
         for flag in sorted(self._engine.state.flags_off):

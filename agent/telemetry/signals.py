@@ -284,6 +284,14 @@ CATALOGUE: tuple[Signal, ...] = (
         scope="degradation",
     ),
     Signal(
+        "vigil.degradation.pin.expiry.timestamp",
+        Instrument.OBSERVABLE_GAUGE,
+        "s",
+        "Unix time the current pin expires (absent when not pinned or pinned until unpinned).",
+        (),
+        scope="degradation",
+    ),
+    Signal(
         "vigil.degradation.state.staleness",
         Instrument.OBSERVABLE_GAUGE,
         "s",

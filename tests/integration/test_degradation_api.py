@@ -310,6 +310,34 @@ async def test_pin_and_unpin_need_the_admin_token(start_agent) -> None:
     assert causes == ["alert", "pin", "unpin"]
 
 
+async def test_pin_times_are_exported(start_agent) -> None:
+    """/metrics carries when the pin was set and when it ends; neither without a pin."""
+    agent = await start_agent(DISK, degradation=degradation())
+    planned = {"level": "maintenance", "reason": "window", "ttl_seconds": 8 * 3600}
+
+    _, pinned = await agent.send("POST", "/api/v1/degradation/pin", planned, token=ADMIN)
+    _, with_end = await agent.get("/metrics")
+    forever = {"level": "maintenance", "reason": "until fixed", "ttl_seconds": None}
+    await agent.send("POST", "/api/v1/degradation/pin", forever, token=ADMIN)
+    _, without_end = await agent.get("/metrics")
+    await agent.send("POST", "/api/v1/degradation/unpin", {"reason": "done"}, token=ADMIN)
+    _, unpinned = await agent.get("/metrics")
+
+    def sample(metrics: str, name: str) -> float | None:
+        values = [float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name)]
+        return values[0] if values else None
+
+    expiry, set_at = (
+        "vigil_degradation_pin_expiry_timestamp_seconds",
+        ("vigil_degradation_pin_set_timestamp_seconds"),
+    )
+    assert sample(with_end, expiry) == pytest.approx(pinned["pin"]["expires_at"])
+    assert sample(with_end, set_at) == pytest.approx(pinned["pin"]["set_at"])
+    assert sample(without_end, expiry) is None
+    assert sample(without_end, set_at) is not None
+    assert (sample(unpinned, expiry), sample(unpinned, set_at)) == (None, None)
+
+
 async def test_flags_follow_the_level(start_agent) -> None:
     """A flag off at `degraded` answers on at full and off once an alert raises the level."""
     agent = await start_agent(DISK, degradation=degradation())
