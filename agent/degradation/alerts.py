@@ -42,7 +42,7 @@ class WebhookPayload(BaseModel):
     status: Literal["firing", "resolved"]
     receiver: str = ""
     groupKey: str = ""  # noqa: N815
-    truncatedAlerts: int = Field(default=0, ge=0)  # noqa: N815
+    truncatedAlerts: int = Field(default=0, ge=0, le=2**63 - 1)  # noqa: N815 - an int64 count
     groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
     commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
     externalURL: str = ""  # noqa: N815

@@ -4,6 +4,7 @@ append-only JSON-lines log whose torn last line, left by a crash, is ignored on 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -65,7 +66,11 @@ def append_bytes(path: Path, data: bytes) -> None:
 
 def dump_line(record: Mapping[str, Any]) -> bytes:
     """`record` as compact UTF-8 JSON on one line: how every JSON-lines file here writes one."""
-    return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # what orjson refuses (an integer past 64 bits): the standard library
+        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+        return text.encode()
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:

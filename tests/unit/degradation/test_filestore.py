@@ -234,3 +234,13 @@ async def test_slow_writes_move_off_the_event_loop(tmp_path: Path, monkeypatch) 
 
     state = await _store(tmp_path).load()
     assert state == {"version": 3}
+
+
+async def test_what_orjson_refuses_is_still_stored(tmp_path: Path) -> None:
+    """An integer past 64 bits in an audit entry is written (by the standard library), not lost."""
+    store = _store(tmp_path)
+    await store.load()
+    await store.commit(0, {"version": 1}, [{"id": "e1", "version": 1, "count": 2**70}])
+    await store.close()
+
+    assert [e["id"] for e in await _store(tmp_path).audit(10)] == ["e1"]
