@@ -30,11 +30,11 @@ from agent.degradation.engine import (
     Actor,
     ConflictError,
     DegradationEngine,
-    State,
     StoreUnavailableError,
 )
 from agent.degradation.flags import FlagDefinition, FlagError, Flags, FlagStoreError
 from agent.degradation.levels import Level
+from agent.degradation.state import State
 
 log = structlog.get_logger("vigil.degradation.api")
 

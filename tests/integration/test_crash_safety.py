@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from agent.degradation.engine import State
 from agent.degradation.filestore import FileStateStore
+from agent.degradation.state import State
 from tests.harness.agent_process import AgentProcess, start_agent_process
 from tests.harness.httpclient import request
 

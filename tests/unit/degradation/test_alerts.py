@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.degradation.alerts import AlertBook, Change, WebhookAlert, WebhookPayload
-from agent.degradation.engine import Policy, State, advance
 from agent.degradation.levels import Level
 from agent.degradation.policy import Hysteresis, Matcher, Rule, demand
+from agent.degradation.state import Policy, State, advance
 
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
