@@ -61,12 +61,13 @@ class HandlerLogger:
     def msg(self, message: str) -> None:
         """Write one rendered event."""
         handler = _handler
-        if handler is None:  # not configured yet: where the standard library would write
-            sys.stderr.write(message + "\n")
-            return
-        with handler.lock or contextlib.nullcontext():
-            handler.stream.write(message + "\n")
-            handler.stream.flush()
+        stream = sys.stderr if handler is None else handler.stream  # not configured: stderr
+        lock = None if handler is None else handler.lock
+        # A log line never raises into the caller: a closed or broken stream drops it, as the
+        # standard library's handlers do.
+        with lock or contextlib.nullcontext(), contextlib.suppress(OSError, ValueError):
+            stream.write(message + "\n")
+            stream.flush()
 
     log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
 
