@@ -148,9 +148,10 @@ class FileStateStore:
 
     async def audit(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` audit entries, oldest first."""
+        if limit <= 0:
+            return []
         async with self._lock:  # no rotation while the journals are read
-            entries = await asyncio.to_thread(self._all_audit)
-        return entries[-limit:] if limit else []
+            return await asyncio.to_thread(self._newest_audit, limit)
 
     async def _fold(self, fast: bool) -> None:
         try:
@@ -298,20 +299,22 @@ class FileStateStore:
         pending = [entry for c in commits if c.version <= version for entry in c.audit]
         # Only a crash between archiving and removing a journal can archive entries twice, and
         # then they are the newest lines of the audit log: its tail is all that needs reading.
-        archived = _tail_ids(self.audit_path, sum(len(dump_line(e)) for e in pending) * 2)
+        archived = {e.get("id") for e in _entries(_tail_lines(self.audit_path, len(pending)))}
         append_lines(self.audit_path, [e for e in pending if e.get("id") not in archived])
 
-    def _all_audit(self) -> list[dict[str, Any]]:
+    def _newest_audit(self, limit: int) -> list[dict[str, Any]]:
         # Journals first, the log second: a background fold appends to the log before it removes
-        # the rotated journal, so every entry is in what is read, whenever the fold runs.
+        # the rotated journal, so every entry is in what is read, whenever the fold runs. Only
+        # the log's tail is read (it grows for the agent's life): its newest `limit` lines, plus
+        # as many as the journals hold, which a fold may have copied there already.
         journaled = [e for c in self._journal_commits() for e in c.audit]
-        entries = read_lines(self.audit_path)
+        entries = _entries(_tail_lines(self.audit_path, limit + len(journaled)))
         seen = {e.get("id") for e in entries}
         for entry in journaled:
             if entry.get("id") not in seen:
                 seen.add(entry.get("id"))
                 entries.append(entry)
-        return entries
+        return entries[-limit:]
 
     def _remove_leftovers(self) -> None:
         # A crash between writing a temp file and renaming it leaves the temp file behind; what
@@ -399,23 +402,39 @@ def _read_all(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _tail_ids(path: Path, size: int) -> set[Any]:
-    """Audit ids in the last `size` bytes (and a little more) of `path`."""
+def _tail_lines(path: Path, count: int) -> list[bytes]:
+    """The last `count` whole lines of `path`, read from its end (a torn last line is not one)."""
+    if count <= 0:
+        return []
     try:
-        with path.open("rb") as file:
-            file.seek(0, os.SEEK_END)
-            end = file.tell()
-            file.seek(max(0, end - size - 4096))
-            tail = file.read()
+        file = path.open("rb")
     except FileNotFoundError:
-        return set()
-    ids = set()
-    for line in tail.split(b"\n")[1:] if end > size + 4096 else tail.split(b"\n"):
+        return []
+    with file:
+        start = file.seek(0, os.SEEK_END)
+        data = b""
+        while start > 0 and data.count(b"\n") <= count:
+            step = min(64 * 1024, start)
+            start -= step
+            file.seek(start)
+            data = file.read(step) + data
+    lines = data.split(b"\n")[:-1]  # after the last newline: nothing, or a torn line
+    if start > 0:
+        lines = lines[1:]  # the first piece began before what was read
+    return lines[-count:]
+
+
+def _entries(lines: list[bytes]) -> list[dict[str, Any]]:
+    """The JSON objects among `lines`; anything else (a torn line) is skipped."""
+    entries = []
+    for line in lines:
         try:
-            ids.add(orjson.loads(line).get("id"))
-        except (ValueError, AttributeError):
+            entry = orjson.loads(line)
+        except ValueError:
             continue
-    return ids
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
 
 
 def _snapshot(state: dict[str, Any]) -> bytes:

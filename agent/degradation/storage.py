@@ -56,7 +56,12 @@ def append_bytes(path: Path, data: bytes) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
-    with path.open("ab") as file:
+    with path.open("a+b") as file:  # appends wherever it reads
+        end = file.seek(0, os.SEEK_END)
+        if end and os.pread(file.fileno(), 1, end - 1) != b"\n":
+            # A torn last line (a crash mid-append): end it, or the first new line would be
+            # glued to it and lost with it.
+            data = b"\n" + data
         file.write(data)
         file.flush()
         os.fsync(file.fileno())

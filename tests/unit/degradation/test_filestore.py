@@ -244,3 +244,30 @@ async def test_what_orjson_refuses_is_still_stored(tmp_path: Path) -> None:
     await store.close()
 
     assert [e["id"] for e in await _store(tmp_path).audit(10)] == ["e1"]
+
+
+async def test_archiving_after_a_torn_audit_line_loses_nothing(tmp_path: Path) -> None:
+    """Entries archived after a crash tore the audit log's last line are all readable."""
+    await _commit_versions(_store(tmp_path), range(1, 4))
+    (tmp_path / "audit.jsonl").write_bytes(b'{"id": "e0", "version": 0}\n{"id": "torn", "ver')
+
+    await _store(tmp_path).load()
+
+    ids = [e["id"] for e in read_lines(tmp_path / "audit.jsonl")]
+    assert ids == ["e0", "e1", "e2", "e3"]
+
+
+async def test_audit_reads_only_the_newest_entries(tmp_path: Path, monkeypatch) -> None:
+    """The newest `limit` entries come from the log's tail and the journals, each once."""
+    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", 7)
+    store = _store(tmp_path)
+    await _commit_versions(store, range(1, 301))
+    await store.close()
+    every = [f"e{v}" for v in range(1, 301)]
+
+    for limit in (1, 5, 50, 299, 300, 1000):
+        assert [e["id"] for e in await store.audit(limit)] == every[-limit:]
+    # An entry a fold copied to the log before the crash that kept its journal is read once.
+    journal = _read_commits(tmp_path / "degradation.json.journal")
+    append_lines(tmp_path / "audit.jsonl", [e for c in journal for e in c.audit])
+    assert [e["id"] for e in await store.audit(20)] == every[-20:]
