@@ -282,6 +282,7 @@ class FileStateStore:
             if commit.version > newest:
                 state = commit.state
         if state is not None:
+            _cut_torn_tail(self.audit_path)  # before archiving appends to it
             self._archive(commits, int(state["version"]))
             atomic_write(self.state_path, _snapshot(state))
             self.rotated_path.unlink(missing_ok=True)
@@ -339,17 +340,22 @@ class FileStateStore:
         return state
 
     def _trim_audit(self, version: int) -> None:
-        entries = read_lines(self.audit_path)
-        kept = [e for e in entries if int(e.get("version", 0)) <= version]
-        if len(kept) != len(entries) or (entries and self._has_torn_tail()):
-            atomic_write(self.audit_path, b"".join(dump_line(e) + b"\n" for e in kept))
+        """Drop audit entries of versions the state never reached.
 
-    def _has_torn_tail(self) -> bool:
-        try:
-            raw = self.audit_path.read_bytes()
-        except FileNotFoundError:
-            return False
-        return bool(raw) and not raw.endswith(b"\n")
+        They can only be at the log's end (a snapshot restored from a backup older than the log),
+        so only the end is read, and the whole log only when entries go.
+        """
+        count = 1024
+        while True:
+            lines = _tail_lines(self.audit_path, count)
+            newest = _entries(lines)
+            if len(lines) < count or (newest and int(newest[0].get("version", 0)) <= version):
+                break
+            count *= 8
+        if all(int(e.get("version", 0)) <= version for e in newest):
+            return
+        kept = [e for e in read_lines(self.audit_path) if int(e.get("version", 0)) <= version]
+        atomic_write(self.audit_path, b"".join(dump_line(e) + b"\n" for e in kept))
 
 
 def _line(state: dict[str, Any], audit: Sequence[dict[str, Any]]) -> bytes:
@@ -422,6 +428,30 @@ def _tail_lines(path: Path, count: int) -> list[bytes]:
     if start > 0:
         lines = lines[1:]  # the first piece began before what was read
     return lines[-count:]
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Truncate `path` after its last newline: what follows is a line a crash tore."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        end = os.fstat(fd).st_size
+        if not end or os.pread(fd, 1, end - 1) == b"\n":
+            return
+        keep, start = 0, end
+        while start > 0:
+            step = min(64 * 1024, start)
+            start -= step
+            newline = os.pread(fd, step, start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _entries(lines: list[bytes]) -> list[dict[str, Any]]:

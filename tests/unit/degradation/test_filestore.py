@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.degradation.engine import StoreUnavailableError
-from agent.degradation.filestore import FileStateStore, _read_commits
+from agent.degradation.filestore import FileStateStore, _cut_torn_tail, _read_commits
 from agent.degradation.storage import append_lines, read_lines
 
 
@@ -247,14 +247,14 @@ async def test_what_orjson_refuses_is_still_stored(tmp_path: Path) -> None:
 
 
 async def test_archiving_after_a_torn_audit_line_loses_nothing(tmp_path: Path) -> None:
-    """Entries archived after a crash tore the audit log's last line are all readable."""
+    """After a crash tore the audit log's last line, the restart cuts it and archives intact."""
     await _commit_versions(_store(tmp_path), range(1, 4))
     (tmp_path / "audit.jsonl").write_bytes(b'{"id": "e0", "version": 0}\n{"id": "torn", "ver')
 
     await _store(tmp_path).load()
 
-    ids = [e["id"] for e in read_lines(tmp_path / "audit.jsonl")]
-    assert ids == ["e0", "e1", "e2", "e3"]
+    lines = (tmp_path / "audit.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["e0", "e1", "e2", "e3"]  # all whole
 
 
 async def test_audit_reads_only_the_newest_entries(tmp_path: Path, monkeypatch) -> None:
@@ -271,3 +271,30 @@ async def test_audit_reads_only_the_newest_entries(tmp_path: Path, monkeypatch) 
     journal = _read_commits(tmp_path / "degradation.json.journal")
     append_lines(tmp_path / "audit.jsonl", [e for c in journal for e in c.audit])
     assert [e["id"] for e in await store.audit(20)] == every[-20:]
+
+
+async def test_entries_of_versions_never_reached_are_dropped(tmp_path: Path) -> None:
+    """A snapshot restored from an older backup: the log's entries past its version go at start."""
+    await _commit_versions(_store(tmp_path), range(1, 6))
+    await _store(tmp_path).load()  # all five archived, snapshot at 5
+    snapshot = tmp_path / "degradation.json"
+    older = json.loads(snapshot.read_text()) | {"version": 3}
+    snapshot.write_text(json.dumps(older))  # the restored backup
+
+    state = await _store(tmp_path).load()
+
+    assert state is not None
+    assert state["version"] == 3
+    assert [e["id"] for e in read_lines(tmp_path / "audit.jsonl")] == ["e1", "e2", "e3"]
+
+
+def test_only_a_torn_last_line_is_cut(tmp_path: Path) -> None:
+    """Cutting keeps every whole line, however far back the last newline is."""
+    log = tmp_path / "audit.jsonl"
+    whole = b"".join(b'{"id": "e%d"}\n' % i for i in range(10_000))
+    log.write_bytes(whole + b"x" * 100_000)  # a torn line longer than one read block
+
+    _cut_torn_tail(log)
+    assert log.read_bytes() == whole
+    _cut_torn_tail(log)  # nothing torn: nothing changes
+    assert log.read_bytes() == whole
