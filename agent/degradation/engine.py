@@ -364,12 +364,15 @@ class DegradationEngine:
                 self.stale_since = None
                 self._state = state
             for (before, step), request in zip(steps, batch, strict=True):
+                if not request.future.done():  # done: the caller went away
+                    request.future.set_result(step)  # stored: nothing below may undo that
                 if step.state is not before:
                     # In the context of the request that caused it: its log line carries
                     # that request's trace, not the one that happened to start this commit.
-                    request.context.run(self._after, before, step)
-                if not request.future.done():  # done: the caller went away
-                    request.future.set_result(step)
+                    try:
+                        request.context.run(self._after, before, step)
+                    except Exception:
+                        log.exception("degradation bookkeeping failed after a stored change")
             return
         raise ConflictError("the state kept changing under this engine")
 

@@ -23,7 +23,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -125,20 +125,23 @@ class FileStateStore:
                     self._fold(fast=False), name="degradation-compaction"
                 )
             rotate = due and idle and not self._unfolded
+            cancelled = False
             try:
                 if self._sync_seconds < SLOW_SYNC_SECONDS:
-                    fast = self._append(line, rotate)
+                    fast, rotated = self._append(line, rotate)
                 else:
-                    fast = await asyncio.to_thread(self._append, line, rotate)
+                    (fast, rotated), cancelled = await _finish(self._append, line, rotate)
             except OSError as exc:
                 raise StoreUnavailableError(f"cannot write {exc.filename}: {exc.strerror}") from exc
             self._version = int(state["version"])
-            self._journaled = 0 if rotate else self._journaled + 1
-            if rotate:
+            self._journaled = 0 if rotated else self._journaled + 1
+            if rotated:
                 self._unfolded = True
                 self._compaction = asyncio.create_task(
                     self._fold(fast), name="degradation-compaction"
                 )
+            if cancelled:  # the caller went away during the write: it is stored all the same
+                raise asyncio.CancelledError
 
     async def close(self) -> None:
         """Let a background compaction finish; close the journal."""
@@ -167,11 +170,11 @@ class FileStateStore:
             self._compaction = None
 
     # --- blocking helpers, run in a thread (`_append` on the loop while the disk is fast) -----
-    def _append(self, line: bytes, rotate: bool) -> bool:
+    def _append(self, line: bytes, rotate: bool) -> tuple[bool, bool]:
         """Append one durable line; with `rotate`, rotate the journal after it.
 
-        Returns whether the rotated journal holds only whole lines this process wrote (then
-        its fold may copy bytes without parsing).
+        Returns whether the journal held only whole lines this process wrote (then its fold may
+        copy bytes without parsing), and whether it was rotated.
         """
         fd = self._open_journal()
         start = self._size
@@ -189,9 +192,13 @@ class FileStateStore:
         self._size = start + len(line)
         clean = self._clean
         if rotate:
-            os.replace(self.journal_path, self.rotated_path)
+            try:
+                os.replace(self.journal_path, self.rotated_path)
+            except OSError as exc:  # the line is durable: the commit stands; rotate later
+                log.warning("cannot rotate the journal yet", error=str(exc))
+                return clean, False
             self._close_journal()  # the next commit starts a new journal (and syncs the rename)
-        return clean
+        return clean, rotate
 
     def _reserve(self, fd: int, end: int) -> None:
         """Allocate journal space ahead of `end`, a chunk at a time.
@@ -218,14 +225,15 @@ class FileStateStore:
             allocated = os.fstat(fd).st_size
             fsync_directory(self.journal_path.parent)  # a new file (or a rename) made durable
             data = _read_all(fd, allocated).rstrip(b"\0") if allocated else b""
-            size = len(data)
-            if data and not data.endswith(b"\n"):
-                # A fragment this store did not write (it was not loaded first): end it, so
-                # that it stays a line of its own, which a parse of the journal skips.
-                _write_all(fd, b"\n", size)
-                size += 1
-            # Lines from before this process (or a fragment) are folded by parsing them.
-            self._clean = not data
+            size = data.rfind(b"\n") + 1
+            if size < len(data):
+                # A fragment after the last whole line (a failed write that could not be cut
+                # then): never acknowledged, so it goes, and new lines start after the last one.
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+                allocated = size
+            # Lines from before this process are folded by parsing them.
+            self._clean = not size
         except OSError:
             os.close(fd)
             raise
@@ -265,7 +273,7 @@ class FileStateStore:
                 append_bytes(self.audit_path, b"".join(e + b"\n" for e in entries))
                 atomic_write(self.state_path, _snapshot(state))
         else:
-            commits = _parse(raw)
+            commits = _latest(_parse(raw))
             if commits:
                 self._archive(commits, commits[-1].version)
                 atomic_write(self.state_path, _snapshot(commits[-1].state))
@@ -292,8 +300,14 @@ class FileStateStore:
         return state
 
     def _journal_commits(self) -> list[Commit]:
-        """Lines of the rotated journal, then of the current one: oldest first."""
-        return [c for path in (self.rotated_path, self.journal_path) for c in _read_commits(path)]
+        """Lines of the rotated journal, then of the current one: oldest first.
+
+        Of two lines with one version only the later counts: the earlier one was refused to
+        its caller (a write error after the line was written) and retried.
+        """
+        return _latest(
+            [c for path in (self.rotated_path, self.journal_path) for c in _read_commits(path)]
+        )
 
     def _archive(self, commits: list[Commit], version: int) -> None:
         """Append the audit entries of `commits` up to `version` to the audit log, once."""
@@ -363,6 +377,31 @@ def _line(state: dict[str, Any], audit: Sequence[dict[str, Any]]) -> bytes:
     return SEPARATOR.join([dump_line(state), *(dump_line(e) for e in audit)]) + b"\n"
 
 
+async def _finish(
+    work: Callable[[bytes, bool], tuple[bool, bool]], line: bytes, rotate: bool
+) -> tuple[tuple[bool, bool], bool]:
+    """`work(line, rotate)` in a thread, awaited to its end; and whether the wait was cancelled.
+
+    A cancelled caller must not leave the store's lock while its write goes on in the thread:
+    the next commit would write at the same offset. So the wait outlasts cancellation, and the
+    caller re-raises it once its bookkeeping is done.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(work, line, rotate))
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    return task.result(), cancelled
+
+
+def _latest(commits: list[Commit]) -> list[Commit]:
+    """`commits` by version, the later of two lines with one version kept."""
+    by_version = {c.version: c for c in commits}
+    return sorted(by_version.values(), key=lambda c: c.version)
+
+
 def _read_commits(path: Path) -> list[Commit]:
     try:
         return _parse(path.read_bytes())
@@ -371,9 +410,14 @@ def _read_commits(path: Path) -> list[Commit]:
 
 
 def _parse(raw: bytes) -> list[Commit]:
-    """Every whole journal line; a torn or foreign one (a crash mid-append) is skipped."""
+    """Every whole journal line, oldest first; a torn one (a crash mid-append) is skipped.
+
+    Only newline-terminated lines count: a line is acknowledged only once all of it, newline
+    included, is durable. Lines of the earlier layout, one object `{"version", "state",
+    "audit"}`, are read too, so a journal left by an older agent is folded, not lost.
+    """
     commits = []
-    for line in raw.rstrip(b"\0").split(b"\n"):
+    for line in raw.rstrip(b"\0").split(b"\n")[:-1]:  # after the last newline: torn or nothing
         if not line.strip():
             continue
         try:
@@ -381,9 +425,12 @@ def _parse(raw: bytes) -> list[Commit]:
         except ValueError:
             continue
         state, audit = parts[0], parts[1:]
+        if len(parts) == 1 and isinstance(state, dict) and {"state", "audit"} <= state.keys():
+            state, audit = state["state"], state["audit"]
         if (
             isinstance(state, dict)
             and isinstance(state.get("version"), int)
+            and isinstance(audit, list)
             and all(isinstance(e, dict) for e in audit)
         ):
             commits.append(Commit(state, audit))
@@ -418,12 +465,15 @@ def _tail_lines(path: Path, count: int) -> list[bytes]:
         return []
     with file:
         start = file.seek(0, os.SEEK_END)
-        data = b""
-        while start > 0 and data.count(b"\n") <= count:
+        blocks: list[bytes] = []
+        newlines = 0
+        while start > 0 and newlines <= count:
             step = min(64 * 1024, start)
             start -= step
             file.seek(start)
-            data = file.read(step) + data
+            blocks.append(file.read(step))
+            newlines += blocks[-1].count(b"\n")
+    data = b"".join(reversed(blocks))
     lines = data.split(b"\n")[:-1]  # after the last newline: nothing, or a torn line
     if start > 0:
         lines = lines[1:]  # the first piece began before what was read

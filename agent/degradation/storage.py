@@ -73,9 +73,8 @@ def dump_line(record: Mapping[str, Any]) -> bytes:
     """`record` as compact UTF-8 JSON on one line: how every JSON-lines file here writes one."""
     try:
         return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:  # what orjson refuses (an integer past 64 bits): the standard library
-        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
-        return text.encode()
+    except TypeError:  # what orjson refuses (ints past 64 bits, lone surrogates): the stdlib
+        return json.dumps(record, separators=(",", ":"), default=str).encode()
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:

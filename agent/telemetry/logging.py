@@ -80,6 +80,33 @@ def _dumps(event: Any, **kwargs: Any) -> str:
         return json.dumps(event, separators=(",", ":"), **kwargs)
 
 
+def _guarded(chain: list[Any]) -> Any:
+    """The processor chain as one processor that never raises into the code that logs.
+
+    The standard library's handlers swallow a formatting error; Vigil's events are rendered in
+    the caller, so a value whose repr fails, say, becomes a line saying so instead.
+    """
+
+    def run(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+        name = str(event.get("event", ""))
+        try:
+            for processor in chain:
+                event = processor(logger, method, event)
+        except Exception as exc:
+            return _dumps(
+                {
+                    "event": "log event could not be rendered",
+                    "level": "error",
+                    "logger": getattr(logger, "name", ""),
+                    "original_event": redactor.text(name),
+                    "error": type(exc).__name__,
+                }
+            )
+        return event
+
+    return run
+
+
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Route structlog and the standard library's logging through one redacting pipeline."""
     stream = stream or sys.stderr
@@ -117,7 +144,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     global _handler
     _handler = handler
     structlog.configure(
-        processors=[*shared, *tail, renderer],
+        processors=[_guarded([*shared, *tail, renderer])],
         logger_factory=HandlerLogger,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         cache_logger_on_first_use=False,  # a later configure_logging applies to every logger

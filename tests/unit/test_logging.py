@@ -67,3 +67,17 @@ def test_a_closed_stream_never_raises_into_the_caller(stream: io.StringIO) -> No
     stream.close()
 
     structlog.get_logger("vigil.test").error("nobody listens")
+
+
+def test_a_value_that_cannot_be_rendered_never_raises(stream: io.StringIO) -> None:
+    """A field whose repr fails yields a line saying so, not an exception in the caller."""
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    structlog.get_logger("vigil.test").warning("odd value", value=Broken())
+
+    (line,) = _lines(stream)
+    assert line["event"] == "log event could not be rendered"
+    assert line["original_event"] == "odd value"

@@ -298,3 +298,68 @@ def test_only_a_torn_last_line_is_cut(tmp_path: Path) -> None:
     assert log.read_bytes() == whole
     _cut_torn_tail(log)  # nothing torn: nothing changes
     assert log.read_bytes() == whole
+
+
+async def test_a_journal_of_the_earlier_layout_is_folded(tmp_path: Path) -> None:
+    """Lines `{"version", "state", "audit"}` left by an older agent are recovered, not lost."""
+    state = {"format": 1, "version": 2, "level": "full"}
+    old = [
+        {"version": 1, "state": state | {"version": 1}, "audit": [{"id": "e1", "version": 1}]},
+        {"version": 2, "state": state, "audit": [{"id": "e2", "version": 2}]},
+    ]
+    journal = tmp_path / "degradation.json.journal"
+    journal.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in old))
+
+    assert await _store(tmp_path).load() == state
+    assert [e["id"] for e in read_lines(tmp_path / "audit.jsonl")] == ["e1", "e2"]
+
+
+async def test_a_line_torn_at_a_separator_is_not_a_commit(tmp_path: Path) -> None:
+    """A last line cut exactly between its parts parses, yet it was never acknowledged."""
+    await _commit_versions(_store(tmp_path), range(1, 3))
+    journal = tmp_path / "degradation.json.journal"
+    lines = journal.read_bytes().rstrip(b"\0")
+    journal.write_bytes(lines + b'{"version": 3}\t{"id": "e3", "version": 3}')
+
+    state = await _store(tmp_path).load()
+
+    assert state == {"version": 2, "level": "full"}
+    assert [e["id"] for e in read_lines(tmp_path / "audit.jsonl")] == ["e1", "e2"]
+
+
+async def test_a_cancelled_commit_in_a_thread_still_finishes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller cancelled mid-write does not let the next commit write over its line."""
+    monkeypatch.setattr("agent.degradation.filestore.SLOW_SYNC_SECONDS", 0.0)  # in a thread
+    store = _store(tmp_path)
+    await _commit_versions(store, range(1, 2))
+    first = asyncio.ensure_future(store.commit(1, {"version": 2}, [{"id": "e2", "version": 2}]))
+    await asyncio.sleep(0)  # the write is under way in its thread
+    first.cancel()
+    second = asyncio.ensure_future(store.commit(2, {"version": 3}, [{"id": "e3", "version": 3}]))
+
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await second
+    await store.close()
+
+    await _assert_recovered(tmp_path, 3)
+
+
+async def test_a_failed_rotation_keeps_the_commit(tmp_path: Path, monkeypatch) -> None:
+    """The line is durable before the rotation: a rename that fails does not refuse it."""
+    monkeypatch.setattr("agent.degradation.filestore.COMPACT_EVERY", 2)
+    store = _store(tmp_path)
+    await _commit_versions(store, range(1, 2))
+    rotated = tmp_path / "degradation.json.journal.1"
+    rotated.mkdir()  # a rename over a directory fails
+    (rotated / "blocker").touch()
+
+    await _commit_more(store, range(2, 4))  # both due to rotate; neither refused
+    (rotated / "blocker").unlink()
+    rotated.rmdir()
+    await _commit_more(store, range(4, 6))  # rotation happens now
+    await store.close()
+
+    await _assert_recovered(tmp_path, 5)
