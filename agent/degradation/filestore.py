@@ -393,6 +393,8 @@ async def _finish(
             await asyncio.wait({task})
         except asyncio.CancelledError:
             cancelled = True
+    if cancelled and task.exception() is not None:
+        raise asyncio.CancelledError  # nothing was stored: the cancellation is the news
     return task.result(), cancelled
 
 

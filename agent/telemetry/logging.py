@@ -88,17 +88,21 @@ def _guarded(chain: list[Any]) -> Any:
     """
 
     def run(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-        name = str(event.get("event", ""))
+        original = event
         try:
             for processor in chain:
                 event = processor(logger, method, event)
         except Exception as exc:
+            try:
+                name = redactor.text(str(original.get("event", "")))
+            except Exception:
+                name = ""
             return _dumps(
                 {
                     "event": "log event could not be rendered",
                     "level": "error",
                     "logger": getattr(logger, "name", ""),
-                    "original_event": redactor.text(name),
+                    "original_event": name,
                     "error": type(exc).__name__,
                 }
             )
