@@ -37,6 +37,7 @@ from agent.degradation.storage import (
     atomic_write,
     dump_line,
     fsync_directory,
+    parse_lines,
     read_lines,
 )
 
@@ -314,7 +315,7 @@ class FileStateStore:
         pending = [entry for c in commits if c.version <= version for entry in c.audit]
         # Only a crash between archiving and removing a journal can archive entries twice, and
         # then they are the newest lines of the audit log: its tail is all that needs reading.
-        archived = {e.get("id") for e in _entries(_tail_lines(self.audit_path, len(pending)))}
+        archived = {e.get("id") for e in parse_lines(_tail_lines(self.audit_path, len(pending)))}
         append_lines(self.audit_path, [e for e in pending if e.get("id") not in archived])
 
     def _newest_audit(self, limit: int) -> list[dict[str, Any]]:
@@ -323,7 +324,7 @@ class FileStateStore:
         # the log's tail is read (it grows for the agent's life): its newest `limit` lines, plus
         # as many as the journals hold, which a fold may have copied there already.
         journaled = [e for c in self._journal_commits() for e in c.audit]
-        entries = _entries(_tail_lines(self.audit_path, limit + len(journaled)))
+        entries = parse_lines(_tail_lines(self.audit_path, limit + len(journaled)))
         seen = {e.get("id") for e in entries}
         for entry in journaled:
             if entry.get("id") not in seen:
@@ -362,7 +363,7 @@ class FileStateStore:
         count = 1024
         while True:
             lines = _tail_lines(self.audit_path, count)
-            newest = _entries(lines)
+            newest = parse_lines(lines)
             if len(lines) < count or (newest and int(newest[0].get("version", 0)) <= version):
                 break
             count *= 8
@@ -504,19 +505,6 @@ def _cut_torn_tail(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _entries(lines: list[bytes]) -> list[dict[str, Any]]:
-    """The JSON objects among `lines`; anything else (a torn line) is skipped."""
-    entries = []
-    for line in lines:
-        try:
-            entry = orjson.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
 
 
 def _snapshot(state: dict[str, Any]) -> bytes:

@@ -83,13 +83,16 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
         raw = path.read_bytes()
     except FileNotFoundError:
         return []
+    return parse_lines(raw.split(b"\n"))
+
+
+def parse_lines(lines: Iterable[bytes]) -> list[dict[str, Any]]:
+    """The JSON objects among `lines`; anything else (blank, torn) is skipped."""
     records = []
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            continue
+    for line in lines:
         try:
             record = orjson.loads(line)
-        except ValueError:
+        except ValueError:  # blank lines included: orjson refuses empty input
             continue
         if isinstance(record, dict):
             records.append(record)
