@@ -139,7 +139,7 @@ class RedisStateStore:
                 await asyncio.sleep(self._settings.poll_seconds)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     async def close(self) -> None:
         """Stop listening and close the connections."""
