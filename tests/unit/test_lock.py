@@ -1,4 +1,4 @@
-"""The lock file pins every package pyproject.toml asks for, inside its range, and is what is installed."""
+"""The lock pins every package pyproject.toml asks for, inside its range, as installed."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _applies(requirement: Requirement, extra: str = "") -> bool:
 
 
 def test_every_declared_requirement_is_pinned_inside_its_range() -> None:
-    """Each requirement of pyproject.toml (all extras, build tools) has a lock pin its range admits."""
+    """Each requirement (all extras, build tools) has a lock pin inside its range."""
     pins = _lock()
     for requirement in _declared():
         if not _applies(requirement):
