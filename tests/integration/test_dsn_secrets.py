@@ -146,3 +146,40 @@ def test_dsn_password_is_masked_by_vigil_check(
         assert "'***'" in checks["cache"]["message"]
     else:
         assert done.stdout.count(MASKED) >= 2, done.stdout
+
+
+def test_redis_store_password_is_masked_when_vigil_run_cannot_start(
+    standins: tuple[PostgresStandIn, RedisStandIn], dsn_env: None, tmp_path: Path
+) -> None:
+    """`vigil run` refused by the degradation Redis store says why with the password masked."""
+    _, redis = standins
+    config = tmp_path / "vigil.yaml"
+    doc = {
+        "agent": {"listen_port": 0, "data_dir": str(tmp_path / "data"), "log_format": "json"},
+        "degradation": {
+            "enabled": True,
+            "store": "redis",
+            "webhook": {"bearer_token_env": "VIGIL_TEST_WEBHOOK_TOKEN"},
+            "redis": {
+                "url": f"redis://127.0.0.1:{redis.port}/0",
+                "password_env": "VIGIL_TEST_REDIS_PASSWORD",
+            },
+        },
+        "checks": [{"name": "db-uri", "kind": "postgres", "dsn_env": "VIGIL_TEST_DSN_URI"}],
+    }
+    config.write_text(yaml.safe_dump(doc))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "VIGIL_TEST_WEBHOOK_TOKEN": "webhook-token-unique000"},
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stderr
+    _assert_clean(done.stdout + done.stderr, "vigil run")
+    assert REDIS_PASSWORD in redis.credentials
+    assert "vigil: cannot start:" in done.stderr
+    assert "'***'" in done.stderr, done.stderr
