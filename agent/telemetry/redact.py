@@ -19,6 +19,7 @@ _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*)
 _KV_PASSWORD = re.compile(
     r"(?P<key>\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.I | re.S
 )
+_SCHEME = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")
 # libpq key=value pairs: a value is a single-quoted string or a word, both with `\` escapes.
 _KV_PAIR = re.compile(
     r"(?P<key>[A-Za-z_]+)\s*=\s*(?P<value>'(?:[^'\\]|\\.)*'?|(?:[^\s'\\]|\\.)(?:[^\s\\]|\\.)*)",
@@ -42,7 +43,7 @@ def embedded_secrets(value: str) -> set[str]:
     `Basic`, also the decoded `user:password` and the password).
     """
     found: set[str] = set()
-    if "://" in value:
+    if _SCHEME.match(value):
         found |= _url_secrets(value)
     elif "=" in value:
         found |= _keyword_secrets(value)
@@ -59,7 +60,7 @@ def embedded_secrets(value: str) -> set[str]:
 
 def _url_secrets(url: str) -> set[str]:
     """Passwords in the userinfo and the query string of `url`, as written."""
-    rest = url.split("://", 1)[1]
+    rest = url.partition("://")[2]
     userinfos = set()
     # Three readings of where the userinfo ends, as a password holding an unencoded `@` or `/`
     # is quoted back in pieces: libpq's (the first `@`, unless a `/` comes first), urllib's

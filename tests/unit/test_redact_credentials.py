@@ -6,7 +6,7 @@ import base64
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
 
@@ -22,9 +22,15 @@ passwords = st.text(
 )
 
 
-def _unmasked(text: str) -> str:
-    """`text` with each mask as a NUL, which no password holds: what is left unmasked."""
-    return text.replace(MASK, "\0")
+def _survives(r: Redactor, password: str) -> bool:
+    """Whether `password` survives `r` in a server error quoting it.
+
+    The password may also occur in the error's own words (`o` in `got`), so it survives when
+    it occurs more often than in the words alone; a mask counts as a NUL, which no password holds.
+    """
+    words = "got ''"
+    out = r.text(f"got '{password}'").replace(MASK, "\0")
+    return out.count(password) > words.count(password)
 
 
 def _keyword_quoted(value: str) -> str:
@@ -33,6 +39,7 @@ def _keyword_quoted(value: str) -> str:
 
 
 @given(passwords)
+@example("o")  # a letter of the error's own words
 def test_password_libpq_reads_from_a_uri_is_masked(password: str) -> None:
     """Whatever password libpq reads from a percent-encoded URI, a quote of it is masked."""
     dsn = f"postgresql://vigil:{quote(password, safe='')}@127.0.0.1:5432/postgres"
@@ -40,10 +47,11 @@ def test_password_libpq_reads_from_a_uri_is_masked(password: str) -> None:
     r = Redactor()
     r.register(dsn)
 
-    assert password not in _unmasked(r.text(f"got '{password}'"))
+    assert not _survives(r, password)
 
 
 @given(passwords)
+@example("://")  # a key=value string is not a URL for holding `://`
 def test_password_libpq_reads_from_a_keyword_dsn_is_masked(password: str) -> None:
     """Whatever password libpq reads from a quoted key=value DSN, a quote of it is masked."""
     dsn = f"host=127.0.0.1 port=5432 user=vigil password={_keyword_quoted(password)} dbname=db"
@@ -51,7 +59,7 @@ def test_password_libpq_reads_from_a_keyword_dsn_is_masked(password: str) -> Non
     r = Redactor()
     r.register(dsn)
 
-    assert password not in _unmasked(r.text(f"got '{password}'"))
+    assert not _survives(r, password)
 
 
 @pytest.mark.parametrize(
