@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 from pydantic import ValidationError
@@ -68,11 +69,16 @@ def parse_config(text: str, source: str) -> VigilConfig:
     missing = list(_missing_environment(config))
     if missing:
         raise ConfigError(source, missing)
+    _register_embedded_credentials(config)
     return config
 
 
 def _missing_environment(config: VigilConfig) -> Iterator[str]:
-    """Problems for each `*_env` key naming an unset variable; registers set ones as secrets."""
+    """Problems for each `*_env` key naming an unset variable; registers set ones as secrets.
+
+    A value is registered whole and by every credential inside it (the password of a DSN or
+    URL, the token of an `Authorization` value), since an error may quote just that part.
+    """
     refs: list[tuple[str, str]] = []
     for i, check in enumerate(config.checks):
         at = f"checks[{i}]"
@@ -103,6 +109,38 @@ def _missing_environment(config: VigilConfig) -> Iterator[str]:
             yield f"{where}: environment variable {variable} is empty"
         else:
             redactor.register(value)
+
+
+# The standard OTLP variables the SDK reads when the config leaves a key unset.
+_OTLP_ENDPOINTS = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+)
+_OTLP_HEADERS = (
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+)
+
+
+def _register_embedded_credentials(config: VigilConfig) -> None:
+    """Register credentials that arrive outside `*_env` keys, before anything can log them.
+
+    URLs the config or the OTLP variables hold are not secret, but a `user:password@` inside
+    one is. The values of `OTEL_EXPORTER_OTLP_*HEADERS` (`key=value,...`, percent-encoded)
+    are credentials by nature, like `headers_env`.
+    """
+    urls = [config.degradation.alertmanager.url, config.telemetry.otlp.endpoint]
+    urls += [os.environ.get(variable) for variable in _OTLP_ENDPOINTS]
+    for url in urls:
+        redactor.register_credentials(url)
+    for variable in _OTLP_HEADERS:
+        for item in os.environ.get(variable, "").split(","):
+            _, eq, value = item.partition("=")
+            if eq and value.strip():
+                redactor.register(value.strip())
+                redactor.register(unquote(value.strip()))
 
 
 _MESSAGES = {
