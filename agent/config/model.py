@@ -138,6 +138,10 @@ class AlertmanagerSettings(Strict):
         if value is not None and urlsplit(value).scheme not in {"http", "https"}:
             msg = "must be an http:// or https:// URL"
             raise ValueError(msg)
+        if value is not None and urlsplit(value).password:
+            # Secrets come only from environment variables, never from the file.
+            msg = "must not contain a password; secrets are read only from *_env variables"
+            raise ValueError(msg)
         return value
 
 

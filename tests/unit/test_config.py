@@ -40,6 +40,14 @@ BAD = [
         ],
     ),
     (
+        "degradation: {alertmanager: {url: 'http://am:hunter22@127.0.0.1:9093'}}\n"
+        "checks: [{name: a, kind: disk, path: /}]\n",
+        [
+            "degradation.alertmanager.url: must not contain a password; secrets are read only "
+            "from *_env variables"
+        ],
+    ),
+    (
         "checks:\n - {name: a, kind: postgres, dsn: 'host=h password=hunter22'}\n",
         [
             "checks[0].dsn: must not contain a password; name an environment variable in "

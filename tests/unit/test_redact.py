@@ -24,7 +24,7 @@ def test_url_and_keyword_passwords_are_masked() -> None:
 
 
 def test_short_values_are_not_registered() -> None:
-    """Values under four characters are not treated as secrets (they would mask everything)."""
+    """Values under four characters are not masked inside words (they would mask everything)."""
     r = Redactor()
     r.register("ab")
 

@@ -148,12 +148,14 @@ def test_config_loading_registers_credentials_outside_env_keys(
 degradation:
   enabled: true
   webhook: {bearer_token_env: VIGIL_TEST_WEBHOOK_TOKEN}
-  alertmanager: {url: "http://am:Am-Url-Pass-4@127.0.0.1:9093"}
+telemetry: {otlp: {endpoint: "http://otlp:Otlp-Config-Pass-4@127.0.0.1:4318"}}
 checks: [{name: disk, kind: disk, path: /}]
 """,
         "test",
     )
 
-    text = redactor.text("Otlp-Env-Token-1 Otlp-Url-Pass-2 Webhook-Token-3 Am-Url-Pass-4 c:4318")
+    text = redactor.text(
+        "Otlp-Env-Token-1 Otlp-Url-Pass-2 Webhook-Token-3 Otlp-Config-Pass-4 c:4318"
+    )
 
     assert text == f"{MASK} {MASK} {MASK} {MASK} c:4318"
