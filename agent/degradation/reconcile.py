@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -24,10 +25,16 @@ _ALERTS = TypeAdapter(list[dict[str, Any]])
 class Reconciler:
     """A loop that polls Alertmanager every `reconcile_seconds` and applies what it finds."""
 
-    def __init__(self, settings: AlertmanagerSettings, engine: DegradationEngine) -> None:
+    def __init__(
+        self,
+        settings: AlertmanagerSettings,
+        engine: DegradationEngine,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         assert settings.url is not None
         self._settings = settings
         self._engine = engine
+        self._clock = clock
         self._url = settings.url.rstrip("/") + "/api/v2/alerts"
         self._task: asyncio.Task[None] | None = None
         self.runs: Counter[str] = Counter()
@@ -56,7 +63,7 @@ class Reconciler:
         outcome = await self._poll(session)
         self.runs[outcome] += 1
         if outcome == "ok":
-            self.last_success = time.time()
+            self.last_success = self._clock()
         return outcome
 
     async def _poll(self, session: aiohttp.ClientSession) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -35,18 +36,34 @@ log = structlog.get_logger("vigil.agent")
 
 
 class Agent:
-    """One agent process: schedules every check and serves what it sees."""
+    """One agent process: schedules every check and serves what it sees.
 
-    def __init__(self, config: VigilConfig, pipeline: Pipeline | None = None) -> None:
+    `clock` (seconds since the epoch) is what every decision reads: result timestamps and
+    staleness, the start-up grace, the degradation hold, pin and alert expiry. Tests pass a fake
+    one to move time instead of sleeping; the check schedule and deadlines stay on the event loop.
+    """
+
+    def __init__(
+        self,
+        config: VigilConfig,
+        pipeline: Pipeline | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
+        self.clock = clock
         self.pipeline = pipeline or Pipeline(config.telemetry)
-        self.board = Scoreboard(config.checks)
+        self.board = Scoreboard(config.checks, clock)
         meter = self.pipeline.meter_provider.get_meter("vigil", __version__)
         tracer = self.pipeline.tracer_provider.get_tracer("vigil", __version__)
         self.recorder = CheckRecorder(meter, self.board)
         self.context = ProbeContext(tracer)
         self.runner = Runner(
-            self.board, PROBES, self.context, self.recorder, config.agent.max_concurrency
+            self.board,
+            PROBES,
+            self.context,
+            self.recorder,
+            config.agent.max_concurrency,
+            clock,
         )
         self._runner_app: web.AppRunner | None = None
         self.port: int | None = None
@@ -54,11 +71,11 @@ class Agent:
         self.reconciler: Reconciler | None = None
         self._flag_refresher: asyncio.Task[None] | None = None
         if config.degradation.enabled:
-            self.degradation = _degradation(config, meter, tracer)
+            self.degradation = _degradation(config, meter, tracer, clock)
             engine = self.degradation.engine
             self.context.heartbeats["alertmanager"] = lambda: engine.state.heartbeat_at
             if config.degradation.alertmanager.url:
-                self.reconciler = Reconciler(config.degradation.alertmanager, engine)
+                self.reconciler = Reconciler(config.degradation.alertmanager, engine, clock)
             DegradationRecorder(
                 meter,
                 engine,
@@ -71,7 +88,7 @@ class Agent:
         """Create the data directory, start serving and scheduling."""
         settings = self.config.agent
         await asyncio.to_thread(Path(settings.data_dir).mkdir, parents=True, exist_ok=True)
-        app = make_app(self.board, self.pipeline.render, settings.startup_grace_seconds)
+        app = make_app(self.board, self.pipeline.render, settings.startup_grace_seconds, self.clock)
         if self.degradation is not None:
             await self.degradation.engine.start()
             self.degradation.register(app)
@@ -135,7 +152,9 @@ class Agent:
             await self.stop()
 
 
-def _degradation(config: VigilConfig, meter: Meter, tracer: Tracer) -> DegradationApi:
+def _degradation(
+    config: VigilConfig, meter: Meter, tracer: Tracer, clock: Callable[[], float]
+) -> DegradationApi:
     """The degradation engine, its flags and API, over files in the data directory or Redis."""
     settings = config.degradation
     data = Path(config.agent.data_dir)
@@ -151,7 +170,7 @@ def _degradation(config: VigilConfig, meter: Meter, tracer: Tracer) -> Degradati
             Path(settings.audit_file or data / "audit.jsonl"),
         )
         flag_store = FileFlagStore(Path(settings.flags_file or data / "flags.json"))
-    engine = DegradationEngine(settings, store)
+    engine = DegradationEngine(settings, store, clock)
     flags = Flags.open(
         flag_store,
         level=lambda: engine.level,

@@ -18,6 +18,8 @@ from agent.probes.result import Status
 BOARD = web.AppKey("board", Scoreboard)
 Render = Callable[[], bytes]
 RENDER: web.AppKey[Render] = web.AppKey("render")
+Clock = Callable[[], float]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 READY_AFTER = web.AppKey("ready_after", float)
 STARTED = web.AppKey("started", float)
 
@@ -25,13 +27,20 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def make_app(
-    board: Scoreboard, render: Callable[[], bytes], grace_seconds: float
+    board: Scoreboard,
+    render: Callable[[], bytes],
+    grace_seconds: float,
+    clock: Clock = time.time,
 ) -> web.Application:
-    """The agent's aiohttp application over `board`, rendering `/metrics` with `render`."""
+    """The agent's aiohttp application over `board`, rendering `/metrics` with `render`.
+
+    `clock` dates the start and the end of the start-up grace; it should be the board's clock.
+    """
     app = web.Application(client_max_size=64 * 1024)
     app[BOARD] = board
     app[RENDER] = render
-    app[STARTED] = time.time()
+    app[CLOCK] = clock
+    app[STARTED] = clock()
     app[READY_AFTER] = app[STARTED] + grace_seconds
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -54,7 +63,7 @@ async def healthz(_: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: 503 while a critical check is unhealthy, or unknown once the grace has passed."""
     board = request.app[BOARD]
-    now = time.time()
+    now = request.app[CLOCK]()
     in_grace = now < request.app[READY_AFTER]
     blocking = [
         e
@@ -73,7 +82,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """The JSON summary: overall status and every check's latest result."""
     board = request.app[BOARD]
-    now = time.time()
+    now = request.app[CLOCK]()
     entries = board.entries(now)
     body = {
         "status": board.overall(now).value,

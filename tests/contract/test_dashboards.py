@@ -11,7 +11,6 @@ import json
 import math
 import re
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +22,7 @@ import yaml
 
 from agent.telemetry.signals import CATALOGUE
 from tests.harness.prometheus import PrometheusServer, promtool
+from tests.harness.wait import poll_until
 
 ROOT = Path(__file__).parents[2]
 GRAFANA = ROOT / "grafana"
@@ -464,21 +464,24 @@ async def test_every_panel_query_returns_data_from_a_live_agent(
     # Negative control: a name not on /metrics (a counter without `_total`) has no data.
     assert not await asyncio.to_thread(prometheus.query, 'vigil_check_failures{job="vigil"}')
     pending = {where: _substitute(expr, LIVE) for where, expr in _all_queries()}
-    deadline = time.monotonic() + 25
-    while pending and time.monotonic() < deadline:
+
+    async def all_have_data() -> bool:
         for where, expr in list(pending.items()):
             if _has_value(await asyncio.to_thread(prometheus.query, expr)):
                 del pending[where]
-        if pending:
-            await asyncio.sleep(1)
-    assert pending == {}, "queries without data:\n" + "\n".join(
-        f"{k}: {v}" for k, v in pending.items()
+        return not pending
+
+    await poll_until(  # Prometheus scrapes and evaluates every second
+        all_have_data,
+        25,
+        interval=0.5,
+        what=lambda: "queries without data:\n" + "\n".join(f"{k}: {v}" for k, v in pending.items()),
     )
+    assert pending == {}
 
 
 async def _wait(prometheus: PrometheusServer, expr: str, within: float) -> None:
     """Poll `expr` without blocking the loop the agent runs on, until it has a sample."""
-    deadline = time.monotonic() + within
-    while not await asyncio.to_thread(prometheus.query, expr):
-        assert time.monotonic() < deadline, f"timed out waiting for {expr}"
-        await asyncio.sleep(0.5)
+    await poll_until(
+        lambda: asyncio.to_thread(prometheus.query, expr), within, interval=0.5, what=expr
+    )

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agent.config import VigilConfig, parse_config
 from agent.server.agent import Agent
 from agent.telemetry.logging import configure_logging
+from tests.harness.wait import poll_until
 
 
 @dataclass
@@ -41,6 +43,14 @@ class RunningAgent:
     def spans(self) -> tuple[ReadableSpan, ...]:
         """Every span the agent has ended so far."""
         return self.spans_exporter.get_finished_spans()
+
+    def runs(self, name: str) -> int:
+        """How many runs of check `name` have ended (one span each)."""
+        return sum(
+            1
+            for s in self.spans()
+            if s.name.startswith("check ") and (s.attributes or {}).get("vigil.check.name") == name
+        )
 
     async def get(self, path: str) -> tuple[int, str]:
         """GET `path` from the agent: status and body text."""
@@ -84,15 +94,15 @@ class RunningAgent:
 
     async def wait_status(self, name: str, *statuses: str, within: float = 20.0) -> dict[str, Any]:
         """Poll `/health` until check `name` has one of `statuses`; its entry."""
-        deadline = asyncio.get_running_loop().time() + within
-        entry: dict[str, Any] = {}
-        while asyncio.get_running_loop().time() < deadline:
-            entry = await self.check(name)
-            if entry["status"] in statuses:
-                return entry
-            await asyncio.sleep(0.1)
-        msg = f"check {name} never reached {statuses}; last: {entry}"
-        raise AssertionError(msg)
+        last: dict[str, Any] = {}
+
+        async def reached() -> dict[str, Any] | None:
+            last.update(await self.check(name))
+            return dict(last) if last["status"] in statuses else None
+
+        return await poll_until(
+            reached, within, interval=0.1, what=lambda: f"check {name} in {statuses}; it is {last}"
+        )
 
 
 def agent_config(
@@ -120,19 +130,23 @@ def agent_config(
 
 @pytest.fixture
 async def start_agent(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RunningAgent]]]:
-    """Factory: start an in-process agent on `checks`; stopped when the test ends."""
+    """Factory: start an in-process agent on `checks`; stopped when the test ends.
+
+    `clock` replaces the agent's wall clock (a `FakeClock` from `tests.harness.wait`).
+    """
     started: list[RunningAgent] = []
 
     async def start(
         checks: list[dict[str, Any]],
         telemetry: dict[str, Any] | None = None,
         degradation: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
         **agent: Any,
     ) -> RunningAgent:
         config = agent_config(checks, tmp_path, telemetry, degradation, **agent)
         log = io.StringIO()
         configure_logging("json", "info", stream=log)
-        running = Agent(config)
+        running = Agent(config, clock=clock)
         exporter = InMemorySpanExporter()
         running.pipeline.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
         await running.start()

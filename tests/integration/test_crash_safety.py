@@ -10,8 +10,7 @@ import http.client
 import json
 import random
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,13 @@ from agent.degradation.filestore import FileStateStore
 from agent.degradation.state import State
 from tests.harness.agent_process import AgentProcess, start_agent_process
 from tests.harness.httpclient import request
+from tests.harness.wait import poll_until_sync
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).parents[2]
 HOOK_TOKEN = "crash-Hook-5521"
-SEED = 20261128  # the kill delays; timing adds its own randomness on top
+SEED = 20261128  # the kill points; timing adds its own randomness on top
 ROUNDS = 5
 SENDERS = 3
 # Alert names and the level each demands; D matches no rule, so it moves nothing.
@@ -46,6 +46,11 @@ def call(method: str, url: str, body: Any = None, token: str | None = None) -> t
         return status, json.loads(raw)
     except ValueError:
         return status, raw.decode(errors="replace")
+
+
+def _acknowledged(senders: list[Sender], count: int) -> Callable[[], bool]:
+    """A condition: `senders` have had at least `count` webhooks acknowledged between them."""
+    return lambda: sum(len(s.acks) for s in senders) >= count
 
 
 # --- the burst ------------------------------------------------------------------------------
@@ -194,15 +199,22 @@ def test_sigkill_mid_burst_loses_no_acknowledged_transition(
         ]
         for sender in senders:
             sender.start()
-        delay = rng.uniform(0.3, 1.5)
-        time.sleep(delay)
+        # Kill after a random number of acknowledgements (about 0.3 to 1.5 s of burst here):
+        # a point in the burst that a slower machine reaches later, not before it began.
+        kill_after = rng.randint(100, 500)
+        poll_until_sync(
+            _acknowledged(senders, kill_after),
+            60,
+            interval=0.01,
+            what=f"{kill_after} acknowledged webhooks",
+        )
         assert all(s.is_alive() for s in senders), "the burst ended before the kill"
         agent.proc.kill()
         agent.proc.wait()
         for sender in senders:
             sender.join(15)
         acks = [a for s in senders for a in s.acks]
-        where = f"round {round_}, kill after {delay:.2f}s, {len(acks)} acknowledged"
+        where = f"round {round_}, kill after {kill_after} acks, {len(acks)} acknowledged"
         assert [r for s in senders for r in s.refused] == [], where
         assert acks, where
 

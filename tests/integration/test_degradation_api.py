@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from opentelemetry.trace import SpanKind
 
+from tests.harness.wait import FakeClock, poll_until
+
 pytestmark = pytest.mark.integration
 
 REFERENCE = Path(__file__).parents[1] / "fixtures" / "alertmanager"  # captured, AM 0.25
@@ -67,16 +69,17 @@ async def _level(agent) -> str:
 
 
 async def _wait_level(agent, level: str, within: float = 10.0) -> None:
-    for _ in range(int(within / 0.1)):
-        if await _level(agent) == level:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"level never became {level}; it is {await _level(agent)}")
+    async def reached() -> bool:
+        return await _level(agent) == level
+
+    await poll_until(reached, within, interval=0.1, what=f"level {level}")
 
 
 async def test_fire_escalates_and_resolve_recovers_after_hold(start_agent) -> None:
     """A firing webhook raises the level at once; the resolve brings it back after the hold."""
-    agent = await start_agent(DISK, degradation=degradation())
+    clock = FakeClock()
+    agent = await start_agent(DISK, degradation=degradation(), clock=clock)
+    engine = agent.agent.degradation.engine
 
     status, body = await agent.send(
         "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
@@ -90,6 +93,10 @@ async def test_fire_escalates_and_resolve_recovers_after_hold(start_agent) -> No
         "POST", "/webhooks/alertmanager", reference("webhook_resolved.json"), token=TOKEN
     )
     assert (status, body["level"]) == (200, "minimal")  # held
+    clock.advance(0.5)  # half the hold
+    await engine.tick()
+    assert await _level(agent) == "minimal"
+    clock.advance(0.6)  # past the hold: the agent's own tick recovers
     await _wait_level(agent, "full")
     _, audit = await agent.send("GET", "/api/v1/audit?limit=50")
     actions = [e["action"] for e in audit["entries"]]
@@ -186,7 +193,8 @@ async def test_concurrent_transitions_log_their_own_trace(start_agent) -> None:
 
 async def test_duplicates_and_stale_resolves_are_no_ops(start_agent) -> None:
     """Duplicates change nothing; a resolve for an older episode leaves the newer one firing."""
-    agent = await start_agent(DISK, degradation=degradation())
+    clock = FakeClock()
+    agent = await start_agent(DISK, degradation=degradation(), clock=clock)
     firing = reference("webhook_firing.json")
     newer = copy.deepcopy(firing)
     newer["alerts"][0]["startsAt"] = "2026-11-28T15:00:00.000Z"
@@ -195,7 +203,8 @@ async def test_duplicates_and_stale_resolves_are_no_ops(start_agent) -> None:
     for body in (firing, firing, newer, old_resolve, newer):
         status, _ = await agent.send("POST", "/webhooks/alertmanager", body, token=TOKEN)
         assert status == 200
-    await asyncio.sleep(1.5)  # longer than the hold
+    clock.advance(1.5)  # longer than the hold
+    await agent.agent.degradation.engine.tick()
 
     assert await _level(agent) == "minimal"
 

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tests.harness.wait import FakeClock, poll_until
 from tests.integration.conftest import HttpTarget, SilentServer
 
 pytestmark = pytest.mark.integration
@@ -35,8 +36,8 @@ async def test_bad_checks_do_not_delay_good_ones(start_agent, http_target: HttpT
                 "name": "good",
                 "kind": "http",
                 "url": http_target.url,
-                "interval_seconds": 1,
-                "timeout_seconds": 0.5,
+                "interval_seconds": 0.2,
+                "timeout_seconds": 0.2,
             },
         ]
     )
@@ -48,7 +49,11 @@ async def test_bad_checks_do_not_delay_good_ones(start_agent, http_target: HttpT
     stubborn = await agent.wait_status("stubborn", "unhealthy")
     not_async = await agent.wait_status("not-async", "unknown")
     first_requests = http_target.requests
-    await asyncio.sleep(2.2)
+    hung = agent.runs("hangs")
+    # Two more runs of the hanging check, each cut off at its deadline, span at least one of its
+    # 1 s intervals, in which five runs of the good one are due; one that waited for the bad
+    # checks would manage one or two.
+    await poll_until(lambda: agent.runs("hangs") >= hung + 2, 20, what="two more hung runs")
 
     assert good["reason"] is None
     assert (hangs["reason"], raises["reason"], garbage["reason"]) == (
@@ -59,7 +64,7 @@ async def test_bad_checks_do_not_delay_good_ones(start_agent, http_target: HttpT
     assert "boom in the check" in raises["message"]
     assert stubborn["reason"] == "timeout"
     assert not_async["reason"] == "internal_error"
-    assert http_target.requests >= first_requests + 2  # the good check kept its schedule
+    assert http_target.requests >= first_requests + 3  # the good check kept its schedule
     status, _ = await agent.get("/healthz")
     assert status == 200
     _, metrics = await agent.get("/metrics")
@@ -112,9 +117,10 @@ async def test_python_check_passes_args_and_details(start_agent) -> None:
 
 async def test_status_change_logged_once(start_agent) -> None:
     """Several runs with one status produce one 'status changed' log line, with a trace id."""
-    agent = await start_agent([_py("queue", "degraded", interval_seconds=0.3, timeout_seconds=0.2)])
+    agent = await start_agent([_py("queue", "degraded", interval_seconds=0.1, timeout_seconds=0.1)])
     await agent.wait_status("queue", "degraded")
-    await asyncio.sleep(1.2)
+    runs = agent.runs("queue")
+    await poll_until(lambda: agent.runs("queue") >= runs + 4, 20, what="four more runs")
 
     lines = [
         line
@@ -152,13 +158,23 @@ async def test_readyz_follows_critical_checks(start_agent, http_target: HttpTarg
 
 
 async def test_stale_result_turns_unknown(start_agent) -> None:
-    """A check whose runs stop (here: stuck behind the cap) is reported unknown, reason stale."""
-    agent = await start_agent([_py("quick", "ok", interval_seconds=0.2, timeout_seconds=0.2)])
+    """A check whose runs stop is reported unknown, reason stale, once its result is older than
+    twice its interval, and not before."""
+    clock = FakeClock()
+    agent = await start_agent(
+        [_py("quick", "ok", interval_seconds=0.2, timeout_seconds=0.2)], clock=clock
+    )
     await agent.wait_status("quick", "healthy")
     await agent.agent.runner.stop(1.0)  # nothing runs any more
-    entry = await agent.wait_status("quick", "unknown", within=5)
+    # The frozen clock stamped the last result with the time it still shows.
 
-    assert entry["reason"] == "stale"
+    clock.advance(0.39)
+    fresh = await agent.check("quick")
+    clock.advance(0.02)
+    stale = await agent.check("quick")
+
+    assert (fresh["status"], fresh["reason"]) == ("healthy", None)
+    assert (stale["status"], stale["reason"]) == ("unknown", "stale")
 
 
 async def test_spans_per_run_with_client_children(start_agent, http_target: HttpTarget) -> None:
@@ -200,12 +216,15 @@ async def test_readyz_tolerates_unknown_only_during_grace(start_agent, silent_se
         "interval_seconds": 30,
         "timeout_seconds": 20,
     }
-    in_grace = await start_agent([slow], startup_grace_seconds=60)
-    after_grace = await start_agent([{**slow, "name": "slow2"}], startup_grace_seconds=0)
+    clock = FakeClock()
+    agent = await start_agent([slow], startup_grace_seconds=60, clock=clock)
 
-    status_in, body_in = await in_grace.get("/readyz")
-    status_after, body_after = await after_grace.get("/readyz")
+    clock.advance(59)
+    status_in, body_in = await agent.get("/readyz")
+    clock.advance(2)
+    status_after, body_after = await agent.get("/readyz")
 
     assert (status_in, status_after) == (200, 503)
     assert '"in_startup_grace": true' in body_in
-    assert '"slow2"' in body_after
+    assert '"in_startup_grace": false' in body_after
+    assert '"slow"' in body_after

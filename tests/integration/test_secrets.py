@@ -3,7 +3,6 @@ spans, nor the CLI's output and errors."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from tests.harness.postgres import PostgresServer
+from tests.harness.wait import poll_until
 from tests.integration.conftest import HttpTarget
 
 pytestmark = pytest.mark.integration
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 PG_SECRET = "Pg-Leak-Canary-93721"
 DSN_SECRET = "Dsn-Leak-Canary-55310"
 TOKEN = "Token-Leak-Canary-11873"
+INTERVAL = 0.5  # short, so the agent test sees several runs of each check quickly
 
 
 def _checks(pg: PostgresServer, target: HttpTarget) -> list[dict[str, object]]:
@@ -29,19 +30,19 @@ def _checks(pg: PostgresServer, target: HttpTarget) -> list[dict[str, object]]:
             "kind": "postgres",
             "password_env": "VIGIL_LEAK_PG",
             "dsn": f"postgresql://vigil@127.0.0.1:{pg.port}/postgres",
-            "interval_seconds": 1,
+            "interval_seconds": INTERVAL,
         },
         {
             "name": "db-dsn-env",
             "kind": "postgres",
             "dsn_env": "VIGIL_LEAK_DSN",
-            "interval_seconds": 1,
+            "interval_seconds": INTERVAL,
         },
         {
             "name": "api",
             "kind": "http",
             "url": target.url,
-            "interval_seconds": 1,
+            "interval_seconds": INTERVAL,
             "headers_env": {"Authorization": "VIGIL_LEAK_TOKEN"},
         },
     ]
@@ -69,9 +70,15 @@ async def test_no_secret_in_any_output_of_the_agent(
     """Failing checks with secrets in play leak none into logs, /health, /metrics or spans."""
     http_target.status = 401
     agent = await start_agent(_checks(postgres_server, http_target))
-    for name in ("db-wrong-password", "db-dsn-env", "api"):
+    names = ("db-wrong-password", "db-dsn-env", "api")
+    for name in names:
         await agent.wait_status(name, "unhealthy")
-    await asyncio.sleep(1.5)  # a few more runs, and a few more log lines
+    runs = {name: agent.runs(name) for name in names}
+    await poll_until(  # a few more runs, and a few more log lines
+        lambda: all(agent.runs(name) >= runs[name] + 2 for name in names),
+        20,
+        what="two more runs of every check",
+    )
 
     _, health = await agent.get("/health")
     _, metrics = await agent.get("/metrics")

@@ -3,7 +3,6 @@ Redis down means 503 and stale, Redis back means converged."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.harness.redis import RedisServer
+from tests.harness.wait import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -58,11 +58,10 @@ async def _levels(agents: list[Any]) -> list[tuple[str, float]]:
 
 
 async def _converge(agents: list[Any], level: str, within: float = 5.0) -> None:
-    for _ in range(int(within / 0.05)):
-        if all(lv == level for lv, _ in await _levels(agents)):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"agents did not converge on {level}: {await _levels(agents)}")
+    async def converged() -> bool:
+        return all(lv == level for lv, _ in await _levels(agents))
+
+    await poll_until(converged, within, what=f"every agent at {level}")
 
 
 async def test_three_agents_converge_through_redis(
@@ -88,13 +87,21 @@ async def test_three_agents_converge_through_redis(
     down, body = await agents[1].send(
         "POST", "/webhooks/alertmanager", _payload("webhook_resolved.json"), token=TOKEN
     )
-    await asyncio.sleep(1.0)
-    levels = await _levels(agents)
     assert down == 503, body
-    assert all(level == "degraded" and stale > 0 for level, stale in levels), levels
+
+    async def all_stale() -> list[tuple[str, float]] | None:
+        levels = await _levels(agents)
+        return levels if all(stale > 0 for _, stale in levels) else None
+
+    levels = await poll_until(all_stale, 10, what="every agent to see the store unreachable")
+    assert all(level == "degraded" for level, _ in levels), levels
 
     redis.start()  # empty: the state in Redis is gone; the next write must not be refused
-    await asyncio.sleep(0.5)
+
+    async def reachable() -> bool:  # the agent's own poll reached the restarted Redis
+        return (await _levels(agents[2:]))[0][1] == 0
+
+    await poll_until(reachable, 10, what="the third agent to reach Redis again")
     status, _ = await agents[2].send(
         "POST", "/webhooks/alertmanager", _payload("webhook_resolved.json"), token=TOKEN
     )
@@ -122,11 +129,12 @@ async def test_flags_are_shared_through_redis(
         "PUT", "/api/v1/flags/search", {"enabled": True, "rollout_percent": 100}, token=TOKEN
     )
     assert status == 200
-    for _ in range(40):
+
+    async def evaluated() -> Any:
         _, answer = await agents[1].send("POST", "/api/v1/flags/search/evaluate", {})
-        if answer["value"]:
-            break
-        await asyncio.sleep(0.05)
+        return answer if answer["value"] else None
+
+    answer = await poll_until(evaluated, 2, what="the flag on the second agent")
 
     assert answer["value"] is True
     _, listed = await agents[1].send("GET", "/api/v1/flags")
