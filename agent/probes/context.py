@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -26,8 +27,12 @@ class ProbeContext:
     (the PostgreSQL pool, the Redis client, the HTTP session with its keep-alive connections).
     """
 
-    def __init__(self, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self, tracer: Tracer | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.tracer = tracer or trace.get_tracer("vigil.probes")
+        # Wall time as the agent reads it (a test's fake clock): what heartbeat ages compare to.
+        self.clock = clock
         self._resources: dict[str, tuple[Any, Closer]] = {}
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._memo: dict[str, Any] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from agent.config.checks import HeartbeatCheck
@@ -24,7 +23,7 @@ async def probe_heartbeat(check: HeartbeatCheck, ctx: ProbeContext) -> CheckResu
         return CheckResult.unhealthy(
             Reason.HEARTBEAT_MISSING, f"no {check.source} heartbeat received yet"
         )
-    age = max(0.0, time.time() - last)
+    age = max(0.0, ctx.clock() - last)
     details: dict[str, Any] = {"last_beat_timestamp": last, "age_seconds": round(age, 3)}
     if age > check.max_age_seconds:
         return CheckResult.unhealthy(

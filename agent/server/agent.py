@@ -56,7 +56,7 @@ class Agent:
         meter = self.pipeline.meter_provider.get_meter("vigil", __version__)
         tracer = self.pipeline.tracer_provider.get_tracer("vigil", __version__)
         self.recorder = CheckRecorder(meter, self.board)
-        self.context = ProbeContext(tracer)
+        self.context = ProbeContext(tracer, clock)
         self.runner = Runner(
             self.board,
             PROBES,

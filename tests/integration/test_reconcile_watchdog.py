@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.harness.ports import free_port
-from tests.harness.wait import poll_until
+from tests.harness.wait import FakeClock, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -153,3 +153,30 @@ async def test_watchdog_heartbeat_check(start_agent) -> None:
     assert (await _status(agent))["level"] == "full"  # severity critical, yet no demand
     _, metrics = await agent.get("/metrics")
     assert 'vigil_heartbeat_last_timestamp_seconds{check="alerting-pipeline"}' in metrics
+
+
+async def test_heartbeat_age_reads_the_agent_clock(start_agent) -> None:
+    """The heartbeat's age is measured on the agent's clock: moving it past the maximum age
+    turns a fresh Watchdog into a blind pipeline."""
+    clock = FakeClock()
+    checks = [
+        *DISK,
+        {
+            "name": "alerting-pipeline",
+            "kind": "heartbeat",
+            "max_age_seconds": 30,
+            "interval_seconds": 0.2,
+            "critical": False,
+        },
+    ]
+    agent = await start_agent(checks, degradation=_degradation(), clock=clock)
+    watchdog = json.loads((FIXTURES / "webhook_firing.json").read_text())["body"]
+    watchdog["alerts"][0]["labels"] = {"alertname": "Watchdog", "severity": "critical"}
+    await agent.send("POST", "/webhooks/alertmanager", watchdog, token=TOKEN)
+    await agent.wait_status("alerting-pipeline", "healthy")
+
+    clock.advance(31)
+    blind = await agent.wait_status("alerting-pipeline", "unhealthy")
+
+    assert blind["reason"] == "heartbeat_missing"
+    assert blind["details"]["age_seconds"] == pytest.approx(31, abs=1)
