@@ -15,9 +15,31 @@ import dataclasses
 import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+
+def _in_utc_range(value: dt.datetime) -> dt.datetime:
+    """`value` when it has a UTC equivalent that `datetime` can hold; ValueError otherwise."""
+    try:
+        value.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+05:00 is in year 0 in UTC
+        msg = "must lie within the years 1 to 9999 once converted to UTC"
+        raise ValueError(msg) from None
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_in_utc_range)]
+"""An alert time: RFC 3339 with a UTC offset, so that it names one instant.
+
+A time without an offset is refused, not read as UTC or as local time: Alertmanager always sends
+an offset, a naive time is ambiguous (Python would read it in this agent's zone, so two agents in
+different zones would order the same episodes differently), and the OpenAPI `date-time` format
+requires one. Requiring a UTC equivalent in years 1-9999 makes `timestamp()`, `isoformat()` and
+the conversion back in `DegradationEngine.reconcile` total for every accepted value; Go's zero
+time (`0001-01-01T00:00:00Z`, the `endsAt` of a firing alert) is accepted.
+"""
 
 
 class WebhookAlert(BaseModel):
@@ -28,8 +50,8 @@ class WebhookAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: dt.datetime  # noqa: N815 - Alertmanager's field name
-    endsAt: dt.datetime | None = None  # noqa: N815
+    startsAt: Timestamp  # noqa: N815 - Alertmanager's field name
+    endsAt: Timestamp | None = None  # noqa: N815
     fingerprint: str = Field(min_length=1, max_length=128)
 
 

@@ -41,6 +41,12 @@ class ConflictError(Exception):
     """Another writer changed the state first (compare-and-set on `version` failed)."""
 
 
+class RequestError(Exception):
+    """One change could not be applied; nothing of it is stored, and the changes committed
+    with it are not affected. Validation should refuse such input first: this is the guard
+    behind it, and the cause is logged with its traceback."""
+
+
 class StateStore(Protocol):
     """Where the engine's state and audit trail live."""
 
@@ -78,6 +84,7 @@ class _Request:
     note: str
     future: asyncio.Future[Step]
     context: contextvars.Context
+    failed: bool = False  # refused alone by `_commit`; left out of every retry
 
 
 class DegradationEngine:
@@ -256,7 +263,7 @@ class DegradationEngine:
             WebhookAlert(
                 status="resolved",
                 labels=dict(held.labels),
-                startsAt=dt.datetime.fromtimestamp(held.starts_at, dt.UTC),
+                startsAt=_utc(held.starts_at),
                 fingerprint=held.fingerprint,
             )
             for held in self._state.book.active.values()
@@ -312,10 +319,25 @@ class DegradationEngine:
                 batch, self._queue = self._queue, []
                 try:
                     await self._commit(batch)
-                except Exception as exc:  # every waiter hears why; nothing is left hanging
+                except (StoreUnavailableError, ConflictError) as exc:
+                    _fail(batch, exc)  # the store's trouble is every waiter's: all hear why
+                except Exception as exc:
+                    if len(batch) == 1:
+                        log.exception("degradation commit failed")
+                        _fail(batch, exc)
+                        continue
+                    # Not the store's trouble, so perhaps one request's: commit them one by one,
+                    # so the error stays with whichever request causes it.
                     for request in batch:
-                        if not request.future.done():
-                            request.future.set_exception(exc)
+                        if request.failed:
+                            continue
+                        try:
+                            await self._commit([request])
+                        except (StoreUnavailableError, ConflictError) as alone:
+                            _fail([request], alone)
+                        except Exception as alone:
+                            log.exception("degradation commit failed")
+                            _fail([request], alone)
 
     async def _commit(self, batch: list[_Request]) -> None:
         expected: int | None = None  # the stored version, when it differs from ours
@@ -327,20 +349,38 @@ class DegradationEngine:
             steps: list[tuple[State, Step]] = []
             entries: list[dict[str, Any]] = []
             for request in batch:
-                step = advance(state, self.policy, now, request.payload, request.pin)
+                if request.failed:
+                    steps.append((state, Step(state, [], None, [])))  # answered already
+                    continue
+                try:
+                    step = advance(state, self.policy, now, request.payload, request.pin)
+                    audit = (
+                        []
+                        if step.state is state
+                        else [
+                            _entry(
+                                e,
+                                step.state.version,
+                                request.actor,
+                                request.trace_id,
+                                time_text,
+                                request.note,
+                            )
+                            for e in step.audit
+                        ]
+                    )
+                except Exception as exc:
+                    # One request that cannot be applied is refused alone; the rest go on.
+                    request.context.run(
+                        log.exception, "degradation change could not be applied; refused alone"
+                    )
+                    request.failed = True
+                    _fail([request], RequestError(f"the change could not be applied: {exc!r}"))
+                    steps.append((state, Step(state, [], None, [])))
+                    continue
                 steps.append((state, step))
                 if step.state is not state:
-                    entries += [
-                        _entry(
-                            e,
-                            step.state.version,
-                            request.actor,
-                            request.trace_id,
-                            time_text,
-                            request.note,
-                        )
-                        for e in step.audit
-                    ]
+                    entries += audit
                     state = step.state
             if state is not base:
                 try:
@@ -364,6 +404,8 @@ class DegradationEngine:
                 self.stale_since = None
                 self._state = state
             for (before, step), request in zip(steps, batch, strict=True):
+                if request.failed:
+                    continue
                 if not request.future.done():  # done: the caller went away
                     request.future.set_result(step)  # stored: nothing below may undo that
                 if step.state is not before:
@@ -418,6 +460,29 @@ def _entry(
     return entry
 
 
+def _fail(batch: Sequence[_Request], exc: BaseException) -> None:
+    """Every waiter of `batch` still waiting hears `exc`; nothing is left hanging."""
+    for request in batch:
+        if not request.future.done():
+            request.future.set_exception(exc)
+
+
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+_LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    """`timestamp` as a UTC datetime, clamped to the years 1-9999 that `datetime` holds.
+
+    The float of a time near the end of year 9999 rounds past it (9999-12-31T23:59:59.999999Z
+    is 253402300800.0), and a clamped time still orders at or after the held episode it resolves.
+    """
+    try:
+        return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return _LATEST if timestamp > 0 else _EARLIEST
+
+
 def _time_text(now: float) -> str:
     """An audit entry's `time`: ISO 8601 UTC, milliseconds."""
-    return dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds")
+    return _utc(now).isoformat(timespec="milliseconds")

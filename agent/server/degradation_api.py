@@ -3,6 +3,8 @@
 Anything that changes state needs credentials compared in constant time; bodies are capped;
 a request that fails validation changes nothing and gets a 4xx saying why; the webhook answers
 2xx only after the change is stored and 503 when it cannot be (Alertmanager retries 5xx).
+No request gets a 5xx for what it holds: headers are compared as the bytes that were sent,
+bodies are read to their decoded end, and a change the engine cannot apply is refused alone.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -30,6 +33,7 @@ from agent.degradation.engine import (
     Actor,
     ConflictError,
     DegradationEngine,
+    RequestError,
     StoreUnavailableError,
 )
 from agent.degradation.flags import FlagDefinition, FlagError, Flags, FlagStoreError
@@ -85,11 +89,14 @@ class DegradationApi:
         self.flags = flags
         self.tracer = tracer or trace.get_tracer("vigil.degradation")
         hook = settings.webhook
-        self._bearer = _env(hook.bearer_token_env)
+        self._bearer = _secret(hook.bearer_token_env)
+        password = _secret(hook.basic_password_env)
         self._basic = (
-            (hook.basic_username, _env(hook.basic_password_env)) if hook.basic_username else None
+            (_wire(hook.basic_username), password)
+            if hook.basic_username and password is not None
+            else None
         )
-        self._admin = _env(settings.admin_token_env)
+        self._admin = _secret(settings.admin_token_env)
         self.webhook_outcomes: Counter[str] = Counter()
 
     def register(self, app: web.Application) -> None:
@@ -131,9 +138,12 @@ class DegradationApi:
                 "missing or wrong credentials",
                 {"WWW-Authenticate": 'Bearer realm="vigil"'},
             )
-        body = await _read_capped(request, self.settings.webhook.max_body_bytes)
-        if body is None:
-            return self._refuse("too_large", 413, "body exceeds webhook.max_body_bytes")
+        try:
+            body = await _read_capped(request, self.settings.webhook.max_body_bytes)
+        except BodyError as exc:
+            if exc.status == 413:
+                return self._refuse("too_large", 413, "body exceeds webhook.max_body_bytes")
+            return self._refuse("invalid", exc.status, exc.message)
         try:
             payload = WebhookPayload.model_validate_json(body)
         except ValidationError as exc:
@@ -147,6 +157,8 @@ class DegradationApi:
             )
         except (StoreUnavailableError, ConflictError) as exc:
             return self._refuse("unavailable", 503, f"state store unavailable: {exc}")
+        except RequestError as exc:  # logged with its traceback by the engine
+            return self._refuse("invalid", 400, f"notification not applied: {exc}")
         self._transition_span(step.transition, step.state)
         self.webhook_outcomes["accepted"] += 1
         level = step.state.level.label
@@ -193,31 +205,28 @@ class DegradationApi:
         return web.json_response(body, status=status, headers=headers)
 
     def _webhook_authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        scheme, _, credentials = header.partition(" ")
-        if self._bearer is not None and scheme.lower() == "bearer":
-            return hmac.compare_digest(credentials.strip().encode(), self._bearer.encode())
-        if self._basic is not None and scheme.lower() == "basic":
+        scheme, credentials = _authorization(request.headers)
+        if self._bearer is not None and scheme == b"bearer":
+            return hmac.compare_digest(credentials, self._bearer)
+        if self._basic is not None and scheme == b"basic":
             try:
-                user, _, password = (
-                    base64.b64decode(credentials, validate=True).decode().partition(":")
-                )
-            except (binascii.Error, UnicodeDecodeError):
+                decoded = base64.b64decode(credentials, validate=True)
+            except (binascii.Error, ValueError):
                 return False
+            user, colon, password = decoded.partition(b":")
             want_user, want_password = self._basic
-            ok_user = hmac.compare_digest(user.encode(), (want_user or "").encode())
-            ok_password = hmac.compare_digest(password.encode(), (want_password or "").encode())
-            return ok_user and ok_password
+            # Both compared whatever the first gave, so the time says nothing about which failed.
+            ok_user = hmac.compare_digest(user, want_user)
+            ok_password = hmac.compare_digest(password, want_password)
+            return bool(colon) and ok_user and ok_password
         return False
 
     # --- admin ---------------------------------------------------------------------------
     def _admin_authorized(self, request: web.Request) -> bool:
         if self._admin is None:
             return False
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), self._admin.encode()
-        )
+        scheme, token = _authorization(request.headers)
+        return scheme == b"bearer" and hmac.compare_digest(token, self._admin)
 
     def _need_admin(self, request: web.Request) -> None:
         if not self._admin_authorized(request):
@@ -246,6 +255,8 @@ class DegradationApi:
             )
         except (StoreUnavailableError, ConflictError) as exc:
             raise _unavailable(exc) from None
+        except RequestError as exc:
+            raise _bad_request(str(exc)) from None
         return web.json_response(status_json(self.engine))
 
     async def unpin(self, request: web.Request) -> web.Response:
@@ -256,12 +267,15 @@ class DegradationApi:
             await self.engine.clear_pin(Actor("user", body.actor), body.reason, _trace_id(None))
         except (StoreUnavailableError, ConflictError) as exc:
             raise _unavailable(exc) from None
+        except RequestError as exc:
+            raise _bad_request(str(exc)) from None
         return web.json_response(status_json(self.engine))
 
     async def audit(self, request: web.Request) -> web.Response:
         """The newest audit entries (`?limit=`, default 100, at most 10,000)."""
         raw = request.query.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= 10_000:
             raise _bad_request("limit must be an integer from 1 to 10000")
         try:
             entries = await self.engine.audit(int(raw))
@@ -296,6 +310,10 @@ class DegradationApi:
             definition = FlagDefinition.model_validate(raw)
         except ValidationError as exc:
             raise _bad_request("invalid flag definition", _errors(exc)) from None
+        except (OverflowError, RecursionError) as exc:
+            # What re.compile raises, past re.error, for a targeting regex such as "a{9999999999}"
+            # or one nested thousands deep.
+            raise _bad_request("invalid flag definition", [f"targeting: {exc}"]) from None
         if definition.key != key:
             raise _bad_request("the body's key differs from the URL's")
         try:
@@ -368,13 +386,14 @@ class DegradationApi:
         return web.json_response(document())
 
 
-_ACTOR = re.compile(r"^[\w.@:+-]{1,100}$")
+_ACTOR = re.compile(r"[\w.@:+-]{1,100}")
+_LIMIT = re.compile(r"[0-9]{1,5}")
 
 
 def _actor(request: web.Request) -> str:
     """Who makes a flag write: the `actor` query parameter (default `api`), a plain name."""
     actor = request.query.get("actor", "api")
-    if not _ACTOR.match(actor):
+    if not _ACTOR.fullmatch(actor):  # fullmatch: `$` would let a trailing newline through
         raise _bad_request("actor must be 1-100 letters, digits or . _ @ : + -")
     return actor
 
@@ -416,9 +435,30 @@ def status_json(engine: DegradationEngine) -> dict[str, Any]:
     }
 
 
-def _env(variable: str | None) -> str | None:
+def _secret(variable: str | None) -> bytes | None:
+    """The credential in environment variable `variable`, as bytes; None when unset or empty."""
     # An empty credential would match an empty header: treat it as no credential at all.
-    return (os.environ.get(variable) or None) if variable else None
+    value = os.environ.get(variable) if variable else None
+    return _wire(value) if value else None
+
+
+def _wire(text: str) -> bytes:
+    """`text` as the bytes it was read from: aiohttp decodes header bytes (and Python the
+    environment) as UTF-8 with surrogateescape, which this undoes; it never raises."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no decoder made: bytes no credential can equal
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _authorization(headers: Mapping[str, str]) -> tuple[bytes, bytes]:
+    """The `Authorization` header's scheme (lowercased) and credentials, as the bytes sent.
+
+    Bytes, not text: a header may hold any bytes, and comparing them as sent needs no decoding
+    that could fail. The scheme is lowercased as ASCII only, as RFC 9110 compares it.
+    """
+    scheme, _, credentials = _wire(headers.get("Authorization", "")).partition(b" ")
+    return scheme.lower(), credentials.strip()
 
 
 def _trace_id(span: trace.Span | None) -> str | None:
@@ -426,42 +466,85 @@ def _trace_id(span: trace.Span | None) -> str | None:
     return format(context.trace_id, "032x") if context.is_valid else None
 
 
-async def _read_capped(request: web.Request, limit: int) -> bytes | None:
-    length = request.content_length
-    if length is not None:
-        if length > limit:
-            return None
-        try:  # the whole declared body, however many segments it came in
-            return await request.content.readexactly(length)
-        except asyncio.IncompleteReadError as exc:  # the client gave up: judge what came
-            return exc.partial
-    # Read to the end: one read() returns only what has arrived, and a body split over TCP
-    # segments would be judged on its first part (a 400 that Alertmanager never retries).
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+class BodyError(Exception):
+    """A request body that cannot be read: too large (413), in an unknown encoding (415), or
+    not decodable in the one it names (400)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+DECODED = frozenset({"gzip", "deflate", "br", "zstd"})
+"""The content codings aiohttp decodes before a handler reads the body (`br` and `zstd` only
+with their optional packages installed; without them aiohttp itself answers 400)."""
+
+
+def _coding(request: web.Request) -> str:
+    """The body's content coding: `identity`, or one of DECODED (decoded by aiohttp).
+
+    BodyError 415 for anything else, including several codings at once: aiohttp would pass such
+    a body on undecoded, and reading it as JSON would give a misleading 400.
+    """
+    values = request.headers.getall("Content-Encoding", [])
+    if not values:
+        return "identity"
+    value = values[0].strip()
+    # The same test aiohttp's parser makes to decide whether to decode (ASCII, then lowercase).
+    coding = value.lower() if value.isascii() else value
+    if len(values) == 1 and (coding in DECODED or coding in ("", "identity")):
+        return coding or "identity"
+    raise BodyError(
+        415, "Content-Encoding must be one of identity, gzip, deflate (or br, zstd if installed)"
+    )
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The whole body, at most `limit` bytes once decoded; BodyError otherwise.
+
+    A compressed body is decoded by aiohttp as it is read, and its Content-Length counts the
+    compressed bytes: it is read to its end, and the cap applies to the decoded size, so a
+    small "gzip bomb" is refused with 413 after reading just past the cap, not inflated whole.
+    """
+    coding = _coding(request)
+    length = request.content_length if coding == "identity" else None
+    try:
+        if length is not None:
+            if length > limit:
+                raise BodyError(413, f"body exceeds {limit} bytes")
+            try:  # the whole declared body, however many segments it came in
+                return await request.content.readexactly(length)
+            except asyncio.IncompleteReadError as exc:  # the client gave up: judge what came
+                return exc.partial
+        # Read to the end: one read() returns only what has arrived, and a body split over TCP
+        # segments would be judged on its first part (a 400 that Alertmanager never retries).
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise BodyError(413, f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except web.RequestPayloadError:  # a corrupt gzip stream, a broken chunked body
+        what = "read" if coding == "identity" else f"decoded as {coding}"
+        raise BodyError(400, f"body cannot be {what}") from None
 
 
 async def _body(request: web.Request) -> bytes:
-    body = await _read_capped(request, _ADMIN_BODY_BYTES)
-    if body is None:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=_ADMIN_BODY_BYTES,
-            actual_size=request.content_length or _ADMIN_BODY_BYTES + 1,
-            text=json.dumps({"error": f"body exceeds {_ADMIN_BODY_BYTES} bytes"}),
-            content_type="application/json",
-        )
+    try:
+        body = await _read_capped(request, _ADMIN_BODY_BYTES)
+    except BodyError as exc:
+        raise _http_error(exc) from None
     return body or b"{}"
 
 
 async def _json(request: web.Request) -> Any:
+    # orjson, not json: it refuses lone surrogates (which no UTF-8 file can store), NaN and
+    # integers past 64 bits, and bounds nesting, all as ValueError.
     try:
-        return json.loads(await _body(request))
+        return orjson.loads(await _body(request))
     except (ValueError, RecursionError):
         raise _bad_request("body is not JSON (or nested too deeply)") from None
 
@@ -489,6 +572,21 @@ def _bad_request(message: str, details: list[str] | None = None) -> web.HTTPBadR
     if details:
         body["details"] = details
     return web.HTTPBadRequest(text=json.dumps(body), content_type="application/json")
+
+
+def _http_error(exc: BodyError) -> web.HTTPException:
+    """The admin API's answer to a body that cannot be read (413, 415 or 400)."""
+    body = json.dumps({"error": exc.message})
+    if exc.status == 413:
+        return web.HTTPRequestEntityTooLarge(
+            max_size=_ADMIN_BODY_BYTES,
+            actual_size=_ADMIN_BODY_BYTES + 1,
+            text=body,
+            content_type="application/json",
+        )
+    if exc.status == 415:
+        return web.HTTPUnsupportedMediaType(text=body, content_type="application/json")
+    return web.HTTPBadRequest(text=body, content_type="application/json")
 
 
 def _unavailable(exc: Exception) -> web.HTTPServiceUnavailable:

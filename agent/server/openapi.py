@@ -34,7 +34,8 @@ def _responses(ok: str, *errors: int) -> dict[str, Any]:
         400: "The request is invalid; nothing changed.",
         401: "Missing or wrong credentials; nothing changed.",
         404: "No such flag.",
-        413: "The body is larger than allowed; nothing changed.",
+        413: "The body, decoded, is larger than allowed; nothing changed.",
+        415: "The body's Content-Encoding is not identity, gzip or deflate; nothing changed.",
         503: "The state store is unavailable; retry later.",
     }
     for code in errors:
@@ -79,7 +80,9 @@ def document() -> dict[str, Any]:
                     "summary": "Apply an Alertmanager v4 webhook notification",
                     "security": [{"webhookBearer": []}, {"webhookBasic": []}],
                     "requestBody": _body("WebhookPayload"),
-                    "responses": _responses("Stored; the resulting level.", 400, 401, 413, 503),
+                    "responses": _responses(
+                        "Stored; the resulting level.", 400, 401, 413, 415, 503
+                    ),
                 }
             },
             "/api/v1/degradation": {
@@ -90,7 +93,7 @@ def document() -> dict[str, Any]:
                     "summary": "Pin the level",
                     "security": admin,
                     "requestBody": _body("PinRequest"),
-                    "responses": _responses("Pinned; the status.", 400, 401, 503),
+                    "responses": _responses("Pinned; the status.", 400, 401, 413, 415, 503),
                 }
             },
             "/api/v1/degradation/unpin": {
@@ -98,7 +101,7 @@ def document() -> dict[str, Any]:
                     "summary": "Remove the pin",
                     "security": admin,
                     "requestBody": _body("UnpinRequest"),
-                    "responses": _responses("Unpinned; the status.", 400, 401, 503),
+                    "responses": _responses("Unpinned; the status.", 400, 401, 413, 415, 503),
                 }
             },
             "/api/v1/audit": {
@@ -112,7 +115,7 @@ def document() -> dict[str, Any]:
                             "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
                         }
                     ],
-                    "responses": _responses("Audit entries, oldest first.", 400),
+                    "responses": _responses("Audit entries, oldest first.", 400, 503),
                 }
             },
             "/api/v1/flags": {
@@ -129,7 +132,7 @@ def document() -> dict[str, Any]:
                     "security": admin,
                     "parameters": [*key, actor],
                     "requestBody": _body("FlagDefinition"),
-                    "responses": _responses("Stored.", 400, 401, 503),
+                    "responses": _responses("Stored.", 400, 401, 413, 415, 503),
                 },
                 "delete": {
                     "summary": "Delete a flag",
@@ -143,7 +146,7 @@ def document() -> dict[str, Any]:
                     "summary": "Evaluate a flag for a context",
                     "parameters": key,
                     "requestBody": _body("EvaluateRequest"),
-                    "responses": _responses("Value, variant and reason.", 400),
+                    "responses": _responses("Value, variant and reason.", 400, 413, 415),
                 }
             },
         },
