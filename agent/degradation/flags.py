@@ -144,6 +144,9 @@ class TargetingRule(Strict):
             except re.error as exc:
                 msg = f"regex does not compile: {exc}"
                 raise ValueError(msg) from None
+            except (OverflowError, RecursionError):  # a{9999999999}, or nested thousands deep
+                msg = "regex does not compile: a repeat count or nesting too large"
+                raise ValueError(msg) from None
         return self
 
 

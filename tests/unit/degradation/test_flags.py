@@ -399,6 +399,22 @@ def test_invalid_sets_are_refused_with_their_reason(
         (
             {
                 "key": "f",
+                "targeting": [{"attribute": "a", "operator": "regex", "values": ["a{9999999999}"]}],
+            },
+            "regex does not compile: a repeat count or nesting too large",
+        ),
+        (
+            {
+                "key": "f",
+                "targeting": [
+                    {"attribute": "a", "operator": "regex", "values": ["(" * 5000 + ")" * 5000]}
+                ],
+            },
+            "regex does not compile",
+        ),
+        (
+            {
+                "key": "f",
                 "targeting": [{"attribute": "a", "operator": "semver_gte", "values": ["1"]}],
             },
             "Input should be 'in', 'not_in', 'equals' or 'regex'",
