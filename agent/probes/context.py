@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 import aiohttp
 import structlog
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Tracer
 
 from agent.telemetry.redact import redactor
+from agent.telemetry.spans import mark_error
 
 T = TypeVar("T")
 Closer = Callable[[Any], Awaitable[None]]
@@ -107,11 +108,3 @@ class ProbeContext:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
-
-
-def mark_error(span: Span, error_type: str, message: str) -> None:
-    """Set ERROR status, `error.type` and a redacted exception event on `span`."""
-    text = redactor.text(message)
-    span.set_attribute("error.type", error_type)
-    span.add_event("exception", {"exception.type": error_type, "exception.message": text})
-    span.set_status(StatusCode.ERROR, text)

@@ -16,10 +16,11 @@ import structlog
 
 from agent.config import CheckConfig
 from agent.probes.board import Scoreboard
-from agent.probes.context import ProbeContext, mark_error
+from agent.probes.context import ProbeContext
 from agent.probes.recorder import CheckRecorder
 from agent.probes.result import CheckResult, Reason, Status
 from agent.telemetry.redact import redactor
+from agent.telemetry.spans import mark_error
 
 Probe = Callable[[Any, ProbeContext], Coroutine[Any, Any, CheckResult]]
 log = structlog.get_logger("vigil.runner")

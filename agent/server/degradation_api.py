@@ -39,6 +39,7 @@ from agent.degradation.engine import (
 from agent.degradation.flags import FlagDefinition, FlagError, Flags, FlagStoreError
 from agent.degradation.levels import Level
 from agent.degradation.state import State
+from agent.telemetry.spans import mark_error
 
 log = structlog.get_logger("vigil.degradation.api")
 
@@ -123,8 +124,14 @@ class DegradationApi:
             "POST /webhooks/alertmanager",
             kind=SpanKind.SERVER,
             attributes={"http.request.method": "POST", "http.route": "/webhooks/alertmanager"},
+            record_exception=False,  # a bug's message may quote a secret: mark_error redacts
+            set_status_on_exception=False,
         ) as span:
-            response = await self._webhook(request, span)
+            try:
+                response = await self._webhook(request, span)
+            except Exception as exc:
+                mark_error(span, type(exc).__qualname__, str(exc))
+                raise
             span.set_attribute("http.response.status_code", response.status)
             if response.status >= 500:
                 span.set_status(StatusCode.ERROR)

@@ -183,3 +183,42 @@ def test_redis_store_password_is_masked_when_vigil_run_cannot_start(
     assert REDIS_PASSWORD in redis.credentials
     assert "vigil: cannot start:" in done.stderr
     assert "'***'" in done.stderr, done.stderr
+
+
+async def test_an_error_escaping_the_webhook_is_redacted_on_its_span(
+    start_agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error inside the webhook is put on its span with every secret masked."""
+    token = "hook-Token-unique321"
+    monkeypatch.setenv("VIGIL_TEST_HOOK", token)
+    agent = await start_agent(
+        [{"name": "disk", "kind": "disk", "path": "/", "interval_seconds": 5}],
+        degradation={"enabled": True, "webhook": {"bearer_token_env": "VIGIL_TEST_HOOK"}},
+    )
+    store = agent.agent.degradation.engine._store
+
+    async def failing_commit(*_: object) -> None:  # a fault injected into the real store
+        raise RuntimeError(f"the disk refused a write made with {token}")
+
+    monkeypatch.setattr(store, "commit", failing_commit)
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "DemoDown"},
+        "startsAt": "2026-12-06T10:00:00Z",
+        "fingerprint": "f1",
+    }
+    body = {"version": "4", "status": "firing", "alerts": [alert]}
+
+    status, _ = await agent.send("POST", "/webhooks/alertmanager", body, token=token)
+
+    span = next(s for s in agent.spans() if s.name == "POST /webhooks/alertmanager")
+    assert status == 500
+    assert span.status.description == "the disk refused a write made with ***"
+    events = [dict(e.attributes or {}) for e in span.events]
+    assert events == [
+        {
+            "exception.type": "RuntimeError",
+            "exception.message": "the disk refused a write made with ***",
+        }
+    ]
+    assert token not in span.to_json()
