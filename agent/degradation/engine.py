@@ -27,6 +27,7 @@ from agent.degradation.policy import Pin
 from agent.degradation.state import KEEP_PIN, Policy, State, Step, advance
 
 log = structlog.get_logger("vigil.degradation")
+_ATTEMPTS = 5  # commits tried against writers that keep storing newer versions first
 
 
 class StoreUnavailableError(Exception):
@@ -231,17 +232,28 @@ class DegradationEngine:
         return await self._store.audit(limit)
 
     async def record(self, action: str, body: Mapping[str, Any], actor: Actor) -> None:
-        """Append an audit entry for a change made outside the level state (flag writes)."""
-        async with self._lock:
-            entry = _entry(
-                {"action": action, **body},
-                self._state.version,
-                actor,
-                None,
-                _time_text(self._clock()),
-                "",
-            )
-            await self._store.commit(self._state.version, self._state.to_json(), [entry])
+        """Append an audit entry for a change made outside the level state (flag writes).
+
+        The entry rides on a commit of the current state, so a shared store refuses it when
+        another agent stored a newer version: adopt that version and append again.
+        """
+        for _ in range(_ATTEMPTS):
+            async with self._lock:
+                entry = _entry(
+                    {"action": action, **body},
+                    self._state.version,
+                    actor,
+                    None,
+                    _time_text(self._clock()),
+                    "",
+                )
+                try:
+                    await self._store.commit(self._state.version, self._state.to_json(), [entry])
+                    return
+                except ConflictError:
+                    pass
+            await self.sync()
+        raise ConflictError("the state kept changing under this engine")
 
     def staleness(self) -> float:
         """Seconds since the state was last known to match the store (0 when it does)."""
@@ -341,7 +353,7 @@ class DegradationEngine:
 
     async def _commit(self, batch: list[_Request]) -> None:
         expected: int | None = None  # the stored version, when it differs from ours
-        for _ in range(5):  # a conflicting writer: reload and try again
+        for _ in range(_ATTEMPTS):  # a conflicting writer: reload and try again
             base = self._state
             now = self._clock()
             time_text = _time_text(now)

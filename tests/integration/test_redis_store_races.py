@@ -27,6 +27,7 @@ from agent.degradation.engine import Actor, ConflictError, DegradationEngine
 from agent.degradation.levels import Level
 from agent.degradation.redisstore import RedisStateStore
 from tests.harness.redis import RedisServer
+from tests.harness.wait import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +36,6 @@ STARTS = dt.datetime.fromtimestamp(T0 - 60, dt.UTC)
 ALERTMANAGER = Actor("alertmanager", "race")
 # Longer than any test here runs: only the pub/sub hint can bring another engine's change.
 NEVER = 60.0
-
-
-async def poll(condition: Callable[[], Awaitable[bool]], what: str, within: float = 5.0) -> None:
-    """Wait until `condition()` is true, checking every 20 ms; fail naming `what` after `within`."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {within} s")
-        await asyncio.sleep(0.02)
 
 
 def _redis_settings(server: RedisServer, prefix: str, **extra: Any) -> RedisStoreSettings:
@@ -211,7 +203,9 @@ async def test_losing_engine_reloads_and_reapplies_its_change(
                 asyncio.create_task(a.receive(_firing("RaceFromA"), ALERTMANAGER, None)),
                 asyncio.create_task(b.receive(_firing("RaceFromB"), ALERTMANAGER, None)),
             ]
-            await poll(lambda: _held_scripts(admin, 2), "both commits waiting in Redis")
+            await poll_until(
+                lambda: _held_scripts(admin, 2), 5, 0.02, "both commits waiting in Redis"
+            )
         finally:
             admin.client_unpause()
         steps = await asyncio.gather(*racing)
@@ -298,15 +292,34 @@ async def test_pubsub_wakes_another_engine_before_its_poll(shared: _Engines) -> 
             counts = await asyncio.to_thread(client.pubsub_numsub, channel)
             return bool(dict(counts).get(channel, 0) >= 2)
 
-        await poll(both_subscribed, "both engines subscribing")
+        await poll_until(both_subscribed, 5, 0.02, "both engines subscribing")
 
     await a.receive(_firing("RaceWake"), ALERTMANAGER, None)
 
     async def adopted() -> bool:
         return b.state.version == 1
 
-    await poll(adopted, "engine B adopting engine A's change")
+    await poll_until(adopted, 5, 0.02, "engine B adopting engine A's change")
     assert b.level is Level.DEGRADED
     assert sorted(b.state.book.active) == ["fp-RaceWake"]
     assert b.state == a.state
     assert seen == [(0, 1)]
+
+
+async def test_audit_only_write_behind_another_agent_adopts_and_appends(shared: _Engines) -> None:
+    """A flag write's audit entry from an engine one version behind is appended, not refused."""
+    ahead = await shared.engine(poll_seconds=NEVER)
+    settings = _settings(_redis_settings(shared.server, shared.prefix))
+    # Never started: no pub/sub, no tick, so nothing but the conflict can tell it of version 1.
+    behind = DegradationEngine(settings, RedisStateStore(settings.redis), clock=lambda: T0)
+    try:
+        await ahead.receive(_firing("RaceAhead"), ALERTMANAGER, None)
+
+        await behind.record("flag_set", {"flags": ["f"]}, Actor("user", "ops"))
+
+        entries = await _audit(shared.store())
+        assert [e["action"] for e in entries] == ["alert_fired", "level_changed", "flag_set"]
+        assert entries[-1]["version"] == 1
+        assert behind.state == ahead.state
+    finally:
+        await behind.stop()
