@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter
 SYSTEM_BINARIES := redis-server prometheus promtool prometheus-alertmanager amtool prometheus-blackbox-exporter
 
-.PHONY: run test lint format bench lock sysdeps clean
+.PHONY: run test lint format bench mutate lock sysdeps clean
 
 # Every Python package any target installs, at the exact version the suite last passed with
 # (`make lock` refreshes it). pip installs with it as a constraints file, so a new release of
@@ -40,6 +40,17 @@ bench: sysdeps $(VENV)/.test-installed
 	$(BIN)/python benchmarks/probes.py
 	$(BIN)/python benchmarks/degradation.py
 	$(BIN)/python benchmarks/pipeline.py
+
+# Mutation testing of the pure cores (`[tool.mutmut]` in pyproject.toml) against their unit tests,
+# then the score per file against the 90 % floor (tests/mutation/score.py). Takes minutes, so it is
+# not part of `make test`. Every run starts afresh: mutmut keeps verdicts in mutants/ and would not
+# judge a surviving mutant again after a new test. MUTATE_CHILDREN: parallel mutant runs.
+MUTATE_CHILDREN ?= 2
+mutate: $(VENV)/.test-installed
+	$(PIP_INSTALL_PROJECT) -e '.[test,mutate]'
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN)
+	$(BIN)/python tests/mutation/score.py
 
 # Installs the Debian packages when a binary is missing and we may (root); otherwise says what
 # is missing and leaves the decision to the test harness (skip locally, fail under CI=true).

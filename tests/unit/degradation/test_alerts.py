@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from hypothesis import given, settings
@@ -193,3 +194,68 @@ def test_the_engine_forgets_old_tombstones_on_a_later_step() -> None:
     assert later.state.book.resolved == {}
     assert later.state.version == step.state.version + 1
     assert later.audit == []  # housekeeping, not an event
+
+
+def test_a_repeat_refreshes_last_seen() -> None:
+    """A duplicate firing of the known episode moves its last sighting to now, nothing else."""
+    book, _ = AlertBook().apply([msg("a", "firing", 1)], now=10.0)
+
+    again, got = book.apply([msg("a", "firing", 1)], now=50.0)
+
+    assert [c for _, c in got] == [Change.DUPLICATE]
+    assert again.active["a"] == dataclasses.replace(book.active["a"], last_seen=50.0)
+
+
+def test_a_repeated_resolve_is_a_duplicate() -> None:
+    """The resolve of an episode already resolved is a duplicate and writes no new tombstone."""
+    book, _ = AlertBook().apply([msg("a", "firing", 1), msg("a", "resolved", 1)], now=10.0)
+
+    again, got = book.apply([msg("a", "resolved", 1)], now=50.0)
+
+    assert [c for _, c in got] == [Change.DUPLICATE]
+    assert again == book
+
+
+def test_expiry_keeps_an_alert_seen_exactly_at_the_cut_off() -> None:
+    """Only alerts last seen before `older_than` expire; one seen at it stays."""
+    book, _ = AlertBook().apply([msg("a", "firing", 1)], now=20.0)
+    both, _ = book.apply([msg("b", "firing", 1)], now=19.5)
+
+    same, dropped = book.expire(older_than=20.0, now=100.0)
+    one, dropped_b = both.expire(older_than=20.0, now=100.0)
+
+    assert (same, dropped) == (book, [])
+    assert set(one.active) == {"a"}
+    assert [a.fingerprint for a in dropped_b] == ["b"]
+
+
+def test_expiry_buries_the_episode_at_now() -> None:
+    """An expired alert's episode is tombstoned with the expiry time, ready to be forgotten."""
+    book, _ = AlertBook().apply([msg("a", "firing", 1), msg("b", "firing", 2)], now=10.0)
+    book, _ = book.apply([msg("b", "firing", 2)], now=40.0)
+
+    expired, _ = book.expire(older_than=20.0, now=30.0)
+
+    assert expired == AlertBook(
+        {"b": book.active["b"]},
+        {"a": (T0 + dt.timedelta(minutes=1)).timestamp()},
+        {"a": 30.0},
+    )
+    assert expired.forget(before=31.0).resolved == {}
+
+
+def test_from_json_of_an_empty_document_is_an_empty_book() -> None:
+    """Missing sections read as empty, and tombstones without times count from 0."""
+    assert AlertBook.from_json({}) == AlertBook()
+    assert AlertBook.from_json({"resolved": {"a": 5}}).buried_at == {"a": 0.0}
+
+
+def test_from_json_orders_tombstones_oldest_first() -> None:
+    """Tombstones are forgotten oldest first, whatever order the document lists them in."""
+    loaded = AlertBook.from_json(
+        {"resolved": {"a": 1.0, "b": 2.0, "c": 3.0}, "buried_at": {"a": 300.0, "c": 200.0}},
+        written_at=100.0,
+    )
+
+    assert list(loaded.buried_at.items()) == [("b", 100.0), ("c", 200.0), ("a", 300.0)]
+    assert set(loaded.forget(before=250.0).resolved) == {"a"}

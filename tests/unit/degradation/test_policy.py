@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from agent.degradation.alerts import ActiveAlert
 from agent.degradation.levels import Level
 from agent.degradation.policy import (
     Cause,
+    Decision,
     Hysteresis,
     LevelState,
     Matcher,
@@ -181,3 +184,147 @@ def test_flags_only_rule_leaves_the_level_to_severity() -> None:
     got = demand([_alert("s", alertname="X", team="search", severity="critical")], RULES, SEVERITY)
 
     assert (got.level, got.flags_off, got.unmatched) == (M, frozenset({"search"}), ())
+
+
+def test_missing_severity_reads_as_the_empty_string() -> None:
+    """An alert without a severity label gets the level mapped to "", matched by a rule or not."""
+    severity = {"": D, "critical": M}
+    alerts = [_alert("n", alertname="Other"), _alert("s", alertname="X", team="search")]
+
+    got = demand(alerts, RULES, severity)
+
+    assert got.level is D
+    assert [(c.fingerprint, c.level) for c in got.contributions] == [("n", D), ("s", D)]
+
+
+def test_flags_only_rule_without_severity_demands_full() -> None:
+    """A flags-only rule on an alert with no known severity demands full and switches its flags."""
+    got = demand([_alert("s", alertname="X", team="search")], RULES, SEVERITY)
+
+    assert (got.level, got.flags_off, got.reasons) == (F, frozenset({"search"}), [])
+
+
+def test_contributions_name_alert_and_rule() -> None:
+    """Each alert's contribution carries its fingerprint, alertname, first matching rule, level."""
+    got = demand(
+        [_alert("b", alertname="DbDown"), _alert("a", alertname="Other", severity="warning")],
+        RULES,
+        SEVERITY,
+    )
+
+    assert [dataclasses.astuple(c) for c in got.contributions] == [
+        ("a", "Other", None, D),
+        ("b", "DbDown", "db", M),
+    ]
+
+
+def test_pin_at_the_current_level_changes_nothing_but_resets_calm() -> None:
+    """A pin at the level already held is no change: calm is reset and old changes pruned."""
+    state = LevelState(M, 5.0, 40.0, (100.0, 700.0))
+
+    got = decide(state, F, Pin(M, "a", "r", 0, None), POLICY, 800)
+
+    assert got == Decision(LevelState(M, 5.0, None, (700.0,)), False, None, None)
+
+
+def test_unpin_at_the_demanded_level_changes_nothing() -> None:
+    """Removing a pin when demand equals the level keeps it, with calm reset."""
+    got = decide(LevelState(D, 5.0, 40.0, (100.0,)), D, None, POLICY, 800, pin_changed=True)
+
+    assert got == Decision(LevelState(D, 5.0, None, ()), False, None, None)
+
+
+@pytest.mark.parametrize(
+    ("state", "wanted", "pin", "pin_changed", "expect"),
+    [
+        # escalation: the new level, since now, the change recorded, old changes dropped
+        (
+            LevelState(F, 0.0, None, (100.0, 401.0)),
+            M,
+            None,
+            False,
+            LevelState(M, 1000.0, None, (401.0, 1000.0)),
+        ),
+        # a change exactly flap_window_seconds old has left the window
+        (
+            LevelState(F, 0.0, None, (400.0,)),
+            D,
+            None,
+            False,
+            LevelState(D, 1000.0, None, (1000.0,)),
+        ),
+        # steady: nothing but the pruning of old changes
+        (
+            LevelState(M, 7.0, 900.0, (100.0, 401.0)),
+            M,
+            None,
+            False,
+            LevelState(M, 7.0, None, (401.0,)),
+        ),
+        # held: calm starts, old changes pruned
+        (
+            LevelState(M, 7.0, None, (100.0, 401.0)),
+            F,
+            None,
+            False,
+            LevelState(M, 7.0, 1000.0, (401.0,)),
+        ),
+        # recovery to the demand: calm over
+        (
+            LevelState(M, 7.0, 900.0, (100.0,)),
+            F,
+            None,
+            False,
+            LevelState(F, 1000.0, None, (1000.0,)),
+        ),
+        # unpinned below the level: straight down
+        (LevelState(X, 7.0, None, ()), D, None, True, LevelState(D, 1000.0, None, (1000.0,))),
+        # an expired pin above demand: down, cause expiry
+        (
+            LevelState(M, 7.0, None, ()),
+            F,
+            Pin(M, "a", "r", 0, 1000.0),
+            False,
+            LevelState(F, 1000.0, None, (1000.0,)),
+        ),
+    ],
+)
+def test_decide_records_the_exact_state(
+    state: LevelState, wanted: Level, pin: Pin | None, pin_changed: bool, expect: LevelState
+) -> None:
+    """The state after a decision: level, since, calm start and the changes in the flap window."""
+    got = decide(state, wanted, pin, POLICY, 1000.0, pin_changed=pin_changed)
+
+    assert got.state == expect
+
+
+def test_expired_pin_above_demand_recovers_with_cause_expiry() -> None:
+    """A pin that expires while demand is lower moves down at once, and says it was expiry."""
+    pin = Pin(M, "alice", "drill", 0, 200)
+
+    got = decide(LevelState(M, 0.0, None, ()), F, pin, POLICY, 200)
+
+    assert (got.state.level, got.changed, got.cause) == (F, True, Cause.EXPIRY)
+
+
+def test_flap_guard_holds_an_exact_state_and_reports_no_change() -> None:
+    """Held by the flap guard: no change, calm kept from its start, old changes pruned."""
+    no_hold = Hysteresis(hold_seconds=0, flap_max_changes=2, flap_window_seconds=600)
+    state = LevelState(M, 0.0, None, (100.0, 500.0, 900.0))
+
+    got = decide(state, F, None, no_hold, 1000.0)
+
+    assert got == Decision(
+        LevelState(M, 0.0, 1000.0, (500.0, 900.0)), False, None, Suppression.FLAP
+    )
+
+
+def test_step_down_keeps_calm_running_until_the_demand_is_reached() -> None:
+    """Stepping down starts a fresh hold; the last step, onto the demand, ends calm."""
+    policy = Hysteresis(hold_seconds=60, step_down=True, flap_max_changes=10)
+
+    first = decide(LevelState(M, 0.0, 0.0, ()), F, None, policy, 60)
+    last = decide(first.state, F, None, policy, 120)
+
+    assert first.state == LevelState(D, 60.0, 60.0, (60.0,))
+    assert last.state == LevelState(F, 120.0, None, (60.0, 120.0))
