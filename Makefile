@@ -97,4 +97,4 @@ lock:
 	@echo "wrote $(LOCK); run 'make test' before committing it"
 
 clean:
-	rm -rf $(VENV) .lock-venv .vigil .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lock-venv mutants .vigil .pytest_cache .mypy_cache .ruff_cache
