@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import dataclasses
 import datetime as dt
+import random
 import time
 import uuid
 from collections import Counter
@@ -27,7 +28,10 @@ from agent.degradation.policy import Pin
 from agent.degradation.state import KEEP_PIN, Policy, State, Step, advance
 
 log = structlog.get_logger("vigil.degradation")
-_ATTEMPTS = 5  # commits tried against writers that keep storing newer versions first
+# How long a write keeps trying while other agents keep storing newer versions first. Every
+# conflict means another writer made progress, so a time bound (not a count) fits: under heavy
+# load five straight losses happened in tests, and the webhook then answered 503 for no fault.
+CONFLICT_SECONDS = 5.0
 
 
 class StoreUnavailableError(Exception):
@@ -237,7 +241,9 @@ class DegradationEngine:
         The entry rides on a commit of the current state, so a shared store refuses it when
         another agent stored a newer version: adopt that version and append again.
         """
-        for _ in range(_ATTEMPTS):
+        deadline = asyncio.get_running_loop().time() + CONFLICT_SECONDS
+        attempt = 0
+        while True:
             async with self._lock:
                 entry = _entry(
                     {"action": action, **body},
@@ -252,8 +258,9 @@ class DegradationEngine:
                     return
                 except ConflictError:
                     pass
+            attempt += 1
+            await _back_off(attempt, deadline)
             await self.sync()
-        raise ConflictError("the state kept changing under this engine")
 
     def staleness(self) -> float:
         """Seconds since the state was last known to match the store (0 when it does)."""
@@ -353,7 +360,9 @@ class DegradationEngine:
 
     async def _commit(self, batch: list[_Request]) -> None:
         expected: int | None = None  # the stored version, when it differs from ours
-        for _ in range(_ATTEMPTS):  # a conflicting writer: reload and try again
+        deadline = asyncio.get_running_loop().time() + CONFLICT_SECONDS
+        attempt = 0
+        while True:  # a conflicting writer: reload and try again
             base = self._state
             now = self._clock()
             time_text = _time_text(now)
@@ -404,6 +413,8 @@ class DegradationEngine:
                         self.stale_since = self._clock()
                     raise
                 except ConflictError:
+                    attempt += 1
+                    await _back_off(attempt, deadline)
                     stored = await self._store.load()
                     if stored is None:
                         # The store lost its data (a Redis restarted without persistence):
@@ -428,7 +439,6 @@ class DegradationEngine:
                     except Exception:
                         log.exception("degradation bookkeeping failed after a stored change")
             return
-        raise ConflictError("the state kept changing under this engine")
 
     def _after(self, old: State, step: Step) -> None:
         if step.transition is not None:
@@ -470,6 +480,16 @@ def _entry(
     if trace_id:
         entry["trace_id"] = trace_id
     return entry
+
+
+async def _back_off(attempt: int, deadline: float) -> None:
+    """Wait before a write's next try after its `attempt`-th conflict; ConflictError past
+    `deadline` (event-loop time). The wait is random and grows with the attempts, so that two
+    writers that keep colliding fall out of step."""
+    if asyncio.get_running_loop().time() >= deadline:
+        raise ConflictError("the state kept changing under this engine")
+    if attempt > 1:
+        await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
 
 
 def _fail(batch: Sequence[_Request], exc: BaseException) -> None:
