@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,25 @@ def test_a_time_without_offset_is_refused(field: str, value: str) -> None:
 )
 def test_a_time_outside_utc_years_is_refused(value: str) -> None:
     """A time whose UTC equivalent falls in year 0 or 10000 is refused with the reason."""
-    with pytest.raises(ValidationError, match="within the years 1 to 9999 once converted to UTC"):
+    with pytest.raises(ValidationError) as refused:
         WebhookPayload.model_validate_json(payload(alert(value)))
+
+    assert [e["msg"] for e in refused.value.errors()] == [
+        "Value error, must lie within the years 1 to 9999 once converted to UTC"
+    ]
+
+
+def test_the_range_is_judged_in_utc_not_in_the_agents_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Go's zero time is accepted on an agent whose local zone lies west of UTC."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        accepted = WebhookPayload.model_validate_json(payload(alert("0001-01-01T00:00:00Z")))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    assert accepted.alerts[0].startsAt == dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(
