@@ -256,6 +256,13 @@ class _Capture:
         self.server.shutdown()
         self.server.server_close()
 
+    def __enter__(self) -> _Capture:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def wait(
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0
     ) -> dict[str, Any]:
@@ -273,12 +280,8 @@ class _Capture:
 @pytest.fixture
 def capture() -> Iterator[_Capture]:
     """A started capture server, shut down after the test."""
-    sink = _Capture()
-    sink.start()
-    try:
+    with _Capture() as sink:
         yield sink
-    finally:
-        sink.stop()
 
 
 def _test_config(sink: _Capture, secrets: Path) -> str:

@@ -38,12 +38,8 @@ RUNBOOK = RUNBOOK_BASE + "docs/runbooks/checks.md#vigilcriticalcheckunhealthy"
 @pytest.fixture
 def pagerduty() -> Iterator[_Capture]:
     """A loopback stand-in for PagerDuty's Events API (and the ticket bridge)."""
-    sink = _Capture()
-    sink.start()
-    try:
+    with _Capture() as sink:
         yield sink
-    finally:
-        sink.stop()
 
 
 def _policy(redis_url: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -14,22 +14,14 @@ import pytest
 import yaml
 
 from tests.harness.alertmanager import AlertmanagerServer
+from tests.harness.checks import quiet_disk
 from tests.integration.conftest import RunningAgent
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "e2e-Hook-60214"
 ALERT = "VigilE2EDown"
-DISK = [
-    {
-        "name": "disk",
-        "kind": "disk",
-        "path": "/",
-        "interval_seconds": 30,
-        "degraded_free_ratio": 0,
-        "unhealthy_free_ratio": 0,
-    }
-]
+DISK = quiet_disk()
 DEGRADATION = {
     "enabled": True,
     "webhook": {"bearer_token_env": "VIGIL_E2E_HOOK"},

@@ -142,12 +142,8 @@ def _inhibited_by(am: AlertmanagerServer, labels: dict[str, str]) -> tuple[str, 
 @pytest.fixture
 def capture() -> Iterator[_Capture]:
     """A loopback stand-in for PagerDuty, the tickets bridge and the agent's webhook."""
-    sink = _Capture()
-    sink.start()
-    try:
+    with _Capture() as sink:
         yield sink
-    finally:
-        sink.stop()
 
 
 @pytest.mark.parametrize(("rule", "source_name"), list(_cases()))

@@ -16,9 +16,9 @@ from tests.integration.test_webhook_robust import (
     ADMIN,
     Client,
     client,
-    codings,
-    header_names,
+    encode,
     header_values,
+    odd_headers,
     weighted,
 )
 from tests.strategies import any_text, mostly, text
@@ -128,16 +128,8 @@ authorizations = weighted(
 def admin_requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes]:
     """A method, path, headers and body for some admin route."""
     method, path, body = draw(routes)
-    headers = draw(st.dictionaries(header_names, header_values, max_size=2))
-    authorization = draw(authorizations)
-    if authorization is not None:
-        headers["Authorization"] = authorization
-    coding = draw(codings)
-    if coding is not None:
-        headers["Content-Encoding"] = coding
-        if coding.strip().lower() == "gzip" and draw(st.booleans()):
-            body = gzip.compress(body)
-    return method, path, headers, body
+    headers, coding = odd_headers(draw, authorizations, 2)
+    return method, path, headers, encode(body, coding, draw(st.booleans()))
 
 
 @settings(

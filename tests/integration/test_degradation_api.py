@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from opentelemetry.trace import SpanKind
 
+from tests.harness.checks import quiet_disk
 from tests.harness.wait import FakeClock, poll_until
 
 pytestmark = pytest.mark.integration
@@ -19,16 +20,7 @@ pytestmark = pytest.mark.integration
 REFERENCE = Path(__file__).parents[1] / "fixtures" / "alertmanager"  # captured, AM 0.25
 TOKEN = "hook-Token-77123"
 ADMIN = "admin-Token-99881"
-DISK = [
-    {
-        "name": "disk",
-        "kind": "disk",
-        "path": "/",
-        "interval_seconds": 5,
-        "degraded_free_ratio": 0,
-        "unhealthy_free_ratio": 0,
-    }
-]
+DISK = quiet_disk(5)
 
 
 def reference(name: str) -> dict[str, Any]:

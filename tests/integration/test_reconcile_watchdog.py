@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.checks import quiet_disk
 from tests.harness.ports import free_port
 from tests.harness.wait import FakeClock, poll_until
 
@@ -17,16 +18,7 @@ pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "alertmanager"
 TOKEN = "reconcile-Hook-3391"
-DISK = [
-    {
-        "name": "disk",
-        "kind": "disk",
-        "path": "/",
-        "interval_seconds": 5,
-        "degraded_free_ratio": 0,
-        "unhealthy_free_ratio": 0,
-    }
-]
+DISK = quiet_disk(5)
 
 
 @pytest.fixture(autouse=True)

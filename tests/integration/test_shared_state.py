@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.checks import quiet_disk
 from tests.harness.redis import RedisServer
 from tests.harness.wait import poll_until
 
@@ -16,16 +17,7 @@ pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "alertmanager"
 TOKEN = "shared-Hook-5521"
-DISK = [
-    {
-        "name": "disk",
-        "kind": "disk",
-        "path": "/",
-        "interval_seconds": 5,
-        "degraded_free_ratio": 0,
-        "unhealthy_free_ratio": 0,
-    }
-]
+DISK = quiet_disk(5)
 
 
 def _payload(name: str) -> dict[str, Any]:

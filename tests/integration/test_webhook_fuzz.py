@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.harness.agent_process import AgentProcess, start_agent_process, stop_agent_process
+from tests.harness.checks import quiet_disk
 from tests.harness.httpclient import request
 
 pytestmark = pytest.mark.integration
@@ -62,16 +63,7 @@ def agent(tmp_path: Path) -> Iterator[AgentProcess]:
             "startup_grace_seconds": 0,
             "log_format": "json",
         },
-        "checks": [
-            {
-                "name": "disk",
-                "kind": "disk",
-                "path": "/",
-                "interval_seconds": 30,
-                "degraded_free_ratio": 0,
-                "unhealthy_free_ratio": 0,
-            }
-        ],
+        "checks": quiet_disk(),
         "degradation": {
             "enabled": True,
             "webhook": {"bearer_token_env": "VIGIL_FUZZ_HOOK"},

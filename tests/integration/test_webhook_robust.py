@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.harness.checks import quiet_disk
 from tests.integration.conftest import RunningAgent
 from tests.strategies import payloads
 
@@ -31,16 +32,7 @@ TOKEN = "robust-Hook-3310"
 ADMIN = "robust-Admin-5521"
 BASIC_USER = "alertmanager"
 BASIC_PASSWORD = "robust-Basic-7702"
-DISK = [
-    {
-        "name": "disk",
-        "kind": "disk",
-        "path": "/",
-        "interval_seconds": 30,
-        "degraded_free_ratio": 0,
-        "unhealthy_free_ratio": 0,
-    }
-]
+DISK = quiet_disk()
 DEGRADATION = {
     "enabled": True,
     "webhook": {
@@ -337,28 +329,37 @@ codings = weighted(
 content_types = st.none() | st.sampled_from(["application/json", "text/plain"]) | header_values
 
 
-def _encode(body: bytes, coding: str | None, honest: bool) -> bytes:
+def encode(body: bytes, coding: str | None, honest: bool) -> bytes:
     """`body` in `coding` (when `honest`, else as it is)."""
     if not honest or coding is None:
         return body
-    if coding.lower() == "gzip":
+    if coding.strip().lower() == "gzip":
         return gzip.compress(body)
-    if coding.lower() == "deflate":
+    if coding.strip().lower() == "deflate":
         return zlib.compress(body)
     return body
+
+
+def odd_headers(
+    draw: st.DrawFn, credentials: st.SearchStrategy[str | None], extra: int
+) -> tuple[dict[str, str], str | None]:
+    """Up to `extra` arbitrary headers, an Authorization from `credentials` and any content
+    coding; the headers and the coding (None: no Content-Encoding header)."""
+    headers = draw(st.dictionaries(header_names, header_values, max_size=extra))
+    authorization = draw(credentials)
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    coding = draw(codings)
+    if coding is not None:
+        headers["Content-Encoding"] = coding
+    return headers, coding
 
 
 @st.composite
 def requests(draw: st.DrawFn, tag: str) -> tuple[dict[str, str], bytes]:
     """Headers and a body: a notification shaped like the model (its fingerprints start with
     `tag`) or any bytes, with any credentials, coding, content type and extra headers."""
-    headers = draw(st.dictionaries(header_names, header_values, max_size=3))
-    authorization = draw(authorizations)
-    if authorization is not None:
-        headers["Authorization"] = authorization
-    coding = draw(codings)
-    if coding is not None:
-        headers["Content-Encoding"] = coding
+    headers, coding = odd_headers(draw, authorizations, 3)
     content_type = draw(content_types)
     if content_type is not None:
         headers["Content-Type"] = content_type
@@ -366,7 +367,7 @@ def requests(draw: st.DrawFn, tag: str) -> tuple[dict[str, str], bytes]:
         payloads(fingerprint_prefix=tag).map(lambda p: json.dumps(p).encode())
         | st.binary(max_size=200)
     )
-    return headers, _encode(body, coding, draw(st.booleans()))
+    return headers, encode(body, coding, draw(st.booleans()))
 
 
 EXAMPLES = itertools.count()
