@@ -66,8 +66,7 @@ def run(config_path: Path | None) -> None:
     """Start the agent and run until SIGTERM or SIGINT."""
     config = _load(config_path)
     configure_logging(config.agent.log_format, config.agent.log_level)
-    from agent.degradation.engine import StateError
-    from agent.degradation.flags import FlagStoreError
+    from agent.degradation.errors import FlagStoreError, StateError
     from agent.server.agent import Agent
 
     try:

@@ -6,15 +6,11 @@ import re
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from agent.config.base import Strict
 
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-
-
-class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CheckBase(Strict):

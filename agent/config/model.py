@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.checks import CheckConfig, Strict
+from agent.config.base import Strict
+from agent.config.checks import CheckConfig
 from agent.config.matchers import Matcher
 
 

@@ -23,6 +23,12 @@ import structlog
 
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookAlert, WebhookPayload
+from agent.degradation.errors import (
+    ConflictError,
+    RequestError,
+    StateError,
+    StoreUnavailableError,
+)
 from agent.degradation.levels import Level
 from agent.degradation.policy import Pin
 from agent.degradation.state import KEEP_PIN, Policy, State, Step, advance
@@ -32,24 +38,6 @@ log = structlog.get_logger("vigil.degradation")
 # conflict means another writer made progress, so a time bound (not a count) fits: under heavy
 # load five straight losses happened in tests, and the webhook then answered 503 for no fault.
 CONFLICT_SECONDS = 5.0
-
-
-class StoreUnavailableError(Exception):
-    """The state store cannot be read or written now; callers answer 503 and retry later."""
-
-
-class StateError(Exception):
-    """The stored state cannot be used; the agent refuses to start over it (nothing is lost)."""
-
-
-class ConflictError(Exception):
-    """Another writer changed the state first (compare-and-set on `version` failed)."""
-
-
-class RequestError(Exception):
-    """One change could not be applied; nothing of it is stored, and the changes committed
-    with it are not affected. Validation should refuse such input first: this is the guard
-    behind it, and the cause is logged with its traceback."""
 
 
 class StateStore(Protocol):

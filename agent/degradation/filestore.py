@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import orjson
 import structlog
 
-from agent.degradation.engine import ConflictError, StateError, StoreUnavailableError
+from agent.degradation.errors import ConflictError, StateError, StoreUnavailableError
 from agent.degradation.storage import (
     append_bytes,
     append_lines,

@@ -46,7 +46,8 @@ from pydantic import (
     model_validator,
 )
 
-from agent.config.checks import Strict
+from agent.config.base import Strict
+from agent.degradation.errors import FlagError, FlagStoreError
 from agent.degradation.levels import Level
 
 _KEY = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -60,14 +61,6 @@ UNKNOWN_KEY_LABEL = "<unknown>"
 """The `stats()` flag name under which evaluations of unknown keys are counted (bounded labels)."""
 FORMAT_VERSION = 1
 """Version of the flag file's JSON layout."""
-
-
-class FlagError(ValueError):
-    """A set of flag definitions was refused; nothing was changed."""
-
-
-class FlagStoreError(Exception):
-    """The flag file could not be read or written; the message names the path."""
 
 
 class Reason(enum.StrEnum):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agent.degradation.flags import FORMAT_VERSION, FlagDefinition, FlagStoreError
+from agent.degradation.errors import FlagStoreError
+from agent.degradation.flags import FORMAT_VERSION, FlagDefinition
 from agent.degradation.storage import atomic_write
 
 

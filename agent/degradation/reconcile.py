@@ -16,7 +16,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from agent.config.model import AlertmanagerSettings
 from agent.degradation.alerts import WebhookAlert
-from agent.degradation.engine import ConflictError, DegradationEngine, StoreUnavailableError
+from agent.degradation.engine import DegradationEngine
+from agent.degradation.errors import ConflictError, StoreUnavailableError
 
 log = structlog.get_logger("vigil.degradation.reconcile")
 _ALERTS = TypeAdapter(list[dict[str, Any]])

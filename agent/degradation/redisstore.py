@@ -28,8 +28,8 @@ from redis.retry import Retry as SyncRetry
 
 from agent.config.model import RedisStoreSettings
 from agent.degradation.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError
-from agent.degradation.engine import ConflictError, StoreUnavailableError
-from agent.degradation.flags import FlagDefinition, FlagStoreError
+from agent.degradation.errors import ConflictError, FlagStoreError, StoreUnavailableError
+from agent.degradation.flags import FlagDefinition
 from agent.degradation.flagstore import parse_document, render_document
 from agent.telemetry.redact import redactor
 

@@ -16,8 +16,9 @@ from opentelemetry.trace import Tracer
 from agent import __version__
 from agent.config import VigilConfig
 from agent.degradation.engine import DegradationEngine, StateStore
+from agent.degradation.errors import FlagError, FlagStoreError
 from agent.degradation.filestore import FileStateStore
-from agent.degradation.flags import FlagError, Flags, FlagStore, FlagStoreError
+from agent.degradation.flags import Flags, FlagStore
 from agent.degradation.flagstore import FileFlagStore
 from agent.degradation.reconcile import Reconciler
 from agent.degradation.recorder import DegradationRecorder

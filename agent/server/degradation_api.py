@@ -25,54 +25,29 @@ import structlog
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode, Tracer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from agent.config.model import DegradationSettings, LevelName
+from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookPayload
-from agent.degradation.engine import (
-    Actor,
+from agent.degradation.engine import Actor, DegradationEngine
+from agent.degradation.errors import (
     ConflictError,
-    DegradationEngine,
+    FlagError,
+    FlagStoreError,
     RequestError,
     StoreUnavailableError,
 )
-from agent.degradation.flags import FlagDefinition, FlagError, Flags, FlagStoreError
+from agent.degradation.flags import FlagDefinition, Flags
 from agent.degradation.levels import Level
 from agent.degradation.state import State
+from agent.server.openapi import document
+from agent.server.requests import EvaluateRequest, PinRequest, UnpinRequest
 from agent.telemetry.spans import mark_error
 
 log = structlog.get_logger("vigil.degradation.api")
 
 ENGINE = web.AppKey("degradation_engine", DegradationEngine)
 FLAGS = web.AppKey("flags", Flags)
-
-
-class PinRequest(BaseModel):
-    """Body of `POST /api/v1/degradation/pin`."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    level: LevelName
-    reason: str = Field(min_length=1, max_length=500)
-    ttl_seconds: float | None = Field(default=3600.0, gt=0, le=30 * 86_400)
-    actor: str = Field(default="api", min_length=1, max_length=100)
-
-
-class UnpinRequest(BaseModel):
-    """Body of `POST /api/v1/degradation/unpin`."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    reason: str = Field(default="", max_length=500)
-    actor: str = Field(default="api", min_length=1, max_length=100)
-
-
-class EvaluateRequest(BaseModel):
-    """Body of `POST /api/v1/flags/{key}/evaluate`."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    context: dict[str, str] = Field(default_factory=dict, max_length=64)
 
 
 class DegradationApi:
@@ -384,8 +359,6 @@ class DegradationApi:
 
     async def openapi(self, request: web.Request) -> web.Response:
         """The OpenAPI document of the webhook and the admin API."""
-        from agent.server.openapi import document
-
         return web.json_response(document())
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from agent import __version__
 from agent.degradation.alerts import WebhookPayload
 from agent.degradation.flags import FlagDefinition
-from agent.server.degradation_api import EvaluateRequest, PinRequest, UnpinRequest
+from agent.server.requests import EvaluateRequest, PinRequest, UnpinRequest
 
 _MODELS: dict[str, type[BaseModel]] = {
     "WebhookPayload": WebhookPayload,

@@ -23,7 +23,8 @@ import redis.asyncio as aioredis
 
 from agent.config.model import DegradationSettings, RedisStoreSettings
 from agent.degradation.alerts import WebhookAlert, WebhookPayload
-from agent.degradation.engine import Actor, ConflictError, DegradationEngine
+from agent.degradation.engine import Actor, DegradationEngine
+from agent.degradation.errors import ConflictError
 from agent.degradation.levels import Level
 from agent.degradation.redisstore import RedisStateStore
 from tests.harness.redis import RedisServer

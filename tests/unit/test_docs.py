@@ -22,7 +22,8 @@ from agent.degradation.levels import Level
 from agent.probes.board import Scoreboard
 from agent.probes.result import Reason
 from agent.server.app import make_app
-from agent.server.degradation_api import DegradationApi, EvaluateRequest, PinRequest, UnpinRequest
+from agent.server.degradation_api import DegradationApi
+from agent.server.requests import EvaluateRequest, PinRequest, UnpinRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.degradation.engine import StoreUnavailableError
+from agent.degradation.errors import StoreUnavailableError
 from agent.degradation.filestore import FileStateStore, _cut_torn_tail, _read_commits
 from agent.degradation.storage import append_lines, read_lines
 

@@ -12,16 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from agent.degradation.errors import FlagError, FlagStoreError
 from agent.degradation.flags import (
     FORMAT_VERSION,
     UNKNOWN_KEY_LABEL,
     Evaluation,
     EvaluationError,
     FlagDefinition,
-    FlagError,
     Flags,
     FlagSet,
-    FlagStoreError,
     Reason,
 )
 from agent.degradation.flagstore import FileFlagStore

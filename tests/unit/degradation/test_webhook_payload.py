@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookAlert, WebhookPayload
-from agent.degradation.engine import Actor, DegradationEngine, RequestError
+from agent.degradation.engine import Actor, DegradationEngine
+from agent.degradation.errors import RequestError
 from agent.degradation.filestore import FileStateStore
 from agent.degradation.levels import Level
 from agent.degradation.state import Policy, State, advance
