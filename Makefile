@@ -30,6 +30,7 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check agent exporters tests benchmarks grafana
 	$(BIN)/ruff format --check agent exporters tests benchmarks grafana
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(VENV)/.test-installed
 	$(BIN)/ruff check --fix agent exporters tests benchmarks grafana
