@@ -20,10 +20,9 @@ from agent.degradation.errors import FlagError, FlagStoreError
 from agent.degradation.filestore import FileStateStore
 from agent.degradation.flags import Flags, FlagStore
 from agent.degradation.flagstore import FileFlagStore
+from agent.degradation.metrics import DegradationRecorder, observe
 from agent.degradation.reconcile import Reconciler
-from agent.degradation.recorder import DegradationRecorder
 from agent.degradation.redisstore import RedisFlagStore, RedisStateStore
-from agent.degradation.telemetry import observe
 from agent.probes import PROBES
 from agent.probes.board import Scoreboard
 from agent.probes.context import ProbeContext

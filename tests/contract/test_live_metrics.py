@@ -17,7 +17,7 @@ from agent.config.checks import KINDS
 from agent.config.model import TelemetrySettings
 from agent.degradation.breaker import BreakerConfig, CircuitBreaker
 from agent.degradation.fallback import Fallback, StaticFallback
-from agent.degradation.telemetry import observe
+from agent.degradation.metrics import observe
 from agent.telemetry.signals import CATALOGUE
 from exporters.otel import Pipeline
 from tests.harness.binaries import require

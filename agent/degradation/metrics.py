@@ -1,21 +1,88 @@
-"""Publishes the degradation engine, its webhook and the flags through observable instruments.
+"""The degradation package's metrics, published through the catalogue's observable instruments.
 
-Everything is counted in plain integers where it happens (a flag evaluation must not pay an SDK
-measurement); the callbacks only read those counters and the engine's state.
+Everything is counted in plain integers where it happens (a flag evaluation or a breaker call
+must not pay an SDK measurement); the callbacks only read those counters and the engine's state.
+
+- `observe(meter, breakers, fallbacks)`: the library's circuit breakers and fallbacks. Services
+  embedding the library call it once with their own meter; the agent does the same for the
+  breaker around its shared Redis store.
+- `DegradationRecorder`: the agent's engine, its webhook outcome counts and its flags.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from agent.degradation.breaker import BreakerState, CallOutcome, CircuitBreaker
 from agent.degradation.engine import DegradationEngine
+from agent.degradation.fallback import Fallback, FallbackSource
 from agent.degradation.flags import Flags
 from agent.degradation.levels import Level
 from agent.telemetry.instruments import Callback, create_instruments
 from agent.telemetry.signals import CATALOGUE
+
+
+def observe(
+    meter: Meter,
+    breakers: Sequence[CircuitBreaker] | Callable[[], Iterable[CircuitBreaker]] = (),
+    fallbacks: Sequence[Fallback[..., Any]] | Callable[[], Iterable[Fallback[..., Any]]] = (),
+) -> None:
+    """Create the library's instruments on `meter`, reading `breakers` and `fallbacks`.
+
+    Each may be a fixed sequence or a callable returning the current ones (for registries that
+    grow at run time).
+    """
+
+    def current_breakers() -> Iterable[CircuitBreaker]:
+        return breakers() if callable(breakers) else breakers
+
+    def current_fallbacks() -> Iterable[Fallback[..., Any]]:
+        return fallbacks() if callable(fallbacks) else fallbacks
+
+    def breaker_state(_: CallbackOptions) -> Iterable[Observation]:
+        for breaker in current_breakers():
+            state = breaker.state
+            for candidate in BreakerState:
+                yield Observation(
+                    1 if candidate is state else 0,
+                    {"breaker": breaker.name, "state": candidate.value},
+                )
+
+    def breaker_calls(_: CallbackOptions) -> Iterable[Observation]:
+        for breaker in current_breakers():
+            calls = breaker.stats().calls
+            for outcome in CallOutcome:
+                yield Observation(
+                    calls.get(outcome, 0), {"breaker": breaker.name, "outcome": outcome.value}
+                )
+
+    def fallback_uses(_: CallbackOptions) -> Iterable[Observation]:
+        for fallback in current_fallbacks():
+            served = fallback.stats().served
+            for source in FallbackSource:
+                yield Observation(
+                    served.get(source, 0), {"fallback": fallback.name, "source": source.value}
+                )
+
+    def fallback_exhausted(_: CallbackOptions) -> Iterable[Observation]:
+        for fallback in current_fallbacks():
+            yield Observation(fallback.stats().exhausted, {"fallback": fallback.name})
+
+    names = [s.name for s in CATALOGUE if s.scope == "library"]
+    create_instruments(
+        meter,
+        names,
+        {
+            "vigil.breaker.state": [breaker_state],
+            "vigil.breaker.calls": [breaker_calls],
+            "vigil.fallback.uses": [fallback_uses],
+            "vigil.fallback.exhausted": [fallback_exhausted],
+        },
+    )
 
 
 class DegradationRecorder:
