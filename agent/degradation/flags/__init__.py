@@ -1,0 +1,46 @@
+"""Feature flags: persisted definitions, compiled when written, evaluated without I/O or exceptions.
+
+`model` holds the definitions and the answers, `evaluation` the compiled `FlagSet` (and how one
+flag is evaluated), `service` the `Flags` that services use. The names below are the package's
+public interface: `from agent.degradation.flags import FlagDefinition, Flags`.
+"""
+
+from agent.degradation.flags.evaluation import FlagSet
+from agent.degradation.flags.model import (
+    BUCKETS,
+    FORMAT_VERSION,
+    MAX_DEPENDENCY_DEPTH,
+    NO_CONTEXT,
+    UNKNOWN_KEY_LABEL,
+    VARIANT_SEED,
+    Dependency,
+    Evaluation,
+    EvaluationError,
+    FlagDefinition,
+    Operator,
+    Reason,
+    TargetingRule,
+    Variant,
+)
+from agent.degradation.flags.service import FlagDiff, Flags, FlagStore
+
+__all__ = [
+    "BUCKETS",
+    "FORMAT_VERSION",
+    "MAX_DEPENDENCY_DEPTH",
+    "NO_CONTEXT",
+    "UNKNOWN_KEY_LABEL",
+    "VARIANT_SEED",
+    "Dependency",
+    "Evaluation",
+    "EvaluationError",
+    "FlagDefinition",
+    "FlagDiff",
+    "FlagSet",
+    "FlagStore",
+    "Flags",
+    "Operator",
+    "Reason",
+    "TargetingRule",
+    "Variant",
+]

@@ -1,0 +1,196 @@
+"""Feature flag definitions as stored and validated, and the answer an evaluation gives."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from agent.config.base import Strict
+from agent.degradation.levels import Level
+
+_KEY = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+BUCKETS = 10_000
+"""Rollout granularity: 0.01 % steps."""
+VARIANT_SEED = 86_028_157
+"""murmur3 seed of variant choice, distinct from the rollout seed 0 (the value Unleash uses)."""
+MAX_DEPENDENCY_DEPTH = 16
+"""Longest parent chain accepted; deeper graphs are refused when written."""
+UNKNOWN_KEY_LABEL = "<unknown>"
+"""The `stats()` flag name under which evaluations of unknown keys are counted (bounded labels)."""
+FORMAT_VERSION = 1
+"""Version of the flag file's JSON layout."""
+NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
+"""The empty evaluation context (immutable, so it can be a default argument)."""
+
+
+class Reason(enum.StrEnum):
+    """Why an evaluation answered as it did: a closed set, usable as a metric label.
+
+    Mirrors OpenFeature's reasons, plus `degraded` (off because of the degradation level) and
+    `prerequisite_failed` (a parent flag did not answer as required), which OpenFeature folds into
+    `DISABLED`.
+    """
+
+    STATIC = "static"
+    TARGETING_MATCH = "targeting_match"
+    SPLIT = "split"
+    DEFAULT = "default"
+    DISABLED = "disabled"
+    DEGRADED = "degraded"
+    PREREQUISITE_FAILED = "prerequisite_failed"
+    ERROR = "error"
+
+
+class EvaluationError(enum.StrEnum):
+    """What went wrong in an evaluation answering `error`: a closed set."""
+
+    UNKNOWN_FLAG = "unknown_flag"
+    STICKINESS_MISSING = "stickiness_missing"
+    EVALUATION_FAILED = "evaluation_failed"
+
+
+class Operator(enum.StrEnum):
+    """How a targeting rule compares a context attribute with its values."""
+
+    IN = "in"
+    NOT_IN = "not_in"
+    EQUALS = "equals"
+    REGEX = "regex"
+
+
+def _to_level(value: object) -> Level:
+    """A Level from its name; numbers are refused so the file always reads as names."""
+    if isinstance(value, Level):
+        return value
+    if isinstance(value, str):
+        return Level.parse(value)
+    msg = "must be a degradation level name"
+    raise ValueError(msg)
+
+
+LevelName = Annotated[
+    Level,
+    BeforeValidator(_to_level),
+    PlainSerializer(lambda level: level.label, return_type=str),
+    WithJsonSchema({"type": "string", "enum": [level.label for level in Level]}),
+]
+"""A `Level` written as its lowercase name in config and in the flag file."""
+
+
+class TargetingRule(Strict):
+    """One condition on a context attribute; a missing attribute fails every operator."""
+
+    attribute: str = Field(min_length=1, max_length=128)
+    operator: Operator
+    values: list[str] = Field(
+        min_length=1, description="`equals` and `regex` take exactly one; regex is full-match."
+    )
+
+    @model_validator(mode="after")
+    def _one_value_when_scalar(self) -> TargetingRule:
+        if self.operator in (Operator.EQUALS, Operator.REGEX) and len(self.values) != 1:
+            msg = f"operator {self.operator.value} takes exactly one value"
+            raise ValueError(msg)
+        if self.operator is Operator.REGEX:
+            try:
+                re.compile(self.values[0])
+            except re.error as exc:
+                msg = f"regex does not compile: {exc}"
+                raise ValueError(msg) from None
+            except (OverflowError, RecursionError):  # a{9999999999}, or nested thousands deep
+                msg = "regex does not compile: a repeat count or nesting too large"
+                raise ValueError(msg) from None
+        return self
+
+
+class Variant(Strict):
+    """A named share of the subjects for whom the flag is on."""
+
+    name: str = Field(pattern=_KEY)
+    weight: int = Field(default=1, ge=0, le=BUCKETS)
+
+    @field_validator("name")
+    @classmethod
+    def _not_off(cls, value: str) -> str:
+        # "off" is the variant of every off answer; an on-variant of that name would be ambiguous.
+        if value == "off":
+            msg = '"off" is reserved for the answer of a flag that is off'
+            raise ValueError(msg)
+        return value
+
+
+class Dependency(Strict):
+    """A parent flag that must answer `enabled` (and `variant`, if given) for a child to be on."""
+
+    flag: str = Field(pattern=_KEY)
+    enabled: bool = True
+    variant: str | None = None
+
+    @model_validator(mode="after")
+    def _variant_needs_enabled(self) -> Dependency:
+        if self.variant is not None and not self.enabled:
+            msg = "variant can only be required of a parent that is enabled"
+            raise ValueError(msg)
+        return self
+
+
+class FlagDefinition(Strict):
+    """A flag as written by an operator and persisted in the flag file."""
+
+    key: str = Field(pattern=_KEY)
+    description: str = ""
+    enabled: bool = False
+    rollout_percent: float = Field(default=100.0, ge=0, le=100)
+    stickiness: str = Field(default="user_id", min_length=1, max_length=128)
+    group_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Hash group; defaults to key."
+    )
+    targeting: list[TargetingRule] = Field(default_factory=list, description="All must match.")
+    variants: list[Variant] = Field(default_factory=list)
+    depends_on: list[Dependency] = Field(default_factory=list)
+    disabled_at_level: LevelName | None = Field(
+        default=None, description="Off at this degradation level and above."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FlagDefinition:
+        names = [variant.name for variant in self.variants]
+        if len(set(names)) != len(names):
+            msg = "variant names must be unique"
+            raise ValueError(msg)
+        if self.variants and sum(variant.weight for variant in self.variants) == 0:
+            msg = "variant weights must not all be 0"
+            raise ValueError(msg)
+        if self.disabled_at_level is Level.FULL:
+            msg = "disabled_at_level full would always be off; set enabled: false instead"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        """The variants an on answer can carry."""
+        return tuple(v.name for v in self.variants) or ("on",)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One flag's answer for one context: never an exception, always a reason."""
+
+    value: bool
+    variant: str
+    reason: Reason
+    flag: str
+    error: EvaluationError | None = None

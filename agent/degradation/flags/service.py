@@ -1,0 +1,201 @@
+"""`Flags`: the flag set services use, with its writes, persistence and the ambient level."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from agent.degradation.errors import FlagError, FlagStoreError
+from agent.degradation.flags.evaluation import FlagSet
+from agent.degradation.flags.model import (
+    NO_CONTEXT,
+    Evaluation,
+    FlagDefinition,
+    Reason,
+)
+from agent.degradation.levels import Level
+
+
+class FlagStore(Protocol):
+    """Where `Flags` persists its definitions (see `agent.degradation.flagstore`)."""
+
+    @property
+    def name(self) -> str:
+        """Where the definitions live, as messages name it."""
+
+    def load(self) -> list[FlagDefinition]:
+        """The stored definitions."""
+
+    def save(self, definitions: Iterable[FlagDefinition]) -> None:
+        """Replace the stored definitions."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FlagDiff:
+    """What a write changed, for the audit log: JSON definitions before and after, by key.
+
+    Only changed flags appear; a key missing from `before` was created, from `after` deleted.
+    """
+
+    before: Mapping[str, dict[str, Any]]
+    after: Mapping[str, dict[str, Any]]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The changed flag keys, sorted."""
+        return tuple(sorted({*self.before, *self.after}))
+
+    def __bool__(self) -> bool:
+        """Whether anything changed."""
+        return bool(self.before or self.after)
+
+
+def _full() -> Level:
+    """The level source of a Flags given none: always full."""
+    return Level.FULL
+
+
+class Flags:
+    """The flags services use: the current FlagSet, its writes, persistence and the ambient level.
+
+    Writes rebuild and validate the whole set, persist it when a store is given, and only then
+    make it current; on any error nothing changes. Writes are serialised by a lock (the store does
+    blocking I/O: call them through `asyncio.to_thread` from async code). `evaluate` takes no lock.
+    """
+
+    def __init__(
+        self,
+        definitions: Iterable[FlagDefinition] = (),
+        *,
+        level: Callable[[], Level] = _full,
+        forced_off: Callable[[], frozenset[str]] = frozenset,
+        store: FlagStore | None = None,
+    ) -> None:
+        self._set = FlagSet.build(definitions)
+        self._level = level
+        # Flags a degradation rule switched off while its alerts fire: off, reason `degraded`.
+        self._forced_off = forced_off
+        self._forced: collections.Counter[str] = collections.Counter()
+        self._store = store
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        store: FlagStore,
+        *,
+        level: Callable[[], Level] = _full,
+        forced_off: Callable[[], frozenset[str]] = frozenset,
+    ) -> Flags:
+        """Flags loaded from `store` and persisted to it; FlagStoreError naming the path if bad."""
+        definitions = store.load()
+        try:
+            return cls(definitions, level=level, forced_off=forced_off, store=store)
+        except FlagError as exc:
+            msg = f"{store.name}: {exc}"
+            raise FlagStoreError(msg) from None
+
+    @property
+    def definitions(self) -> tuple[FlagDefinition, ...]:
+        """The current definitions."""
+        return self._set.definitions
+
+    def get(self, key: str) -> FlagDefinition | None:
+        """The current definition of `key`, or None."""
+        return self._set.get(key)
+
+    def current_level(self) -> Level:
+        """The ambient degradation level; the most degraded one if the level source fails."""
+        try:
+            return self._level()
+        except Exception:
+            # Unknown level: shed what is sheddable rather than guess that all is well.
+            return Level.MAINTENANCE
+
+    def evaluate(
+        self, key: str, context: Mapping[str, str] = NO_CONTEXT, level: Level | None = None
+    ) -> Evaluation:
+        """The answer of flag `key` at the ambient level (or `level`); never raises, no I/O."""
+        if level is None:
+            try:
+                level = self._level()
+            except Exception:
+                level = Level.MAINTENANCE
+        if key in self._forced_off():
+            self._forced[key] += 1
+            return Evaluation(False, "off", Reason.DEGRADED, key)
+        return self._set.evaluate(key, context, level)
+
+    def stats(self) -> dict[tuple[str, Reason], int]:
+        """Evaluation counts per (flag, reason) since start, across writes."""
+        counts = self._set.stats()
+        for key, forced in self._forced.copy().items():
+            counts[key, Reason.DEGRADED] = counts.get((key, Reason.DEGRADED), 0) + forced
+        return counts
+
+    def set(self, definition: FlagDefinition) -> FlagDiff:
+        """Create or replace one flag."""
+        with self._lock:
+            current = list(self._set.definitions)
+            keys = [d.key for d in current]
+            if definition.key in keys:
+                current[keys.index(definition.key)] = definition
+            else:
+                current.append(definition)
+            return self._commit(current)
+
+    def delete(self, key: str) -> FlagDiff:
+        """Delete one flag; FlagError if unknown or if another flag depends on it."""
+        with self._lock:
+            if key not in self._set:
+                msg = f"unknown flag {key!r}"
+                raise FlagError(msg)
+            children = [
+                d.key for d in self._set.definitions if any(p.flag == key for p in d.depends_on)
+            ]
+            if children:
+                msg = f"cannot delete {key!r}: {', '.join(children)} depend on it"
+                raise FlagError(msg)
+            return self._commit([d for d in self._set.definitions if d.key != key])
+
+    def close(self) -> None:
+        """Release the store's connections, if it holds any."""
+        close = getattr(self._store, "close", None)
+        if close is not None:
+            close()
+
+    def refresh(self) -> bool:
+        """Adopt the definitions in the store if another writer changed them (shared stores).
+
+        True when they changed; FlagStoreError when the store cannot be read (nothing changes).
+        """
+        if self._store is None:
+            return False
+        definitions = self._store.load()
+        with self._lock:
+            if list(definitions) == list(self._set.definitions):
+                return False
+            self._set = FlagSet.build(definitions, counts=self._set.stats())
+            return True
+
+    def replace(self, definitions: Iterable[FlagDefinition]) -> FlagDiff:
+        """Replace the whole set."""
+        with self._lock:
+            return self._commit(list(definitions))
+
+    def _commit(self, definitions: list[FlagDefinition]) -> FlagDiff:
+        old = self._set
+        new = FlagSet.build(definitions, counts=old.stats())
+        before = {d.key: d for d in old.definitions}
+        after = {d.key: d for d in new.definitions}
+        changed = [k for k in {*before, *after} if before.get(k) != after.get(k)]
+        if self._store is not None and (changed or [*before] != [*after]):
+            self._store.save(new.definitions)
+        self._set = new
+        return FlagDiff(
+            before={k: before[k].model_dump(mode="json") for k in sorted(changed) if k in before},
+            after={k: after[k].model_dump(mode="json") for k in sorted(changed) if k in after},
+        )
