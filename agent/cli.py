@@ -66,12 +66,12 @@ def run(config_path: Path | None) -> None:
     """Start the agent and run until SIGTERM or SIGINT."""
     config = _load(config_path)
     configure_logging(config.agent.log_format, config.agent.log_level)
-    from agent.degradation.errors import FlagStoreError, StateError
+    from agent.degradation.errors import FlagStoreError, StateError, StoreUnavailableError
     from agent.server.agent import Agent
 
     try:
         loop.run(Agent(config).serve_until_signalled())
-    except (OSError, StateError, FlagStoreError) as exc:
+    except (OSError, StateError, FlagStoreError, StoreUnavailableError) as exc:
         click.echo(f"vigil: cannot start: {exc}", err=True)
         sys.exit(1)
 

@@ -27,9 +27,10 @@ Method:
   level transition (full -> minimal -> full ...), checked per answer, and reported as
   `webhook_p99_ratio_serial`. Sides are interleaved per repeat (bare, agent); medians reported.
   The CPU of each server process per request (`/proc/PID/stat`) is reported beside the latency.
-* Where the agent's time goes: the engine path in-process (`DegradationEngine` over a
-  `FileStateStore`, then over an in-memory store) timed per `receive()`, the store's `commit`
-  timed on its own, and the payload validation timed; `--profile` prints a cProfile to stderr.
+* Where the agent's time goes: the engine path in-process (`DegradationEngine` over an
+  in-memory store, a `FileStateStore` and a `SqliteStateStore`) timed per `receive()`, each
+  durable store's `commit` timed on its own, and the payload validation timed; `--profile`
+  prints a cProfile to stderr.
 * Flags, in-process, CPU time (`time.process_time`): Vigil's `Flags.evaluate` (and the bare
   `FlagSet.evaluate`) of a flag enabled at `rollout_percent: 25`, stickiness `user_id`, against
   `UnleashClient.is_enabled` of a `flexibleRollout` flag (rollout 25, stickiness userId, groupId the
@@ -84,9 +85,11 @@ from _common import (
 
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookPayload
+from agent.degradation.database import Database
 from agent.degradation.engine import Actor, DegradationEngine
 from agent.degradation.filestore import SEPARATOR, FileStateStore
 from agent.degradation.flags import FlagDefinition, Flags, FlagSet, Reason
+from agent.degradation.sqlitestore import SqliteStateStore
 from agent.degradation.storage import append_lines, atomic_write
 
 SERVICES = Path(__file__).resolve().parent / "_degradation_services.py"
@@ -328,6 +331,22 @@ class TimedFileStore(FileStateStore):
         self.commit_seconds.append(time.perf_counter() - started)
 
 
+class TimedSqliteStore(SqliteStateStore):
+    """The SQLite store with each commit's wall time recorded."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(Database(path))
+        self.commit_seconds: list[float] = []
+
+    async def commit(
+        self, expected_version: int, state: dict[str, Any], audit: Sequence[dict[str, Any]]
+    ) -> None:
+        """SqliteStateStore.commit, timed."""
+        started = time.perf_counter()
+        await super().commit(expected_version, state, audit)
+        self.commit_seconds.append(time.perf_counter() - started)
+
+
 def engine_settings() -> DegradationSettings:
     """The degradation settings the agent under test runs with."""
     return DegradationSettings.model_validate(agent_config(0, Path("."))["degradation"])
@@ -417,13 +436,15 @@ def measure_engine(workdir: Path, count: int, profile: bool) -> dict[str, Any]:
         "json_loads_us": 1e6 * loads_cpu / count,
     }
     profiler = cProfile.Profile() if profile else None
-    for name in ("memory", "file"):
+    for name in ("memory", "file", "sqlite"):
         data = workdir / f"engine-{name}"
-        store: Any = (
-            MemoryStore()
-            if name == "memory"
-            else TimedFileStore(data / "degradation.json", data / "audit.jsonl")
-        )
+        store: Any
+        if name == "memory":
+            store = MemoryStore()
+        elif name == "file":
+            store = TimedFileStore(data / "degradation.json", data / "audit.jsonl")
+        else:
+            store = TimedSqliteStore(data / "vigil.db")
 
         gc.collect()
         times, cpu = asyncio.run(
@@ -440,6 +461,10 @@ def measure_engine(workdir: Path, count: int, profile: bool) -> dict[str, Any]:
             last = store.journal_path.read_bytes().rstrip(b"\0").splitlines()[-1]
             state = json.dumps(json.loads(last.partition(SEPARATOR)[0]), indent=1).encode()
             result.update(time_storage(data, state, count))
+        if isinstance(store, TimedSqliteStore):
+            commits = store.commit_seconds[20:]
+            result["commit_sqlite_p50_ms"] = 1000 * statistics.median(commits)
+            result["commit_sqlite_p99_ms"] = 1000 * quantile(commits, 0.99)
     if profiler is not None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
@@ -663,7 +688,7 @@ def print_report(summary: dict[str, Any]) -> None:
     print(f"\nengine path in-process, {e['calls'] - 20} receive() calls, each a level transition")
     print(f"  payload ({e['payload_bytes']} B) json.loads          {e['json_loads_us']:8.1f} us")
     print(f"  WebhookPayload.model_validate_json       {e['validate_us']:8.1f} us")
-    for name in ("memory", "file"):
+    for name in ("memory", "file", "sqlite"):
         print(
             f"  receive() over the {name + ' store':<14}  p50 {e[f'receive_{name}_p50_ms']:.3f} ms"
             f"  p99 {e[f'receive_{name}_p99_ms']:.3f} ms  CPU {e[f'receive_{name}_cpu_ms']:.3f} ms"
@@ -672,6 +697,11 @@ def print_report(summary: dict[str, Any]) -> None:
         f"  of which FileStateStore.commit  p50 {e['commit_file_p50_ms']:.3f} ms"
         f"  p99 {e['commit_file_p99_ms']:.3f} ms"
         f" ({e['fsyncs_per_commit']} fdatasync of the journal)"
+    )
+    print(
+        f"  of which SqliteStateStore.commit  p50 {e['commit_sqlite_p50_ms']:.3f} ms"
+        f"  p99 {e['commit_sqlite_p99_ms']:.3f} ms"
+        " (one transaction on the database thread, WAL, synchronous FULL)"
     )
     print(
         f"  for scale: append_lines (fsync) p50 {e['append_lines_p50_ms']:.3f} ms,"

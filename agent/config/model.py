@@ -156,11 +156,12 @@ class DegradationSettings(Strict):
     """The degradation engine: rules, hysteresis, storage and the webhook."""
 
     enabled: bool = False
-    store: Literal["file", "redis"] = "file"
+    store: Literal["file", "redis", "sqlite"] = "file"
     redis: RedisStoreSettings = Field(default_factory=RedisStoreSettings)
     state_file: str | None = Field(default=None, description="Default: <data_dir>/degradation.json")
     audit_file: str | None = Field(default=None, description="Default: <data_dir>/audit.jsonl")
     flags_file: str | None = Field(default=None, description="Default: <data_dir>/flags.json")
+    database_file: str | None = Field(default=None, description="Default: <data_dir>/vigil.db")
     hold_seconds: float = Field(default=300.0, ge=0)
     step_down: bool = False
     flap_max_changes: int = Field(default=6, ge=2)

@@ -115,6 +115,8 @@ class RedisStateStore:
 
     async def audit(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` audit entries, oldest first."""
+        if limit <= 0:  # XREVRANGE refuses a count of 0
+            return []
         try:
             rows: list[Any] = await self._client.xrevrange(self._audit_key, count=limit) or []
         except rexc.RedisError as exc:

@@ -15,6 +15,7 @@ from opentelemetry.trace import Tracer
 
 from agent import __version__
 from agent.config import VigilConfig
+from agent.degradation.database import Database
 from agent.degradation.engine import DegradationEngine, StateStore
 from agent.degradation.errors import FlagError, FlagStoreError
 from agent.degradation.filestore import FileStateStore
@@ -23,6 +24,7 @@ from agent.degradation.flagstore import FileFlagStore
 from agent.degradation.metrics import DegradationRecorder, observe
 from agent.degradation.reconcile import Reconciler
 from agent.degradation.redisstore import RedisFlagStore, RedisStateStore
+from agent.degradation.sqlitestore import SqliteFlagStore, SqliteStateStore
 from agent.probes import PROBES
 from agent.probes.board import Scoreboard
 from agent.probes.context import ProbeContext
@@ -155,7 +157,7 @@ class Agent:
 def _degradation(
     config: VigilConfig, meter: Meter, tracer: Tracer, clock: Callable[[], float]
 ) -> DegradationApi:
-    """The degradation engine, its flags and API, over files in the data directory or Redis."""
+    """The degradation engine, flags and API, in the data directory (files, SQLite) or Redis."""
     settings = config.degradation
     data = Path(config.agent.data_dir)
     store: StateStore
@@ -164,6 +166,10 @@ def _degradation(
         store = RedisStateStore(settings.redis)
         observe(meter, [store.breaker])
         flag_store = RedisFlagStore(settings.redis)
+    elif settings.store == "sqlite":
+        database = Database(Path(settings.database_file or data / "vigil.db"))
+        store = SqliteStateStore(database)
+        flag_store = SqliteFlagStore(database)
     else:
         store = FileStateStore(
             Path(settings.state_file or data / "degradation.json"),
