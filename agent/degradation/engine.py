@@ -226,23 +226,28 @@ class DegradationEngine:
     async def record(self, action: str, body: Mapping[str, Any], actor: Actor) -> None:
         """Append an audit entry for a change made outside the level state (flag writes).
 
-        The entry rides on a commit of the current state, so a shared store refuses it when
-        another agent stored a newer version: adopt that version and append again.
+        The entry rides on a commit of the same state under the next version: every stored
+        change has a version of its own (a store may keep one commit per version, as the file
+        journal does when a refused write is retried). A shared store refuses it when another
+        agent stored a newer version first: adopt that version and append again.
         """
         deadline = asyncio.get_running_loop().time() + CONFLICT_SECONDS
         attempt = 0
         while True:
             async with self._lock:
+                base = self._state
+                state = dataclasses.replace(base, version=base.version + 1)
                 entry = _entry(
                     {"action": action, **body},
-                    self._state.version,
+                    state.version,
                     actor,
                     None,
                     _time_text(self._clock()),
                     "",
                 )
                 try:
-                    await self._store.commit(self._state.version, self._state.to_json(), [entry])
+                    await self._store.commit(base.version, state.to_json(), [entry])
+                    self._state = state
                     return
                 except ConflictError:
                     pass

@@ -402,17 +402,7 @@ async def test_state_survives_restart(start_agent, tmp_path: Path, store: str) -
     assert ("vigil.db" in stored) == (store == "sqlite")
 
 
-FLAG_AUDIT_HIDES = (
-    "file store: a flag write's audit entry is committed at the state's current version, and "
-    "the journal keeps only the later of two lines with one version (filestore._latest), so "
-    "the entries of the change before it disappear from the audit"
-)
-
-
-@pytest.mark.parametrize(
-    "store",
-    [pytest.param("file", marks=pytest.mark.xfail(strict=True, reason=FLAG_AUDIT_HIDES)), "sqlite"],
-)
+@pytest.mark.parametrize("store", ["file", "sqlite"])
 async def test_a_flag_write_keeps_the_audit_of_the_change_before_it(
     start_agent, store: str
 ) -> None:

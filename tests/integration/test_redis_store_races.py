@@ -320,7 +320,9 @@ async def test_audit_only_write_behind_another_agent_adopts_and_appends(shared: 
 
         entries = await _audit(shared.store())
         assert [e["action"] for e in entries] == ["alert_fired", "level_changed", "flag_set"]
-        assert entries[-1]["version"] == 1
+        assert entries[-1]["version"] == 2  # the flag write's own version, after ahead's
+        await ahead.sync()
         assert behind.state == ahead.state
+        assert behind.state.version == 2
     finally:
         await behind.stop()

@@ -171,27 +171,3 @@ async def test_state_and_audit_survive_close_and_reopen(stores: Stores) -> None:
     with pytest.raises(ConflictError):
         await _commit(reopened, 4)
     assert (await reopened.load() or {})["version"] == 4
-
-
-async def test_a_commit_at_the_same_version_appends_its_audit(
-    stores: Stores, request: pytest.FixtureRequest
-) -> None:
-    """A commit that keeps the version (how the engine audits a flag write) appends its entries
-    after those of the commit that reached that version, before and after a reopen."""
-    if "[file]" in request.node.name:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="the file journal keeps only the later line of one version "
-                "(filestore._latest): the earlier commit's entries are hidden",
-            )
-        )
-    store = stores.open()
-    await store.load()
-    await _commit(store, 1)
-    await store.commit(1, _state(1), [{**_entry(1, 1), "action": "flag_set"}])
-    assert [e["id"] for e in await store.audit(10)] == ["e1.0", "e1.1"]
-    await stores.close(store)
-    reopened = stores.open()
-    assert await reopened.load() == _state(1)
-    assert [e["id"] for e in await reopened.audit(10)] == ["e1.0", "e1.1"]
