@@ -22,6 +22,7 @@ from agent.degradation.database import SCHEMA_VERSION, Database
 from agent.degradation.errors import FlagStoreError, StateError, StoreUnavailableError
 from agent.degradation.flags import FlagDefinition, Flags
 from agent.degradation.sqlitestore import SqliteFlagStore, SqliteStateStore
+from tests.harness.binaries import unavailable
 
 
 def _state(version: int) -> dict[str, Any]:
@@ -179,14 +180,14 @@ def _commit_in_read_only(directory: Path) -> str:
         finally:
             directory.chmod(0o755)
     if shutil.which("unshare") is None:
-        pytest.skip("root needs unshare(1) to make a read-only directory")
+        unavailable("root needs unshare(1) to make a read-only directory")
     where = shlex.quote(str(directory))
     script = f"mount --bind {where} {where} && mount -o remount,ro,bind {where} && " + " ".join(
         shlex.quote(arg) for arg in probe
     )
     done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True)
     if "mount" in done.stderr and done.returncode != 0:
-        pytest.skip(f"no private read-only mount here: {done.stderr.strip()}")
+        unavailable(f"no private read-only mount here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
     return done.stdout
 
