@@ -85,7 +85,6 @@ from _common import (
 
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookPayload
-from agent.degradation.database import Database
 from agent.degradation.engine import Actor, DegradationEngine
 from agent.degradation.filestore import SEPARATOR, FileStateStore
 from agent.degradation.flags import FlagDefinition, Flags, FlagSet, Reason
@@ -440,7 +439,7 @@ def measure_engine(workdir: Path, count: int, profile: bool) -> dict[str, Any]:
         elif name == "file":
             store = TimedStore(FileStateStore(data / "degradation.json", data / "audit.jsonl"))
         else:
-            store = TimedStore(SqliteStateStore(Database(data / "vigil.db")))
+            store = TimedStore(SqliteStateStore.at(data / "vigil.db"))
 
         gc.collect()
         times, cpu = asyncio.run(

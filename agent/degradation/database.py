@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -144,8 +145,7 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         raise StateError(_newer(path, version))
     if version == SCHEMA_VERSION:
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db):
         version = _user_version(db)  # another process may have migrated it meanwhile
         if version > SCHEMA_VERSION:
             raise StateError(_newer(path, version))
@@ -153,10 +153,22 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
             for statement in statements:
                 db.execute(statement)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """`BEGIN IMMEDIATE` before the block and `COMMIT` after it; rolled back when either the
+    block or the COMMIT raises, and the error goes on."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
         db.execute("COMMIT")
     except BaseException:
+        # A failed COMMIT may leave the transaction open (SQLITE_BUSY) or rolled back already
+        # (disk full): roll back only what is still open.
         if db.in_transaction:
-            db.rollback()
+            with contextlib.suppress(sqlite3.Error):
+                db.rollback()
         raise
 
 

@@ -329,27 +329,24 @@ class DegradationEngine:
         async with self._lock:
             while self._queue:
                 batch, self._queue = self._queue, []
-                try:
-                    await self._commit(batch)
-                except (StoreUnavailableError, ConflictError) as exc:
-                    _fail(batch, exc)  # the store's trouble is every waiter's: all hear why
-                except Exception as exc:
-                    if len(batch) == 1:
-                        log.exception("degradation commit failed")
-                        _fail(batch, exc)
-                        continue
-                    # Not the store's trouble, so perhaps one request's: commit them one by one,
-                    # so the error stays with whichever request causes it.
-                    for request in batch:
-                        if request.failed:
-                            continue
-                        try:
-                            await self._commit([request])
-                        except (StoreUnavailableError, ConflictError) as alone:
-                            _fail([request], alone)
-                        except Exception as alone:
-                            log.exception("degradation commit failed")
-                            _fail([request], alone)
+                await self._settle(batch)
+
+    async def _settle(self, batch: list[_Request]) -> None:
+        """Commit `batch`, so that every waiter hears its own answer; nothing is left hanging."""
+        try:
+            await self._commit(batch)
+        except (StoreUnavailableError, ConflictError) as exc:
+            _fail(batch, exc)  # the store's trouble is every waiter's: all hear why
+        except Exception as exc:
+            if len(batch) == 1:
+                log.exception("degradation commit failed")
+                _fail(batch, exc)
+                return
+            # Not the store's trouble, so perhaps one request's: commit them one by one, so the
+            # error stays with whichever request causes it.
+            for request in batch:
+                if not request.failed:
+                    await self._settle([request])
 
     async def _commit(self, batch: list[_Request]) -> None:
         expected: int | None = None  # the stored version, when it differs from ours

@@ -8,14 +8,13 @@ version, the new state row and the commit's audit rows. The webhook's 2xx waits 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.degradation.database import Database
+from agent.degradation.database import Database, transaction
 from agent.degradation.errors import (
     ConflictError,
     FlagStoreError,
@@ -115,8 +114,7 @@ class SqliteFlagStore:
         document = render_document(definitions).decode()
 
         def work(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db):
                 old = _read_flags(db)
                 if old is not None:
                     try:
@@ -129,10 +127,6 @@ class SqliteFlagStore:
                     " ON CONFLICT (id) DO UPDATE SET document = excluded.document",
                     (document,),
                 )
-                db.execute("COMMIT")
-            except BaseException:
-                _rollback(db)
-                raise
 
         self._call(work, "write")
 
@@ -163,8 +157,7 @@ def _write_state(
     db: sqlite3.Connection, expected: int, version: int, document: str, rows: list[AuditRow]
 ) -> None:
     """The compare-and-set, the state and its audit rows: one transaction."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db):
         row = db.execute("SELECT version FROM state WHERE id = 1").fetchone()
         stored = 0 if row is None else int(row[0])
         if stored != expected:
@@ -180,17 +173,6 @@ def _write_state(
             " VALUES (?, ?, ?, ?, ?, ?)",
             rows,
         )
-        db.execute("COMMIT")
-    except BaseException:
-        _rollback(db)
-        raise
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    # A failed COMMIT may leave the transaction open (SQLITE_BUSY) or rolled back already (full).
-    if db.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            db.rollback()
 
 
 def _audit_row(entry: dict[str, Any]) -> AuditRow:
