@@ -269,12 +269,42 @@ def unpin(api: _Api, reason: str, actor: str | None) -> None:
 @degradation.command()
 @_api_options
 @click.option(
+    "--since", metavar="WHEN", help="From this time on: RFC 3339, or an age such as 2h or 30m."
+)
+@click.option("--until", metavar="WHEN", help="Before this time: RFC 3339, or an age.")
+@click.option(
+    "--actor", metavar="WHO", help="An actor id or kind (alice, alertmanager), or kind:id."
+)
+@click.option(
+    "--kind", "kinds", multiple=True, metavar="ACTION", help="Only this action (repeatable)."
+)
+@click.option(
     "--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="Entries."
 )
+@click.option("--cursor", metavar="CURSOR", help="Go on from an earlier page (its next cursor).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
-def history(api: _Api, limit: int, as_json: bool) -> None:
-    """The newest audit entries, oldest first."""
-    body = api.call("GET", f"/api/v1/audit?limit={limit}")
+def history(
+    api: _Api,
+    since: str | None,
+    until: str | None,
+    actor: str | None,
+    kinds: tuple[str, ...],
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """Audit entries, newest first, a page at a time."""
+    now = dt.datetime.now(dt.UTC)
+    params: list[tuple[str, str]] = [("limit", str(limit))]
+    for name, value in (("since", since), ("until", until)):
+        if value is not None:
+            params.append((name, _moment(value, now, f"--{name}")))
+    if actor is not None:
+        params.append(("actor", actor))
+    params += [("kind", kind) for kind in kinds]
+    if cursor is not None:
+        params.append(("cursor", cursor))
+    body = api.call("GET", f"/api/v1/audit?{urllib.parse.urlencode(params)}")
     if as_json:
         _echo_json(body)
         return
@@ -283,6 +313,20 @@ def history(api: _Api, limit: int, as_json: bool) -> None:
         (_audit_row(e) for e in body["entries"]),
         unwrapped=3,
     )
+    if body.get("next_cursor"):
+        click.echo(f"older entries: --cursor {body['next_cursor']}")
+
+
+def _moment(value: str, now: dt.datetime, hint: str) -> str:
+    """An RFC 3339 time as it is, or an age (`2h`) as the time that long before `now`."""
+    age = _TTL.match(value.strip().lower())
+    if age is None:
+        return value
+    seconds = float(age.group(1)) * _UNITS[age.group(2)]
+    try:
+        return (now - dt.timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} reaches before year 1", param_hint=hint) from None
 
 
 def _audit_row(entry: dict[str, Any]) -> tuple[str, ...]:

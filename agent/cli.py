@@ -18,6 +18,7 @@ from agent.config.loader import CONFIG_ERROR_EXIT
 from agent.probes import PROBES
 from agent.probes.result import Reason, Status
 from agent.server import loop
+from agent.state_cli import state
 from agent.telemetry import signals
 from agent.telemetry.logging import configure_logging
 from exporters.otel import otlp_target
@@ -66,12 +67,18 @@ def run(config_path: Path | None) -> None:
     """Start the agent and run until SIGTERM or SIGINT."""
     config = _load(config_path)
     configure_logging(config.agent.log_format, config.agent.log_level)
+    from agent.database import DatabaseError, SchemaError
     from agent.degradation.errors import FlagStoreError, StateError, StoreUnavailableError
     from agent.server.agent import Agent
 
     try:
         loop.run(Agent(config).serve_until_signalled())
-    except (OSError, StateError, FlagStoreError, StoreUnavailableError) as exc:
+    except SchemaError as exc:
+        # Written by a newer Vigil: not this agent's to change. Like a bad config, only the
+        # operator can resolve it, so the same exit code.
+        click.echo(f"vigil: cannot start: {exc}", err=True)
+        sys.exit(CONFIG_ERROR_EXIT)
+    except (OSError, DatabaseError, StateError, FlagStoreError, StoreUnavailableError) as exc:
         click.echo(f"vigil: cannot start: {exc}", err=True)
         sys.exit(1)
 
@@ -147,6 +154,8 @@ def validate(file: Path) -> None:
     click.echo(f"{file}: valid ({len(loaded.checks)} checks)")
 
 
-# The admin API client commands live beside: `vigil degradation ...`, `vigil flags ...`.
+# The admin API client commands live beside: `vigil degradation ...`, `vigil flags ...`; and the
+# database's copies: `vigil state ...`.
 main.add_command(degradation)
 main.add_command(flags)
+main.add_command(state)

@@ -11,15 +11,15 @@ Goals (from the issue):
 Method:
 
 * Webhook. The real agent runs as a subprocess (`python -m agent run --config FILE`): one disk
-  check, degradation on with the default file store in a temp data dir, Bearer token from the
+  check, degradation on with the default SQLite store in a temp data dir, Bearer token from the
   environment, a rule `alertname="DemoDown"` -> `minimal`, `hold_seconds: 0` (a resolve recovers
   at once) and a flap guard that never trips. The bare server (`_degradation_services.py bare`)
   does `json.loads(await request.read())` and answers 200 `{}`. A load generator, its own process
   (`_degradation_services.py load`), posts the captured Alertmanager 0.25 payload over keep-alive
   at `--concurrency`, after a warm-up, `--requests` per run: worker `w` alternates firing and
   resolved of its own alert, each pair a new episode (`startsAt` increases), so on the agent
-  every request is a stored change (one journal line, the state and its audit entries, appended
-  and fdatasynced: the webhook answers only after that). Every answer is checked:
+  every request is a stored change (one SQLite transaction, the state and its audit entries,
+  synced to the write-ahead log: the webhook answers only after that). Every answer is checked:
   200, `changes` exactly `fired` / `resolved`, versions distinct and contiguous, and at the end
   `GET /api/v1/degradation` reports the last version, level `full`, no active alert.
   With several workers the level changes only when the set of firing alerts becomes empty or not
@@ -28,8 +28,9 @@ Method:
   `webhook_p99_ratio_serial`. Sides are interleaved per repeat (bare, agent); medians reported.
   The CPU of each server process per request (`/proc/PID/stat`) is reported beside the latency.
 * Where the agent's time goes: the engine path in-process (`DegradationEngine` over an
-  in-memory store, a `FileStateStore` and a `SqliteStateStore`) timed per `receive()`, each
-  durable store's `commit` timed on its own, and the payload validation timed; `--profile`
+  in-memory store and a `SqliteStateStore`) timed per `receive()`, the durable store's `commit`
+  timed on its own beside one bare `write` + `fdatasync` of a line (the floor of any durable
+  commit), and the payload validation timed; `--profile`
   prints a cProfile to stderr.
 * Flags, in-process, CPU time (`time.process_time`): Vigil's `Flags.evaluate` (and the bare
   `FlagSet.evaluate`) of a flag enabled at `rollout_percent: 25`, stickiness `user_id`, against
@@ -85,11 +86,10 @@ from _common import (
 
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookPayload
+from agent.degradation.audit import AuditPage, AuditQuery
 from agent.degradation.engine import Actor, DegradationEngine
-from agent.degradation.filestore import SEPARATOR, FileStateStore
 from agent.degradation.flags import FlagDefinition, Flags, FlagSet, Reason
 from agent.degradation.sqlitestore import SqliteStateStore
-from agent.degradation.storage import append_lines, atomic_write
 
 SERVICES = Path(__file__).resolve().parent / "_degradation_services.py"
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def start_bare(services: Services) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def agent_config(port: int, data_dir: Path) -> dict[str, Any]:
-    """A minimal agent: one disk check, degradation on over the default file store."""
+    """A minimal agent: one disk check, degradation on over the default SQLite store."""
     return {
         "agent": {
             "listen_host": "127.0.0.1",
@@ -159,7 +159,6 @@ def agent_config(port: int, data_dir: Path) -> dict[str, Any]:
         "telemetry": {"otlp": {"enabled": False}},
         "degradation": {
             "enabled": True,
-            "store": "file",
             "webhook": {"bearer_token_env": HOOK_ENV},
             "hold_seconds": 0,  # a resolve recovers at once: every request a transition
             "flap_max_changes": 1_000_000,  # never suppress: alternation is the point here
@@ -309,15 +308,15 @@ class MemoryStore:
         self.state = state
         self.entries += len(audit)
 
-    async def audit(self, limit: int) -> list[dict[str, Any]]:
+    async def history(self, query: AuditQuery) -> AuditPage:
         """No entries are kept."""
-        return []
+        return AuditPage([], None)
 
 
 class TimedStore:
     """Any state store, with each commit's wall time recorded."""
 
-    def __init__(self, store: FileStateStore | SqliteStateStore) -> None:
+    def __init__(self, store: SqliteStateStore) -> None:
         self.store = store
         self.commit_seconds: list[float] = []
 
@@ -333,9 +332,9 @@ class TimedStore:
         await self.store.commit(expected_version, state, audit)
         self.commit_seconds.append(time.perf_counter() - started)
 
-    async def audit(self, limit: int) -> list[dict[str, Any]]:
-        """The wrapped store's audit."""
-        return await self.store.audit(limit)
+    async def history(self, query: AuditQuery) -> AuditPage:
+        """The wrapped store's history."""
+        return await self.store.history(query)
 
     async def close(self) -> None:
         """The wrapped store's close."""
@@ -377,22 +376,19 @@ async def _receive_all(engine: DegradationEngine, payloads: list[WebhookPayload]
     return times
 
 
-def time_storage(data: Path, state: bytes, count: int) -> dict[str, float]:
-    """Wall ms of the two durable writes of a commit, called directly (no thread hop)."""
-    entry = {"action": "level_changed", "version": 1, "from": "full", "to": "minimal"}
-    appends, writes = [], []
-    for _ in range(count // 2):
-        started = time.perf_counter()
-        append_lines(data / "timing-audit.jsonl", [entry, entry])
-        appends.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        atomic_write(data / "timing-state.json", state)
-        writes.append(time.perf_counter() - started)
-    return {
-        "append_lines_p50_ms": 1000 * statistics.median(appends),
-        "atomic_write_p50_ms": 1000 * statistics.median(writes),
-        "state_file_bytes": len(state),
-    }
+def time_fdatasync(path: Path, count: int) -> float:
+    """Wall ms (p50) of one line written and fdatasynced: what any durable commit pays at least."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    times = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            os.write(fd, b'{"action": "level_changed", "version": 1}\n')
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+    return 1000 * statistics.median(times)
 
 
 async def _timed_receives(
@@ -415,7 +411,7 @@ async def _timed_receives(
 
 
 def measure_engine(workdir: Path, count: int, profile: bool) -> dict[str, Any]:
-    """Per-call cost of the engine path: validation, receive() over files and over memory."""
+    """Per-call cost of the engine path: validation, receive() over SQLite and over memory."""
     bodies = engine_payloads(count)
     started = time.process_time()
     payloads = [WebhookPayload.model_validate_json(b) for b in bodies]
@@ -431,19 +427,17 @@ def measure_engine(workdir: Path, count: int, profile: bool) -> dict[str, Any]:
         "json_loads_us": 1e6 * loads_cpu / count,
     }
     profiler = cProfile.Profile() if profile else None
-    for name in ("memory", "file", "sqlite"):
+    for name in ("memory", "sqlite"):
         data = workdir / f"engine-{name}"
         store: Any
         if name == "memory":
             store = MemoryStore()
-        elif name == "file":
-            store = TimedStore(FileStateStore(data / "degradation.json", data / "audit.jsonl"))
         else:
             store = TimedStore(SqliteStateStore.at(data / "vigil.db"))
 
         gc.collect()
         times, cpu = asyncio.run(
-            _timed_receives(store, payloads, profiler if name == "file" else None)
+            _timed_receives(store, payloads, profiler if name == "sqlite" else None)
         )
         result[f"receive_{name}_p50_ms"] = 1000 * statistics.median(times)
         result[f"receive_{name}_p99_ms"] = 1000 * quantile(times, 0.99)
@@ -452,11 +446,7 @@ def measure_engine(workdir: Path, count: int, profile: bool) -> dict[str, Any]:
             commits = store.commit_seconds[20:]
             result[f"commit_{name}_p50_ms"] = 1000 * statistics.median(commits)
             result[f"commit_{name}_p99_ms"] = 1000 * quantile(commits, 0.99)
-        if isinstance(store, TimedStore) and isinstance(store.store, FileStateStore):
-            result["fsyncs_per_commit"] = 1  # one journal line, one fdatasync
-            last = store.store.journal_path.read_bytes().rstrip(b"\0").splitlines()[-1]
-            state = json.dumps(json.loads(last.partition(SEPARATOR)[0]), indent=1).encode()
-            result.update(time_storage(data, state, count))
+    result["fdatasync_p50_ms"] = time_fdatasync(workdir / "fdatasync.jsonl", count // 2)
     if profiler is not None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
@@ -680,26 +670,17 @@ def print_report(summary: dict[str, Any]) -> None:
     print(f"\nengine path in-process, {e['calls'] - 20} receive() calls, each a level transition")
     print(f"  payload ({e['payload_bytes']} B) json.loads          {e['json_loads_us']:8.1f} us")
     print(f"  WebhookPayload.model_validate_json       {e['validate_us']:8.1f} us")
-    for name in ("memory", "file", "sqlite"):
+    for name in ("memory", "sqlite"):
         print(
             f"  receive() over the {name + ' store':<14}  p50 {e[f'receive_{name}_p50_ms']:.3f} ms"
             f"  p99 {e[f'receive_{name}_p99_ms']:.3f} ms  CPU {e[f'receive_{name}_cpu_ms']:.3f} ms"
         )
     print(
-        f"  of which FileStateStore.commit  p50 {e['commit_file_p50_ms']:.3f} ms"
-        f"  p99 {e['commit_file_p99_ms']:.3f} ms"
-        f" ({e['fsyncs_per_commit']} fdatasync of the journal)"
-    )
-    print(
         f"  of which SqliteStateStore.commit  p50 {e['commit_sqlite_p50_ms']:.3f} ms"
         f"  p99 {e['commit_sqlite_p99_ms']:.3f} ms"
         " (one transaction on the database thread, WAL, synchronous FULL)"
     )
-    print(
-        f"  for scale: append_lines (fsync) p50 {e['append_lines_p50_ms']:.3f} ms,"
-        f" a snapshot's atomic_write of {e['state_file_bytes']} B (2 fsyncs, rename)"
-        f" p50 {e['atomic_write_p50_ms']:.3f} ms"
-    )
+    print(f"  for scale: one line written and fdatasynced  p50 {e['fdatasync_p50_ms']:.3f} ms")
     f = summary["flags"]
     print(f"\nflag evaluations per CPU second, {f['evaluations']} over {f['users']} users")
     print(f"  vigil Flags.evaluate        {f['vigil_per_s']:12,.0f}  on {f['share_on_vigil']:.2%}")

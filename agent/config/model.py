@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -156,11 +156,8 @@ class DegradationSettings(Strict):
     """The degradation engine: rules, hysteresis, storage and the webhook."""
 
     enabled: bool = False
-    store: Literal["file", "redis", "sqlite"] = "file"
+    store: Literal["sqlite", "redis"] = "sqlite"
     redis: RedisStoreSettings = Field(default_factory=RedisStoreSettings)
-    state_file: str | None = Field(default=None, description="Default: <data_dir>/degradation.json")
-    audit_file: str | None = Field(default=None, description="Default: <data_dir>/audit.jsonl")
-    flags_file: str | None = Field(default=None, description="Default: <data_dir>/flags.json")
     database_file: str | None = Field(default=None, description="Default: <data_dir>/vigil.db")
     hold_seconds: float = Field(default=300.0, ge=0)
     step_down: bool = False
@@ -177,6 +174,27 @@ class DegradationSettings(Strict):
     tick_seconds: float = Field(default=1.0, gt=0, le=60)
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_file_store(cls, data: Any) -> Any:
+        # The file store of earlier releases is gone: say what replaced it, not just "extra key".
+        if isinstance(data, dict):
+            if data.get("store") == "file":
+                msg = (
+                    "store: file was removed; the default store is sqlite, and an agent started"
+                    " over the file store's files in agent.data_dir imports them once"
+                )
+                raise ValueError(msg)
+            for key in ("state_file", "audit_file", "flags_file"):
+                if key in data:
+                    msg = (
+                        f"{key} was removed with the file store; the state, audit trail and flags"
+                        " live in database_file. An agent imports the files it finds under their"
+                        " default names in agent.data_dir once: move a file there to import it"
+                    )
+                    raise ValueError(msg)
+        return data
 
     @model_validator(mode="after")
     def _authenticated(self) -> DegradationSettings:

@@ -23,6 +23,8 @@ import structlog
 
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookAlert, WebhookPayload
+from agent.degradation.audit import AuditPage, AuditQuery
+from agent.degradation.audit import time_text as audit_time
 from agent.degradation.errors import (
     ConflictError,
     RequestError,
@@ -34,6 +36,7 @@ from agent.degradation.policy import Pin
 from agent.degradation.state import KEEP_PIN, Policy, State, Step, advance
 
 log = structlog.get_logger("vigil.degradation")
+audit_log = structlog.get_logger("vigil.audit")
 # How long a write keeps trying while other agents keep storing newer versions first. Every
 # conflict means another writer made progress, so a time bound (not a count) fits: under heavy
 # load five straight losses happened in tests, and the webhook then answered 503 for no fault.
@@ -51,8 +54,8 @@ class StateStore(Protocol):
     ) -> None:
         """Store `state` if the stored version is still `expected_version`; append `audit`."""
 
-    async def audit(self, limit: int) -> list[dict[str, Any]]:
-        """The newest `limit` audit entries, oldest first."""
+    async def history(self, query: AuditQuery) -> AuditPage:
+        """The audit entries `query` selects, newest first, a page at a time."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -219,9 +222,9 @@ class DegradationEngine:
                 log.exception("degradation listener failed")
         return True
 
-    async def audit(self, limit: int) -> list[dict[str, Any]]:
-        """The newest `limit` audit entries, oldest first."""
-        return await self._store.audit(limit)
+    async def history(self, query: AuditQuery) -> AuditPage:
+        """The audit entries `query` selects, newest first, a page at a time."""
+        return await self._store.history(query)
 
     async def record(self, action: str, body: Mapping[str, Any], actor: Actor) -> None:
         """Append an audit entry for a change made outside the level state (flag writes).
@@ -248,6 +251,7 @@ class DegradationEngine:
                 try:
                     await self._store.commit(base.version, state.to_json(), [entry])
                     self._state = state
+                    _announce([entry])
                     return
                 except ConflictError:
                     pass
@@ -416,6 +420,7 @@ class DegradationEngine:
                     continue
                 self.stale_since = None
                 self._state = state
+                _announce(entries)
             for (before, step), request in zip(steps, batch, strict=True):
                 if request.failed:
                     continue
@@ -507,4 +512,11 @@ def _utc(timestamp: float) -> dt.datetime:
 
 def _time_text(now: float) -> str:
     """An audit entry's `time`: ISO 8601 UTC, milliseconds."""
-    return _utc(now).isoformat(timespec="milliseconds")
+    return audit_time(_utc(now))
+
+
+def _announce(entries: Sequence[dict[str, Any]]) -> None:
+    """Each stored audit entry as a log event of its own (logger `vigil.audit`), so that log
+    shippers that read the audit trail from files keep receiving it."""
+    for entry in entries:
+        audit_log.info("audit entry", audit=entry)

@@ -22,6 +22,10 @@ class RequestError(Exception):
     behind it, and the cause is logged with its traceback."""
 
 
+class QueryError(ValueError):
+    """A query was refused as it stands (a cursor this store never handed out); nothing read."""
+
+
 class FlagError(ValueError):
     """A set of flag definitions was refused; nothing was changed."""
 

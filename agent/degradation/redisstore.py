@@ -14,21 +14,26 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any
 
-import redis as redis_sync
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry as SyncRetry
 
 from agent.config.model import RedisStoreSettings
+from agent.degradation.audit import AuditPage, AuditQuery
 from agent.degradation.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError
-from agent.degradation.errors import ConflictError, FlagStoreError, StoreUnavailableError
+from agent.degradation.errors import (
+    ConflictError,
+    FlagStoreError,
+    QueryError,
+    StoreUnavailableError,
+)
 from agent.degradation.flags import FlagDefinition
 from agent.degradation.flagstore import parse_document, render_document
 from agent.telemetry.redact import redactor
@@ -36,6 +41,10 @@ from agent.telemetry.redact import redactor
 log = structlog.get_logger("vigil.degradation.redis")
 _COMMIT = resources.files("agent.degradation").joinpath("lua/commit.lua").read_text("utf-8")
 AUDIT_MAXLEN = 100_000
+SCAN_ENTRIES = 10_000
+"""Audit entries one history page reads at most (the stream is filtered here, not in Redis)."""
+SCAN_BATCH = 500
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 class RedisStateStore:
@@ -113,15 +122,48 @@ class RedisStateStore:
             msg = f"shared state is at version {version}, not {expected_version}"
             raise ConflictError(msg)
 
-    async def audit(self, limit: int) -> list[dict[str, Any]]:
-        """The newest `limit` audit entries, oldest first."""
-        if limit <= 0:  # XREVRANGE refuses a count of 0
-            return []
+    async def history(self, query: AuditQuery) -> AuditPage:
+        """The audit entries `query` selects, newest first, a page at a time.
+
+        The stream is read backwards from the cursor (a stream id) and filtered here, at most
+        SCAN_ENTRIES entries per page: a page may then hold fewer than `limit` entries, and its
+        cursor goes on from where the scan stopped.
+        """
+        end = "+" if query.cursor is None else f"({_stream_id(query.cursor)}"
+        entries: list[dict[str, Any]] = []
+        scanned = 0
+        last: str | None = None  # the newest entry not looked at yet is older than this one
+        exhausted = False
         try:
-            rows: list[Any] = await self._client.xrevrange(self._audit_key, count=limit) or []
+            async with self.breaker.guard():
+                while len(entries) < query.limit and scanned < SCAN_ENTRIES:
+                    count = min(SCAN_BATCH, SCAN_ENTRIES - scanned)
+                    rows: list[Any] = (
+                        await self._client.xrevrange(self._audit_key, max=end, min="-", count=count)
+                        or []
+                    )
+                    for stream_id, fields in rows:
+                        scanned += 1
+                        last = stream_id
+                        entry = json.loads(fields["entry"]) if fields else None
+                        if entry is not None and query.matches(entry):
+                            entries.append(entry)
+                            if len(entries) == query.limit:
+                                break
+                    if len(entries) < query.limit and len(rows) < count:
+                        exhausted = True
+                        break
+                    end = f"({last}"
+                more = not exhausted and last is not None and await self._older_than(last)
+        except CircuitOpenError as exc:
+            raise StoreUnavailableError(f"Redis circuit open ({exc})") from exc
         except rexc.RedisError as exc:
             raise StoreUnavailableError(_describe(exc)) from exc
-        return [json.loads(fields["entry"]) for _, fields in reversed(rows) if fields]
+        return AuditPage(entries, last if more else None)
+
+    async def _older_than(self, stream_id: str) -> bool:
+        rows = await self._client.xrevrange(self._audit_key, max=f"({stream_id}", min="-", count=1)
+        return bool(rows)
 
     async def listen(self, on_change: Callable[[], Awaitable[object]]) -> None:
         """Call `on_change` whenever another agent announces a new version (best effort)."""
@@ -152,6 +194,13 @@ class RedisStateStore:
         await self._client.aclose()
 
 
+def _stream_id(cursor: str) -> str:
+    """The stream id a cursor of this store holds; QueryError for any other text."""
+    if not _STREAM_ID.fullmatch(cursor):
+        raise QueryError(f"not a cursor of this audit trail: {cursor[:40]!r}")
+    return cursor
+
+
 def _describe(exc: BaseException) -> str:
     return redactor.text(" ".join(str(exc).split()) or type(exc).__name__)
 
@@ -159,42 +208,42 @@ def _describe(exc: BaseException) -> str:
 class RedisFlagStore:
     """Flag definitions in one Redis key, so that agents sharing the level share the flags.
 
-    Synchronous (the `Flags` writer runs in a thread); other agents adopt a write through
-    `Flags.refresh`, which the agent calls on every poll.
+    Other agents adopt a write through `Flags.refresh`, which the agent calls on every poll.
     """
 
     def __init__(self, settings: RedisStoreSettings) -> None:
         password = os.environ.get(settings.password_env) if settings.password_env else None
         redactor.register(password)
-        self._client = redis_sync.Redis.from_url(
+        self._client = aioredis.Redis.from_url(
             settings.url,
             username=settings.username,
             password=password,
             socket_timeout=settings.timeout_seconds,
             socket_connect_timeout=settings.timeout_seconds,
-            retry=SyncRetry(NoBackoff(), 0),
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
             client_name="vigil-flags",
         )
         self._key = f"{settings.key_prefix}:flags"
         self.name = f"flag key {self._key}"
 
-    def load(self) -> list[FlagDefinition]:
+    async def load(self) -> list[FlagDefinition]:
         """The shared definitions; none before the first write."""
         try:
-            raw = self._client.get(self._key)
+            raw = await self._client.get(self._key)
         except rexc.RedisError as exc:
             msg = f"{self.name}: cannot read: {_describe(exc)}"
             raise FlagStoreError(msg) from exc
         return [] if raw is None else parse_document(raw, self.name)
 
-    def save(self, definitions: Iterable[FlagDefinition]) -> None:
+    async def save(self, definitions: Iterable[FlagDefinition]) -> None:
         """Replace the shared definitions (the write is one atomic SET)."""
         try:
-            self._client.set(self._key, render_document(definitions))
+            await self._client.set(self._key, render_document(definitions))
         except rexc.RedisError as exc:
             msg = f"{self.name}: cannot write: {_describe(exc)}"
             raise FlagStoreError(msg) from exc
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close the connections."""
-        self._client.close()
+        await self._client.aclose()

@@ -10,22 +10,61 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.degradation.database import Database, transaction
+import orjson
+
+from agent.database import (
+    Database,
+    DatabaseError,
+    DatabaseUnavailableError,
+    Schema,
+    transaction,
+)
+from agent.degradation.audit import AuditPage, AuditQuery
 from agent.degradation.errors import (
     ConflictError,
     FlagStoreError,
+    QueryError,
     StateError,
     StoreUnavailableError,
 )
 from agent.degradation.flags import FlagDefinition
 from agent.degradation.flagstore import parse_document, render_document
-from agent.degradation.storage import dump_line
 
 T = TypeVar("T")
+
+SCHEMA = Schema(
+    "degradation",
+    (
+        # 1: the state (one row), its audit trail and the flag definitions (one row).
+        (
+            """CREATE TABLE state (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                version INTEGER NOT NULL,
+                document TEXT NOT NULL
+            )""",
+            """CREATE TABLE audit (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                time TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                actor_kind TEXT NOT NULL,
+                actor_id TEXT NOT NULL,
+                action TEXT NOT NULL,
+                entry TEXT NOT NULL
+            )""",
+            "CREATE INDEX audit_time ON audit (time)",
+            "CREATE INDEX audit_action ON audit (action)",
+            """CREATE TABLE flags (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                document TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+"""The degradation tables; `agent.database` migrates them when the database opens."""
 
 AuditRow = tuple[str, int, str, str, str, str]
 """time, version, actor kind, actor id, action, the entry as JSON."""
@@ -42,11 +81,11 @@ class SqliteStateStore:
     @classmethod
     def at(cls, path: Path) -> SqliteStateStore:
         """A store over its own Database at `path`."""
-        return cls(Database(path))
+        return cls(Database(path, [SCHEMA]))
 
     async def load(self) -> dict[str, Any] | None:
         """The stored state document, or None before the first commit."""
-        row = await self.database.run(_guarded(self.database.path, _read_state))
+        row = await self._run(read_state)
         if row is None:
             return None
         try:
@@ -61,26 +100,30 @@ class SqliteStateStore:
         self, expected_version: int, state: dict[str, Any], audit: Sequence[dict[str, Any]]
     ) -> None:
         """Store `state` and append `audit` in one transaction if the version is unchanged."""
-        document = dump_line(state).decode()
-        rows = [_audit_row(entry) for entry in audit]
+        document = dump_json(state)
+        rows = [audit_row(entry) for entry in audit]
         version = int(state["version"])
 
         def work(db: sqlite3.Connection) -> None:
             _write_state(db, expected_version, version, document, rows)
 
-        await self.database.run(_guarded(self.database.path, work))
+        await self._run(work)
 
-    async def audit(self, limit: int) -> list[dict[str, Any]]:
-        """The newest `limit` audit entries, oldest first."""
-        if limit <= 0:
-            return []
+    async def history(self, query: AuditQuery) -> AuditPage:
+        """The audit entries `query` selects, newest first, a page at a time."""
+        where, params = _where(query)
+        # `where` holds fixed clauses and placeholders only; the values are parameters.
+        sql = f"SELECT id, entry FROM audit {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
 
-        def work(db: sqlite3.Connection) -> list[str]:
-            cursor = db.execute("SELECT entry FROM audit ORDER BY id DESC LIMIT ?", (limit,))
-            return [str(row[0]) for row in cursor]
+        def work(db: sqlite3.Connection) -> list[tuple[int, str]]:
+            return [(int(i), str(e)) for i, e in db.execute(sql, (*params, query.limit + 1))]
 
-        entries = await self.database.run(_guarded(self.database.path, work))
-        return [json.loads(entry) for entry in reversed(entries)]
+        rows = await self._run(work)
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        return AuditPage(
+            [json.loads(entry) for _, entry in rows], str(rows[-1][0]) if more else None
+        )
 
     async def close(self) -> None:
         """Release the database (closed with its last user)."""
@@ -88,13 +131,20 @@ class SqliteStateStore:
             self._closed = True
             await asyncio.to_thread(self.database.release)
 
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` on the database thread, with the database's errors as the store's: what
+        cannot be read or written now is unavailable (503, retried); a database that cannot be
+        used at all (not a database, a newer schema) is a StateError."""
+        try:
+            return await self.database.run(work)
+        except DatabaseUnavailableError as exc:
+            raise StoreUnavailableError(str(exc)) from exc
+        except DatabaseError as exc:
+            raise StateError(str(exc)) from exc
+
 
 class SqliteFlagStore:
-    """Flag definitions as one document in the `flags` table.
-
-    Synchronous, as the FlagStore protocol is (the `Flags` writer runs in a thread): each call
-    waits for the database thread.
-    """
+    """Flag definitions as one document in the `flags` table."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -102,55 +152,57 @@ class SqliteFlagStore:
         self._closed = False
         self.name = f"flags in {database.path}"
 
-    def load(self) -> list[FlagDefinition]:
-        """The stored definitions; none before the first write (nor any database file)."""
-        if not self.database.path.exists():
-            return []  # reading must not create the database: the agent may not be running yet
-        raw = self._call(_read_flags, "read")
+    async def load(self) -> list[FlagDefinition]:
+        """The stored definitions; none before the first write."""
+        raw = await self._run(read_flags, "read")
         return [] if raw is None else parse_document(raw, self.name)
 
-    def save(self, definitions: Iterable[FlagDefinition]) -> None:
+    async def save(self, definitions: Iterable[FlagDefinition]) -> None:
         """Replace the stored definitions; refuses to overwrite a document that does not load."""
         document = render_document(definitions).decode()
 
         def work(db: sqlite3.Connection) -> None:
             with transaction(db):
-                old = _read_flags(db)
+                old = read_flags(db)
                 if old is not None:
                     try:
                         parse_document(old, self.name)
                     except FlagStoreError as exc:
                         msg = f"refusing to overwrite flags that do not load: {exc}"
                         raise FlagStoreError(msg) from None
-                db.execute(
-                    "INSERT INTO flags (id, document) VALUES (1, ?)"
-                    " ON CONFLICT (id) DO UPDATE SET document = excluded.document",
-                    (document,),
-                )
+                write_flags(db, document)
 
-        self._call(work, "write")
+        await self._run(work, "write")
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Release the database (closed with its last user)."""
         if not self._closed:
             self._closed = True
-            self.database.release()
+            await asyncio.to_thread(self.database.release)
 
-    def _call(self, work: Callable[[sqlite3.Connection], T], doing: str) -> T:
+    async def _run(self, work: Callable[[sqlite3.Connection], T], doing: str) -> T:
         try:
-            return self.database.call(work)
-        except (sqlite3.Error, StoreUnavailableError, StateError) as exc:
+            return await self.database.run(work)
+        except DatabaseError as exc:
             raise FlagStoreError(f"{self.name}: cannot {doing}: {exc}") from exc
 
 
-def _read_state(db: sqlite3.Connection) -> str | None:
+def read_state(db: sqlite3.Connection) -> str | None:
     row = db.execute("SELECT document FROM state WHERE id = 1").fetchone()
     return None if row is None else str(row[0])
 
 
-def _read_flags(db: sqlite3.Connection) -> str | None:
+def read_flags(db: sqlite3.Connection) -> str | None:
     row = db.execute("SELECT document FROM flags WHERE id = 1").fetchone()
     return None if row is None else str(row[0])
+
+
+def write_flags(db: sqlite3.Connection, document: str) -> None:
+    db.execute(
+        "INSERT INTO flags (id, document) VALUES (1, ?)"
+        " ON CONFLICT (id) DO UPDATE SET document = excluded.document",
+        (document,),
+    )
 
 
 def _write_state(
@@ -162,20 +214,25 @@ def _write_state(
         stored = 0 if row is None else int(row[0])
         if stored != expected:
             raise ConflictError(f"state is at version {stored}, not {expected}")
-        db.execute(
-            "INSERT INTO state (id, version, document) VALUES (1, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET version = excluded.version,"
-            " document = excluded.document",
-            (version, document),
-        )
-        db.executemany(
-            "INSERT INTO audit (time, version, actor_kind, actor_id, action, entry)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+        write_state(db, version, document, rows)
 
 
-def _audit_row(entry: dict[str, Any]) -> AuditRow:
+def write_state(db: sqlite3.Connection, version: int, document: str, rows: list[AuditRow]) -> None:
+    """The state row and audit rows, inside the caller's transaction."""
+    db.execute(
+        "INSERT INTO state (id, version, document) VALUES (1, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET version = excluded.version,"
+        " document = excluded.document",
+        (version, document),
+    )
+    db.executemany(
+        "INSERT INTO audit (time, version, actor_kind, actor_id, action, entry)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def audit_row(entry: dict[str, Any]) -> AuditRow:
     actor = entry.get("actor")
     kind, actor_id = ("", "")
     if isinstance(actor, dict):
@@ -186,23 +243,46 @@ def _audit_row(entry: dict[str, Any]) -> AuditRow:
         kind,
         actor_id,
         str(entry.get("action", "")),
-        dump_line(entry).decode(),
+        dump_json(entry),
     )
 
 
-def _guarded(
-    path: Path, work: Callable[[sqlite3.Connection], T]
-) -> Callable[[sqlite3.Connection], T]:
-    """`work` with SQLite's errors as the store's: a database that cannot be read or written
-    now (locked past the busy timeout, disk full, read-only, I/O error) is unavailable; one
-    that is not a database at all is a StateError."""
+def _where(query: AuditQuery) -> tuple[str, list[object]]:
+    """The WHERE clause (and its parameters) of `query`; a cursor is the last row id seen."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if query.cursor is not None:
+        clauses.append("id < ?")
+        params.append(_row_id(query.cursor))
+    if query.since is not None:
+        clauses.append("time >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        clauses.append("time < ?")
+        params.append(query.until)
+    if query.kinds:
+        clauses.append(f"action IN ({', '.join('?' * len(query.kinds))})")
+        params.extend(query.kinds)
+    pair = query.actor_pair()
+    if pair is not None:
+        clauses.append("actor_kind = ? AND actor_id = ?")
+        params.extend(pair)
+    elif query.actor is not None:
+        clauses.append("(actor_id = ? OR actor_kind = ?)")
+        params.extend((query.actor, query.actor))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
-    def guarded(db: sqlite3.Connection) -> T:
-        try:
-            return work(db)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailableError(f"{path}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise StateError(f"{path}: {exc}") from exc
 
-    return guarded
+def _row_id(cursor: str) -> int:
+    """The audit row id a cursor of this store holds; QueryError for any other text."""
+    if not (cursor.isascii() and cursor.isdigit() and int(cursor) < 2**63):
+        raise QueryError(f"not a cursor of this audit trail: {cursor[:40]!r}")
+    return int(cursor)
+
+
+def dump_json(document: Mapping[str, Any]) -> str:
+    """`document` as compact JSON text, as the tables store it."""
+    try:
+        return orjson.dumps(document, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # what orjson refuses (ints past 64 bits, lone surrogates): the stdlib
+        return json.dumps(document, separators=(",", ":"), default=str)

@@ -15,16 +15,15 @@ from opentelemetry.trace import Tracer
 
 from agent import __version__
 from agent.config import VigilConfig
-from agent.degradation.database import Database
+from agent.database import Database, OwnerLock
+from agent.degradation import legacy
 from agent.degradation.engine import DegradationEngine, StateStore
 from agent.degradation.errors import FlagError, FlagStoreError
-from agent.degradation.filestore import FileStateStore
 from agent.degradation.flags import Flags, FlagStore
-from agent.degradation.flagstore import FileFlagStore
 from agent.degradation.metrics import DegradationRecorder, observe
 from agent.degradation.reconcile import Reconciler
 from agent.degradation.redisstore import RedisFlagStore, RedisStateStore
-from agent.degradation.sqlitestore import SqliteFlagStore, SqliteStateStore
+from agent.degradation.sqlitestore import SCHEMA, SqliteFlagStore, SqliteStateStore
 from agent.probes import PROBES
 from agent.probes.board import Scoreboard
 from agent.probes.context import ProbeContext
@@ -35,6 +34,9 @@ from agent.server.degradation_api import DegradationApi
 from exporters.otel import Pipeline
 
 log = structlog.get_logger("vigil.agent")
+
+SCHEMAS = (SCHEMA,)
+"""The tables of every capability that keeps its state in the agent's database."""
 
 
 class Agent:
@@ -72,8 +74,14 @@ class Agent:
         self.degradation: DegradationApi | None = None
         self.reconciler: Reconciler | None = None
         self._flag_refresher: asyncio.Task[None] | None = None
+        # The agent's embedded database, when a capability keeps its state there.
+        self.database: Database | None = None
+        self._owner: OwnerLock | None = None
+        if config.degradation.enabled and config.degradation.store == "sqlite":
+            self.database = Database(database_path(config), SCHEMAS)
+            self._owner = OwnerLock(self.database.path, "a running agent")
         if config.degradation.enabled:
-            self.degradation = _degradation(config, meter, tracer, clock)
+            self.degradation = _degradation(config, self.database, meter, tracer, clock)
             engine = self.degradation.engine
             self.context.heartbeats["alertmanager"] = lambda: engine.state.heartbeat_at
             if config.degradation.alertmanager.url:
@@ -90,8 +98,19 @@ class Agent:
         """Create the data directory, start serving and scheduling."""
         settings = self.config.agent
         await asyncio.to_thread(Path(settings.data_dir).mkdir, parents=True, exist_ok=True)
+        if self.database is not None and self._owner is not None:
+            await asyncio.to_thread(self._owner.acquire)
+            try:
+                # Opened now, not at the first webhook: a database this agent cannot use (a
+                # newer schema, not a database) stops it here, before it answers anything.
+                await self.database.open()
+                await legacy.import_files(self.database, Path(settings.data_dir))
+            except BaseException:
+                self._owner.release()
+                raise
         app = make_app(self.board, self.pipeline.render, settings.startup_grace_seconds, self.clock)
         if self.degradation is not None:
+            await self.degradation.flags.load()
             await self.degradation.engine.start()
             self.degradation.register(app)
             if self.reconciler is not None:
@@ -130,9 +149,10 @@ class Agent:
             self._flag_refresher.cancel()
             await asyncio.gather(self._flag_refresher, return_exceptions=True)
         if self.degradation is not None:
-            await asyncio.to_thread(self.degradation.flags.close)
-        if self.degradation is not None:
+            await self.degradation.flags.close()
             await self.degradation.engine.stop()
+        if self._owner is not None:
+            self._owner.release()
         await self.context.close()
         if self._runner_app is not None:
             await self._runner_app.cleanup()
@@ -154,33 +174,34 @@ class Agent:
             await self.stop()
 
 
+def database_path(config: VigilConfig) -> Path:
+    """The agent's database file: `degradation.database_file`, or `vigil.db` in the data dir."""
+    configured = config.degradation.database_file
+    return Path(configured) if configured else Path(config.agent.data_dir) / "vigil.db"
+
+
 def _degradation(
-    config: VigilConfig, meter: Meter, tracer: Tracer, clock: Callable[[], float]
+    config: VigilConfig,
+    database: Database | None,
+    meter: Meter,
+    tracer: Tracer,
+    clock: Callable[[], float],
 ) -> DegradationApi:
-    """The degradation engine, flags and API, in the data directory (files, SQLite) or Redis."""
+    """The degradation engine, flags and API, in the agent's database or in Redis."""
     settings = config.degradation
-    data = Path(config.agent.data_dir)
     store: StateStore
     flag_store: FlagStore
-    if settings.store == "redis":
+    if database is None:
         store = RedisStateStore(settings.redis)
         observe(meter, [store.breaker])
         flag_store = RedisFlagStore(settings.redis)
-    elif settings.store == "sqlite":
-        database = Database(Path(settings.database_file or data / "vigil.db"))
+    else:
         store = SqliteStateStore(database)
         flag_store = SqliteFlagStore(database)
-    else:
-        store = FileStateStore(
-            Path(settings.state_file or data / "degradation.json"),
-            Path(settings.audit_file or data / "audit.jsonl"),
-        )
-        flag_store = FileFlagStore(Path(settings.flags_file or data / "flags.json"))
     engine = DegradationEngine(settings, store, clock)
-    flags = Flags.open(
-        flag_store,
-        level=lambda: engine.level,
-        forced_off=lambda: engine.state.flags_off,
+    # Empty until `start` loads the stored definitions.
+    flags = Flags(
+        store=flag_store, level=lambda: engine.level, forced_off=lambda: engine.state.flags_off
     )
     return DegradationApi(settings, engine, flags, tracer)
 
@@ -190,7 +211,7 @@ async def _refresh_flags(flags: Flags, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
-            if await asyncio.to_thread(flags.refresh):
+            if await flags.refresh():
                 log.info("flags changed by another agent", flags=len(flags.definitions))
         except (FlagStoreError, FlagError) as exc:
             log.warning("shared flags could not be refreshed", error=str(exc))

@@ -8,7 +8,6 @@ reading and error answers are `plumbing.py`.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import re
@@ -26,6 +25,7 @@ from agent.degradation.errors import (
     ConflictError,
     FlagError,
     FlagStoreError,
+    QueryError,
     RequestError,
     StoreUnavailableError,
 )
@@ -42,7 +42,7 @@ from agent.server.plumbing import (
     unavailable,
     validation_errors,
 )
-from agent.server.requests import EvaluateRequest, PinRequest, UnpinRequest
+from agent.server.requests import EvaluateRequest, PinRequest, UnpinRequest, audit_query
 from agent.server.webhook import AlertmanagerWebhook
 
 log = structlog.get_logger("vigil.degradation.api")
@@ -136,16 +136,15 @@ class DegradationApi:
         return web.json_response(status_json(self.engine))
 
     async def audit(self, request: web.Request) -> web.Response:
-        """The newest audit entries (`?limit=`, default 100, at most 10,000)."""
-        raw = request.query.get("limit", "100")
-        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-        if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= 10_000:
-            raise bad_request("limit must be an integer from 1 to 10000")
+        """Audit entries, newest first, filtered and paged (`requests.audit_query`)."""
         try:
-            entries = await self.engine.audit(int(raw))
+            query = audit_query(request.query)
+            page = await self.engine.history(query)
+        except (ValueError, QueryError) as exc:
+            raise bad_request(str(exc)) from None
         except StoreUnavailableError as exc:
             raise unavailable(exc) from None
-        return web.json_response({"entries": entries})
+        return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
 
     async def list_flags(self, request: web.Request) -> web.Response:
         """Every flag definition."""
@@ -177,7 +176,7 @@ class DegradationApi:
         if definition.key != key:
             raise bad_request("the body's key differs from the URL's")
         try:
-            diff = await asyncio.to_thread(self.flags.set, definition)
+            diff = await self.flags.set(definition)
         except FlagError as exc:
             raise bad_request(str(exc)) from None
         except FlagStoreError as exc:
@@ -195,7 +194,7 @@ class DegradationApi:
                 text=json.dumps({"error": "no such flag"}), content_type="application/json"
             )
         try:
-            diff = await asyncio.to_thread(self.flags.delete, key)
+            diff = await self.flags.delete(key)
         except FlagError as exc:
             raise bad_request(str(exc)) from None
         except FlagStoreError as exc:
@@ -245,7 +244,6 @@ class DegradationApi:
 
 
 _ACTOR = re.compile(r"[\w.@:+-]{1,100}")
-_LIMIT = re.compile(r"[0-9]{1,5}")
 
 
 def _actor(request: web.Request) -> str:

@@ -106,16 +106,35 @@ def document() -> dict[str, Any]:
             },
             "/api/v1/audit": {
                 "get": {
-                    "summary": "Newest audit entries",
+                    "summary": "Audit entries, newest first, filtered and paged",
                     "parameters": [
+                        _query("limit", "Entries per page.", minimum=1, maximum=10000),
+                        _query(
+                            "since",
+                            "Entries at or after this time (RFC 3339 with an offset).",
+                            fmt="date-time",
+                        ),
+                        _query(
+                            "until",
+                            "Entries before this time (RFC 3339 with an offset).",
+                            fmt="date-time",
+                        ),
+                        _query(
+                            "actor",
+                            "An actor id or kind (`alice`, `alertmanager`), or `kind:id`.",
+                        ),
                         {
-                            "name": "limit",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
-                        }
+                            **_query("kind", "Only entries with this `action` (repeatable)."),
+                            "schema": {"type": "array", "items": {"type": "string"}},
+                            "explode": True,
+                        },
+                        _query("cursor", "The `next_cursor` of the page before."),
                     ],
-                    "responses": _responses("Audit entries, oldest first.", 400, 503),
+                    "responses": _responses(
+                        "Entries, newest first, and `next_cursor` (null on the last page).",
+                        400,
+                        503,
+                    ),
                 }
             },
             "/api/v1/flags": {
@@ -158,4 +177,29 @@ def document() -> dict[str, Any]:
                 "webhookBasic": {"type": "http", "scheme": "basic"},
             },
         },
+    }
+
+
+def _query(
+    name: str,
+    description: str,
+    *,
+    fmt: str | None = None,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> dict[str, Any]:
+    """An optional query parameter."""
+    schema: dict[str, Any] = {"type": "integer" if minimum is not None else "string"}
+    if fmt is not None:
+        schema["format"] = fmt
+    if minimum is not None:
+        schema["minimum"] = minimum
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
     }

@@ -1,10 +1,16 @@
-"""The admin API's request bodies: validated by `degradation_api.py`, described by `openapi.py`."""
+"""The admin API's request bodies and query parameters: validated by `degradation_api.py`,
+described by `openapi.py`."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
+from multidict import MultiMapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.config.model import LevelName
+from agent.degradation.audit import MAX_LIMIT, AuditQuery, time_text
 
 
 class PinRequest(BaseModel):
@@ -33,3 +39,59 @@ class EvaluateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     context: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
+AUDIT_PARAMETERS = ("limit", "since", "until", "actor", "kind", "cursor")
+_LIMIT = re.compile(r"[0-9]{1,5}")
+_KIND = re.compile(r"[a-z_]{1,64}")
+
+
+def audit_query(params: MultiMapping[str]) -> AuditQuery:
+    """The query of `GET /api/v1/audit`; ValueError saying which parameter is wrong and why.
+
+    `limit` 1-10,000 (default 100); `since` (inclusive) and `until` (exclusive) RFC 3339 times
+    with an offset; `actor` an actor id or kind, or `kind:id`; `kind` an entry's `action`,
+    repeatable; `cursor` the `next_cursor` of the page before.
+    """
+    unknown = sorted(set(params) - set(AUDIT_PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(AUDIT_PARAMETERS)}")
+    for name in ("limit", "since", "until", "actor", "cursor"):
+        if len(params.getall(name, [])) > 1:
+            raise ValueError(f"{name} given more than once")
+    raw = params.get("limit", "100")
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    kinds = tuple(dict.fromkeys(params.getall("kind", [])))
+    bad = [k for k in kinds if not _KIND.fullmatch(k)]
+    if bad or len(kinds) > 32:
+        raise ValueError("kind must be an audit action such as level_changed (at most 32)")
+    actor = params.get("actor")
+    if actor is not None and not (1 <= len(actor) <= 201 and actor.isprintable()):
+        raise ValueError("actor must be 1 to 201 printable characters")
+    cursor = params.get("cursor")
+    if cursor is not None and not (1 <= len(cursor) <= 64 and cursor.isascii()):
+        raise ValueError("cursor must be the next_cursor of an earlier page")
+    return AuditQuery(
+        limit=int(raw),
+        since=_time(params, "since"),
+        until=_time(params, "until"),
+        actor=actor,
+        kinds=kinds,
+        cursor=cursor,
+    )
+
+
+def _time(params: MultiMapping[str], name: str) -> str | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(raw)
+        if moment.tzinfo is None:
+            raise ValueError
+        return time_text(moment)
+    except (ValueError, OverflowError):
+        msg = f"{name} must be an RFC 3339 time with an offset, e.g. 2026-12-06T23:30:00Z"
+        raise ValueError(msg) from None

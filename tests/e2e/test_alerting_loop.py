@@ -151,7 +151,7 @@ async def test_redis_down_pages_and_degrades_then_recovers(
     assert agent.agent.port is not None
     port: int = agent.agent.port
     flags = agent.agent.degradation.flags
-    flags.set(FlagDefinition(key=FLAG, enabled=True))
+    await flags.set(FlagDefinition(key=FLAG, enabled=True))
     assert flags.evaluate(FLAG, {}).value is True
     await agent.wait_status(CHECK, "healthy")
 

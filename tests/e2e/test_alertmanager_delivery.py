@@ -79,7 +79,7 @@ async def audit(agent: RunningAgent) -> list[dict[str, Any]]:
     """Every audit entry, oldest first."""
     code, body = await agent.send("GET", "/api/v1/audit?limit=1000")
     assert code == 200
-    return list(body["entries"])
+    return list(body["entries"])[::-1]  # the API answers newest first
 
 
 async def accepted_webhooks(agent: RunningAgent) -> float:

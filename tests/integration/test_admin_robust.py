@@ -106,6 +106,27 @@ pieces = text.map(lambda t: urllib.parse.quote(t, safe="")) | st.sampled_from(
     ["%ff", "%", "%zz", "k", "%C2%B2", "9" * 5000, "0", "10001", "api%0A"]
 )
 keys = mostly(st.just("k"), pieces)
+# Audit queries: each parameter valid or close (times with and without offsets, far years, the
+# store's own cursor form and others), repeated, unknown ones, and raw pieces.
+times = (
+    weighted(
+        st.datetimes(timezones=st.timezones() | st.none()).map(lambda t: t.isoformat()),
+        st.sampled_from(["2026-12-06T23:30:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59Z"]),
+    ).map(lambda t: urllib.parse.quote(t, safe=""))
+    | pieces
+)
+audit_parameters = st.lists(
+    st.tuples(st.just("limit"), st.integers(-5, 20_000).map(str) | pieces)
+    | st.tuples(st.sampled_from(["since", "until"]), times)
+    | st.tuples(st.just("actor"), st.sampled_from(["alice", "user:alice", ":", ""]) | pieces)
+    | st.tuples(st.just("kind"), st.sampled_from(["pin_set", "level_changed", "X"]) | pieces)
+    | st.tuples(st.just("cursor"), st.integers(-1, 2**70).map(str) | pieces)
+    | st.tuples(pieces, pieces),
+    max_size=6,
+)
+audit_queries = audit_parameters.map(
+    lambda pairs: "&".join(f"{urllib.parse.quote(k, safe='%')}={v}" for k, v in pairs)
+)
 routes = weighted(
     st.tuples(st.just("POST"), st.just("/api/v1/degradation/pin"), bodies(pins)),
     st.tuples(st.just("POST"), st.just("/api/v1/degradation/unpin"), bodies(pins)),
@@ -114,7 +135,7 @@ routes = weighted(
     st.tuples(st.just("DELETE"), keys.map("/api/v1/flags/{}?actor=api".format), odd_bodies),
     st.tuples(st.just("POST"), keys.map("/api/v1/flags/{}/evaluate".format), bodies(contexts)),
     st.tuples(st.just("GET"), keys.map("/api/v1/flags/{}".format), st.just(b"")),
-    st.tuples(st.just("GET"), pieces.map("/api/v1/audit?limit={}".format), st.just(b"")),
+    st.tuples(st.just("GET"), audit_queries.map("/api/v1/audit?{}".format), st.just(b"")),
 )
 authorizations = weighted(
     st.just(f"Bearer {ADMIN}"),
@@ -163,6 +184,14 @@ async def test_any_admin_request_gets_no_5xx(
     [
         pytest.param("GET", "/api/v1/audit?limit=%C2%B2", b"", id="limit-superscript"),
         pytest.param("GET", "/api/v1/audit?limit=" + "9" * 5000, b"", id="limit-5000-digits"),
+        pytest.param("GET", "/api/v1/audit?cursor=" + "9" * 30, b"", id="cursor-past-64-bits"),
+        pytest.param(
+            "GET", "/api/v1/audit?since=0001-01-01T00:00:00%2B01:00", b"", id="since-before-year-1"
+        ),
+        pytest.param("GET", "/api/v1/audit?since=2026-12-06T23:30:00", b"", id="since-naive"),
+        pytest.param("GET", "/api/v1/audit?kind=a&kind=" + "b" * 65, b"", id="kind-too-long"),
+        pytest.param("GET", "/api/v1/audit?limt=5", b"", id="unknown-parameter"),
+        pytest.param("GET", "/api/v1/audit?actor=a%00b", b"", id="actor-nul"),
         pytest.param(
             "PUT", "/api/v1/flags/k", b'{"description": "\\ud800"}', id="flag-lone-surrogate"
         ),

@@ -125,6 +125,51 @@ async def test_history_shows_the_pin(start_agent) -> None:
     assert pin_set["actor"] == {"kind": "user", "id": "bob"}
 
 
+async def test_history_filters_and_pages(start_agent) -> None:
+    """`history` passes time, actor and kind filters to the agent, prints a cursor while older
+    entries match, and `--cursor` continues from it; a bad filter exits 1 with the reason."""
+    agent = await start_agent(DISK, degradation=degradation())
+    await agent.send(
+        "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
+    )
+    for actor in ("bob", "carol"):
+        await vigil(
+            agent.base_url, "degradation", "pin", "degraded", "--reason", "r", "--actor", actor
+        )
+
+    mine = _json(await vigil(agent.base_url, "degradation", "history", "--actor", "bob", "--json"))
+    pins = await vigil(
+        agent.base_url,
+        "degradation",
+        "history",
+        "--kind",
+        "pin_set",
+        "--since",
+        "1h",
+        "--limit",
+        "1",
+    )
+    later = await vigil(agent.base_url, "degradation", "history", "--until", "1h", "--json")
+    bad = await vigil(agent.base_url, "degradation", "history", "--since", "last tuesday")
+
+    entries = mine["entries"]
+    assert isinstance(entries, list)
+    assert {e["actor"]["id"] for e in entries} == {"bob"}
+    assert [e["action"] for e in entries] == ["level_changed", "pin_set"]  # newest first
+    assert pins.returncode == 0, pins.stderr
+    assert "user:carol" in pins.stdout
+    assert "user:bob" not in pins.stdout
+    cursor = pins.stdout.strip().splitlines()[-1].removeprefix("older entries: --cursor ")
+    older = await vigil(
+        agent.base_url, "degradation", "history", "--kind", "pin_set", "--cursor", cursor
+    )
+    assert "user:bob" in older.stdout
+    assert "older entries" not in older.stdout
+    assert _json(later) == {"entries": [], "next_cursor": None}
+    assert bad.returncode == 1
+    assert "since must be an RFC 3339 time with an offset" in bad.stderr
+
+
 async def test_flags_set_list_and_evaluate(start_agent) -> None:
     """`flags set` creates then changes only the given fields; `list` and `evaluate` read them."""
     agent = await start_agent(DISK, degradation=degradation())

@@ -1,11 +1,9 @@
 """Crash safety of the degradation state: SIGKILL the agent process in the middle of a burst of
-webhook-driven transitions; the stored state always loads, and no acknowledged change is lost.
-Run over the file store and the SQLite store."""
+webhook-driven transitions; the stored state always loads, and no acknowledged change is lost."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import http.client
 import json
@@ -19,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from agent.degradation.filestore import FileStateStore
 from agent.degradation.sqlitestore import SqliteStateStore
 from agent.degradation.state import State
 from tests.harness.agent_process import AgentProcess, start_agent_process
@@ -119,19 +116,7 @@ class Sender(threading.Thread):
             self.refused.append((code, answer))
 
 
-# --- what the files hold --------------------------------------------------------------------
-def read_audit(path: Path) -> list[dict[str, Any]]:
-    """Every audit line; only an unterminated last line (a torn append) may fail to parse."""
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    complete, tail = lines[:-1], lines[-1]
-    entries = [json.loads(line) for line in complete]  # a complete line must parse
-    if tail:
-        with contextlib.suppress(ValueError):  # torn: the agent died mid-append
-            entries.append(json.loads(tail))
-    return entries
-
-
+# --- what the database holds ---------------------------------------------------------------
 def level_at(audit: list[dict[str, Any]], version: int) -> str:
     """The level the audit's `level_changed` entries say the state had at `version`."""
     level = "full"
@@ -141,23 +126,14 @@ def level_at(audit: list[dict[str, Any]], version: int) -> str:
     return str(level)
 
 
-def recover_file(data: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """What a restart over the files recovers: the snapshot plus the journal's durable lines,
-    folded; the snapshot alone loads and the journal is emptied."""
-    recovered = asyncio.run(FileStateStore(data / "degradation.json", data / "audit.jsonl").load())
-    State.from_json(json.loads((data / "degradation.json").read_bytes()))  # snapshot loads
-    assert (data / "degradation.json.journal").read_bytes() == b""  # folded away
-    return recovered, read_audit(data / "audit.jsonl")
-
-
-def recover_sqlite(data: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def recover(data: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """What a restart over the database recovers (SQLite replays the WAL's committed
     transactions on open); the database passes SQLite's integrity check."""
 
-    async def read() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    async def read() -> dict[str, Any] | None:
         store = SqliteStateStore.at(data / "vigil.db")
         try:
-            return await store.load(), await store.audit(10**9)
+            return await store.load()
         finally:
             await store.close()
 
@@ -167,27 +143,16 @@ def recover_sqlite(data: Path) -> tuple[dict[str, Any] | None, list[dict[str, An
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         db.close()
-    return recovered
+    return recovered, restarted(data)
 
 
-def restarted_file(data: Path) -> list[dict[str, Any]]:
-    """The audit a started agent has recovered from the killed one's files (read beside it)."""
-    assert list(data.glob(".*.tmp")) == []  # a killed write's temp file is cleared
-    return read_audit(data / "audit.jsonl")
-
-
-def restarted_sqlite(data: Path) -> list[dict[str, Any]]:
-    """The audit a started agent has recovered from the killed one's database (a reader beside
-    the agent's connection, as WAL mode allows)."""
+def restarted(data: Path) -> list[dict[str, Any]]:
+    """The audit, oldest first, read beside a running agent's connection (as WAL mode allows)."""
     db = sqlite3.connect(f"file:{data / 'vigil.db'}?mode=ro", uri=True)
     try:
         return [json.loads(row[0]) for row in db.execute("SELECT entry FROM audit ORDER BY id")]
     finally:
         db.close()
-
-
-RECOVER = {"file": recover_file, "sqlite": recover_sqlite}
-RESTARTED = {"file": restarted_file, "sqlite": restarted_sqlite}
 
 
 @pytest.fixture
@@ -201,9 +166,8 @@ def agents() -> Iterator[list[AgentProcess]]:
             agent.proc.wait()
 
 
-@pytest.mark.parametrize("store", ["file", "sqlite"])
 def test_sigkill_mid_burst_loses_no_acknowledged_transition(
-    tmp_path: Path, agents: list[AgentProcess], store: str
+    tmp_path: Path, agents: list[AgentProcess]
 ) -> None:
     """After SIGKILL mid-burst the state loads, holds every acknowledged version and level, the
     audit has every acknowledged change, and a restart serves the stored version."""
@@ -218,7 +182,6 @@ def test_sigkill_mid_burst_loses_no_acknowledged_transition(
         "checks": [{"name": "disk", "kind": "disk", "path": "/", "interval_seconds": 30}],
         "degradation": {
             "enabled": True,
-            "store": store,
             "webhook": {"bearer_token_env": "VIGIL_CRASH_HOOK"},
             "hold_seconds": 0,  # every resolve of the worst alert is a transition at once
             "flap_max_changes": 1_000_000,  # and the flap guard never holds one back
@@ -241,7 +204,7 @@ def test_sigkill_mid_burst_loses_no_acknowledged_transition(
         assert code == 200
         if stored is not None:  # the restart serves what the killed agent had stored
             assert (status["version"], status["level"]) == (stored.version, stored.level.label)
-            kept = RESTARTED[store](data)
+            kept = restarted(data)
             assert max(e["version"] for e in kept) <= stored.version  # unreached ones trimmed
         if round_ == ROUNDS:
             break
@@ -271,7 +234,7 @@ def test_sigkill_mid_burst_loses_no_acknowledged_transition(
         assert [r for s in senders for r in s.refused] == [], where
         assert acks, where
 
-        recovered, audit = RECOVER[store](data)
+        recovered, audit = recover(data)
         assert recovered is not None, where
         stored = State.from_json(recovered)
         assert stored.version >= max(a.version for a in acks), where
@@ -292,5 +255,5 @@ def test_sigkill_mid_burst_loses_no_acknowledged_transition(
         assert level_at(audit, stored.version) == stored.level.label, where
         assert len({a.level for a in acks}) > 1, where  # the burst did move the level
 
-    changes = [e for e in RECOVER[store](data)[1] if e["action"] == "level_changed"]
+    changes = [e for e in recover(data)[1] if e["action"] == "level_changed"]
     assert len(changes) >= ROUNDS * 4

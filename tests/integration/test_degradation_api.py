@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from opentelemetry.trace import SpanKind
 
+from agent.database import Database, DatabaseInUseError
+from agent.degradation.sqlitestore import SCHEMA
 from tests.harness.checks import quiet_disk
 from tests.harness.wait import FakeClock, poll_until
 
@@ -91,6 +93,7 @@ async def test_fire_escalates_and_resolve_recovers_after_hold(start_agent) -> No
     clock.advance(0.6)  # past the hold: the agent's own tick recovers
     await _wait_level(agent, "full")
     _, audit = await agent.send("GET", "/api/v1/audit?limit=50")
+    audit["entries"].reverse()  # oldest first
     actions = [e["action"] for e in audit["entries"]]
     assert actions.count("level_changed") == 2
     assert "alert_fired" in actions
@@ -309,7 +312,7 @@ async def test_pin_and_unpin_need_the_admin_token(start_agent) -> None:
     assert (unpinned["level"], unpinned["pinned"]) == ("minimal", False)
     _, audit = await agent.send("GET", "/api/v1/audit")
     causes = [e.get("cause") for e in audit["entries"] if e["action"] == "level_changed"]
-    assert causes == ["alert", "pin", "unpin"]
+    assert causes == ["unpin", "pin", "alert"]  # newest first
 
 
 async def test_pin_times_are_exported(start_agent) -> None:
@@ -378,11 +381,10 @@ async def test_flag_cycles_are_refused(start_agent) -> None:
     assert a["depends_on"] == []
 
 
-@pytest.mark.parametrize("store", ["file", "sqlite"])
-async def test_state_survives_restart(start_agent, tmp_path: Path, store: str) -> None:
+async def test_state_survives_restart(start_agent, tmp_path: Path) -> None:
     """A second agent over the same data directory starts at the stored level and alerts, with
     the stored flags."""
-    settings = degradation(hold_seconds=600, store=store)
+    settings = degradation(hold_seconds=600)
     first = await start_agent(DISK, degradation=settings)
     await first.send(
         "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
@@ -399,16 +401,29 @@ async def test_state_survives_restart(start_agent, tmp_path: Path, store: str) -
     _, flag = await second.send("GET", "/api/v1/flags/search")
     assert flag["enabled"] is True
     stored = {p.name for p in (tmp_path / "data").iterdir()}
-    assert ("vigil.db" in stored) == (store == "sqlite")
+    assert "vigil.db" in stored
+    assert not stored & {"degradation.json", "audit.jsonl", "flags.json"}  # the files are gone
 
 
-@pytest.mark.parametrize("store", ["file", "sqlite"])
-async def test_a_flag_write_keeps_the_audit_of_the_change_before_it(
-    start_agent, store: str
-) -> None:
+async def test_a_second_agent_on_one_database_refuses_to_start(start_agent, tmp_path: Path) -> None:
+    """While one agent runs over a data directory, another one started over it stops at start
+    with DatabaseInUseError naming the database and the running agent; once the first has
+    stopped, it starts."""
+    first = await start_agent(DISK, degradation=degradation())
+    with pytest.raises(DatabaseInUseError) as caught:
+        await start_agent(DISK, degradation=degradation())
+    assert f"{tmp_path / 'data' / 'vigil.db'} is in use by a running agent (pid " in str(
+        caught.value
+    )
+    await first.agent.stop()
+    second = await start_agent(DISK, degradation=degradation())
+    assert (await second.send("GET", "/api/v1/degradation"))[0] == 200
+
+
+async def test_a_flag_write_keeps_the_audit_of_the_change_before_it(start_agent) -> None:
     """The audit entries of a transition stay in the trail after a flag write follows it, and
     after a restart."""
-    settings = degradation(hold_seconds=600, store=store)
+    settings = degradation(hold_seconds=600)
     first = await start_agent(DISK, degradation=settings)
     await first.send(
         "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
@@ -420,7 +435,7 @@ async def test_a_flag_write_keeps_the_audit_of_the_change_before_it(
     _, after = await second.send("GET", "/api/v1/audit?limit=50")
 
     actions = [e["action"] for e in before["entries"]]
-    assert actions == ["alert_fired", "level_changed", "flags_changed", "flag_set"]
+    assert actions == ["flag_set", "flags_changed", "level_changed", "alert_fired"]
     assert after["entries"] == before["entries"]
 
 
@@ -471,28 +486,21 @@ async def test_unpin_without_pin_changes_nothing(start_agent) -> None:
     assert audit["entries"] == []
 
 
-def test_corrupt_state_file_refuses_to_start(tmp_path: Path) -> None:
-    """A damaged state file stops `vigil run` with a message naming it, and stays untouched."""
+def _run_over(data: Path, tmp_path: Path) -> Any:
+    """`vigil run` over `data` in a fresh interpreter, expected to stop at start."""
     import subprocess
     import sys
 
     import yaml
 
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "degradation.json").write_text("{ not json")
     config = tmp_path / "vigil.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "agent": {"data_dir": str(data), "listen_port": 0},
-                "degradation": degradation(),
-                "checks": DISK,
-            }
-        )
-    )
-
-    done = subprocess.run(
+    document = {
+        "agent": {"data_dir": str(data), "listen_port": 0},
+        "degradation": degradation(),
+        "checks": DISK,
+    }
+    config.write_text(yaml.safe_dump(document))
+    return subprocess.run(
         [sys.executable, "-m", "agent", "run", "--config", str(config)],
         capture_output=True,
         text=True,
@@ -500,16 +508,75 @@ def test_corrupt_state_file_refuses_to_start(tmp_path: Path) -> None:
         check=False,
     )
 
+
+def test_corrupt_state_file_refuses_to_start(tmp_path: Path) -> None:
+    """A damaged state file of the previous release stops `vigil run` with a message naming
+    it, and stays untouched (nothing is imported)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "degradation.json").write_text("{ not json")
+
+    done = _run_over(data, tmp_path)
+
     assert done.returncode == 1
     assert "degradation.json: not valid JSON" in done.stderr
     assert "Traceback" not in done.stderr
     assert (data / "degradation.json").read_text() == "{ not json"
 
 
-async def test_repeats_store_nothing_without_expiry(start_agent) -> None:
+def test_a_database_of_a_newer_vigil_stops_the_agent_with_exit_3(tmp_path: Path) -> None:
+    """A database whose degradation schema is newer than the agent knows stops `vigil run`
+    with exit 3 and a message naming both versions; the database is not changed."""
+    import sqlite3
+
+    data = tmp_path / "data"
+    made = Database(data / "vigil.db", [SCHEMA])
+    made.call(
+        lambda db: db.execute("UPDATE schema_versions SET version = ?", (SCHEMA.version + 1,))
+    )
+    made.release()
+    before = (data / "vigil.db").read_bytes()
+
+    done = _run_over(data, tmp_path)
+
+    assert done.returncode == 3, done.stderr
+    newer = f"degradation schema {SCHEMA.version + 1} is newer than this agent knows"
+    assert f"vigil: cannot start: {data / 'vigil.db'}: {newer} ({SCHEMA.version})" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (data / "vigil.db").read_bytes() == before
+    db = sqlite3.connect(data / "vigil.db")
+    assert db.execute("SELECT version FROM schema_versions").fetchall() == [(SCHEMA.version + 1,)]
+    db.close()
+
+
+async def test_every_audit_entry_is_also_a_log_line(start_agent) -> None:
+    """Each stored audit entry is logged once as `audit entry` (logger vigil.audit) holding the
+    entry exactly as the API returns it, so log shippers see the whole trail."""
+    agent = await start_agent(DISK, degradation=degradation())
+    await agent.send(
+        "POST", "/webhooks/alertmanager", reference("webhook_firing.json"), token=TOKEN
+    )
+    pin = {"level": "maintenance", "reason": "drill", "actor": "alice"}
+    await agent.send("POST", "/api/v1/degradation/pin", pin, token=ADMIN)
+    await agent.send("PUT", "/api/v1/flags/search", {"enabled": True}, token=ADMIN)
+
+    _, audit = await agent.send("GET", "/api/v1/audit")
+    lines = [json.loads(line) for line in agent.log.getvalue().splitlines()]
+    logged = [line for line in lines if line["event"] == "audit entry"]
+
+    assert {line["logger"] for line in logged} == {"vigil.audit"}
+    assert [line["audit"] for line in logged] == audit["entries"][::-1]
+    assert len(logged) >= 5  # fired, level, flags, pin, level, flag_set
+
+
+async def test_repeats_store_nothing_without_expiry(start_agent, tmp_path: Path) -> None:
     """A repeated notification leaves the version alone unless alert expiry needs last_seen."""
     plain = await start_agent(DISK, degradation=degradation())
-    expiring = await start_agent(DISK, degradation=degradation(alert_expiry_seconds=3600))
+    expiring = await start_agent(
+        DISK,
+        degradation=degradation(alert_expiry_seconds=3600),
+        data_dir=str(tmp_path / "expiring"),
+    )
     firing = reference("webhook_firing.json")
     versions = []
     for agent in (plain, expiring):

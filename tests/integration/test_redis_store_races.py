@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 
 from agent.config.model import DegradationSettings, RedisStoreSettings
 from agent.degradation.alerts import WebhookAlert, WebhookPayload
+from agent.degradation.audit import MAX_LIMIT, AuditQuery
 from agent.degradation.engine import Actor, DegradationEngine
 from agent.degradation.errors import ConflictError
 from agent.degradation.levels import Level
@@ -114,7 +115,15 @@ async def shared(redis_server: RedisServer) -> AsyncIterator[_Engines]:
 
 
 async def _audit(store: RedisStateStore) -> list[dict[str, Any]]:
-    return await store.audit(100_000)
+    """The whole audit stream, oldest first (history pages run newest first)."""
+    entries: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = await store.history(AuditQuery(limit=MAX_LIMIT, cursor=cursor))
+        entries += page.entries
+        cursor = page.next_cursor
+        if cursor is None:
+            return entries[::-1]
 
 
 def _fired(entries: list[dict[str, Any]]) -> list[tuple[str, int]]:

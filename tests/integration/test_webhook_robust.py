@@ -100,7 +100,7 @@ class Client:
 async def client(
     start_agent: Callable[..., Awaitable[RunningAgent]], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Client]:
-    """An in-process agent over a real file store, with Bearer and basic webhook credentials."""
+    """An in-process agent over a real SQLite store, with Bearer and basic webhook credentials."""
     monkeypatch.setenv("VIGIL_ROBUST_HOOK", TOKEN)
     monkeypatch.setenv("VIGIL_ROBUST_BASIC", BASIC_PASSWORD)
     monkeypatch.setenv("VIGIL_ROBUST_ADMIN", ADMIN)

@@ -76,6 +76,21 @@ BAD = [
         "checks:\n - {name: a, kind: http, url: 'http://h/', headers_env: {X-Token: VIGIL_NOPE}}\n",
         ["checks[0].headers_env.X-Token: environment variable VIGIL_NOPE is not set"],
     ),
+    (
+        "degradation: {store: file}\nchecks:\n - {name: a, kind: disk, path: /}\n",
+        [
+            "degradation: store: file was removed; the default store is sqlite, and an agent"
+            " started over the file store's files in agent.data_dir imports them once"
+        ],
+    ),
+    (
+        "degradation: {flags_file: /srv/flags.json}\nchecks:\n - {name: a, kind: disk, path: /}\n",
+        [
+            "degradation: flags_file was removed with the file store; the state, audit trail and"
+            " flags live in database_file. An agent imports the files it finds under their"
+            " default names in agent.data_dir once: move a file there to import it"
+        ],
+    ),
 ]
 
 

@@ -17,8 +17,8 @@ from agent.cli import main
 from agent.config import checks, model
 from agent.degradation import flags, policy
 from agent.degradation.engine import DegradationEngine
-from agent.degradation.filestore import FileStateStore
 from agent.degradation.levels import Level
+from agent.degradation.sqlitestore import SqliteStateStore
 from agent.probes.board import Scoreboard
 from agent.probes.result import Reason
 from agent.server.app import make_app
@@ -145,9 +145,7 @@ def _routes(tmp_path: Path) -> set[str]:
     """Every route of the agent's app with the degradation API registered."""
     app = make_app(Scoreboard([]), lambda: b"", 0.0)
     settings = model.DegradationSettings()
-    engine = DegradationEngine(
-        settings, FileStateStore(tmp_path / "state.json", tmp_path / "audit.jsonl")
-    )
+    engine = DegradationEngine(settings, SqliteStateStore.at(tmp_path / "vigil.db"))
     DegradationApi(settings, engine, flags.Flags()).register(app)
     return {r.resource.canonical for r in app.router.routes() if r.resource is not None}
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -26,11 +26,14 @@ class FlagStore(Protocol):
     def name(self) -> str:
         """Where the definitions live, as messages name it."""
 
-    def load(self) -> list[FlagDefinition]:
+    async def load(self) -> list[FlagDefinition]:
         """The stored definitions."""
 
-    def save(self, definitions: Iterable[FlagDefinition]) -> None:
+    async def save(self, definitions: Iterable[FlagDefinition]) -> None:
         """Replace the stored definitions."""
+
+    async def close(self) -> None:
+        """Release the store's connections."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,8 +65,8 @@ class Flags:
     """The flags services use: the current FlagSet, its writes, persistence and the ambient level.
 
     Writes rebuild and validate the whole set, persist it when a store is given, and only then
-    make it current; on any error nothing changes. Writes are serialised by a lock (the store does
-    blocking I/O: call them through `asyncio.to_thread` from async code). `evaluate` takes no lock.
+    make it current; on any error nothing changes. Writes are coroutines, serialised by a lock;
+    `evaluate` is plain, takes no lock and does no I/O, so any thread may call it.
     """
 
     def __init__(
@@ -80,10 +83,10 @@ class Flags:
         self._forced_off = forced_off
         self._forced: collections.Counter[str] = collections.Counter()
         self._store = store
-        self._lock = threading.Lock()
+        self._lock = asyncio.Lock()
 
     @classmethod
-    def open(
+    async def open(
         cls,
         store: FlagStore,
         *,
@@ -91,12 +94,9 @@ class Flags:
         forced_off: Callable[[], frozenset[str]] = frozenset,
     ) -> Flags:
         """Flags loaded from `store` and persisted to it; FlagStoreError naming the path if bad."""
-        definitions = store.load()
-        try:
-            return cls(definitions, level=level, forced_off=forced_off, store=store)
-        except FlagError as exc:
-            msg = f"{store.name}: {exc}"
-            raise FlagStoreError(msg) from None
+        flags = cls(level=level, forced_off=forced_off, store=store)
+        await flags.load()
+        return flags
 
     @property
     def definitions(self) -> tuple[FlagDefinition, ...]:
@@ -136,20 +136,20 @@ class Flags:
             counts[key, Reason.DEGRADED] = counts.get((key, Reason.DEGRADED), 0) + forced
         return counts
 
-    def set(self, definition: FlagDefinition) -> FlagDiff:
+    async def set(self, definition: FlagDefinition) -> FlagDiff:
         """Create or replace one flag."""
-        with self._lock:
+        async with self._lock:
             current = list(self._set.definitions)
             keys = [d.key for d in current]
             if definition.key in keys:
                 current[keys.index(definition.key)] = definition
             else:
                 current.append(definition)
-            return self._commit(current)
+            return await self._commit(current)
 
-    def delete(self, key: str) -> FlagDiff:
+    async def delete(self, key: str) -> FlagDiff:
         """Delete one flag; FlagError if unknown or if another flag depends on it."""
-        with self._lock:
+        async with self._lock:
             if key not in self._set:
                 msg = f"unknown flag {key!r}"
                 raise FlagError(msg)
@@ -159,41 +159,49 @@ class Flags:
             if children:
                 msg = f"cannot delete {key!r}: {', '.join(children)} depend on it"
                 raise FlagError(msg)
-            return self._commit([d for d in self._set.definitions if d.key != key])
+            return await self._commit([d for d in self._set.definitions if d.key != key])
 
-    def close(self) -> None:
-        """Release the store's connections, if it holds any."""
-        close = getattr(self._store, "close", None)
-        if close is not None:
-            close()
+    async def close(self) -> None:
+        """Release the store's connections."""
+        if self._store is not None:
+            await self._store.close()
 
-    def refresh(self) -> bool:
+    async def load(self) -> None:
+        """Adopt the stored definitions (at start); FlagStoreError naming the store when they
+        cannot be read or are not a valid set."""
+        try:
+            await self.refresh()
+        except FlagError as exc:
+            name = "flag store" if self._store is None else self._store.name
+            raise FlagStoreError(f"{name}: {exc}") from None
+
+    async def refresh(self) -> bool:
         """Adopt the definitions in the store if another writer changed them (shared stores).
 
         True when they changed; FlagStoreError when the store cannot be read (nothing changes).
         """
         if self._store is None:
             return False
-        definitions = self._store.load()
-        with self._lock:
+        definitions = await self._store.load()
+        async with self._lock:
             if list(definitions) == list(self._set.definitions):
                 return False
             self._set = FlagSet.build(definitions, counts=self._set.stats())
             return True
 
-    def replace(self, definitions: Iterable[FlagDefinition]) -> FlagDiff:
+    async def replace(self, definitions: Iterable[FlagDefinition]) -> FlagDiff:
         """Replace the whole set."""
-        with self._lock:
-            return self._commit(list(definitions))
+        async with self._lock:
+            return await self._commit(list(definitions))
 
-    def _commit(self, definitions: list[FlagDefinition]) -> FlagDiff:
+    async def _commit(self, definitions: list[FlagDefinition]) -> FlagDiff:
         old = self._set
         new = FlagSet.build(definitions, counts=old.stats())
         before = {d.key: d for d in old.definitions}
         after = {d.key: d for d in new.definitions}
         changed = [k for k in {*before, *after} if before.get(k) != after.get(k)]
         if self._store is not None and (changed or [*before] != [*after]):
-            self._store.save(new.definitions)
+            await self._store.save(new.definitions)
         self._set = new
         return FlagDiff(
             before={k: before[k].model_dump(mode="json") for k in sorted(changed) if k in before},

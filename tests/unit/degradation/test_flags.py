@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from agent.database import Database
 from agent.degradation.errors import FlagError, FlagStoreError
 from agent.degradation.flags import (
     FORMAT_VERSION,
@@ -23,8 +26,8 @@ from agent.degradation.flags import (
     FlagSet,
     Reason,
 )
-from agent.degradation.flagstore import FileFlagStore
 from agent.degradation.levels import Level
+from agent.degradation.sqlitestore import SCHEMA, SqliteFlagStore
 
 
 def flag(key: str, **fields: Any) -> FlagDefinition:
@@ -501,14 +504,14 @@ def test_stats_count_per_flag_and_reason_without_parents() -> None:
     assert flags.stats() == {("child", Reason.STATIC): 3, ("parent", Reason.STATIC): 1}
 
 
-def test_stats_survive_writes() -> None:
+async def test_stats_survive_writes() -> None:
     """Counts keep growing across set/delete, so they can back a monotonic counter."""
     flags = Flags([flag("a"), flag("b")])
     flags.evaluate("a")
     flags.evaluate("b")
-    flags.set(flag("a", enabled=False))
+    await flags.set(flag("a", enabled=False))
     flags.evaluate("a")
-    flags.delete("b")
+    await flags.delete("b")
     flags.evaluate("a")
     assert flags.stats() == {
         ("a", Reason.STATIC): 1,
@@ -517,53 +520,80 @@ def test_stats_survive_writes() -> None:
     }
 
 
-def test_writes_return_a_diff_for_the_audit_log() -> None:
+async def test_writes_return_a_diff_for_the_audit_log() -> None:
     """set, delete and replace return the changed definitions before and after."""
     flags = Flags([flag("a")])
-    created = flags.set(flag("b", rollout_percent=5))
+    created = await flags.set(flag("b", rollout_percent=5))
     assert created.keys == ("b",)
     assert created.before == {}
     assert created.after["b"]["rollout_percent"] == 5
-    changed = flags.set(flag("b", rollout_percent=10))
+    changed = await flags.set(flag("b", rollout_percent=10))
     assert (changed.before["b"]["rollout_percent"], changed.after["b"]["rollout_percent"]) == (
         5,
         10,
     )
-    assert not flags.set(flag("b", rollout_percent=10))
-    deleted = flags.delete("b")
+    assert not await flags.set(flag("b", rollout_percent=10))
+    deleted = await flags.delete("b")
     assert (deleted.keys, deleted.after) == (("b",), {})
-    replaced = flags.replace([flag("c")])
+    replaced = await flags.replace([flag("c")])
     assert replaced.keys == ("a", "c")
     assert [d.key for d in flags.definitions] == ["c"]
 
 
-def test_cycle_is_refused_and_the_previous_set_stays(tmp_path: Path) -> None:
-    """A write closing a cycle raises, and the active set and the flag file stay as they were."""
-    store = FileFlagStore(tmp_path / "flags.json")
-    flags = Flags(level=lambda: Level.FULL, store=store)
-    flags.replace([flag("a"), flag("b", depends_on=[{"flag": "a"}])])
-    saved = store.path.read_bytes()
-    with pytest.raises(FlagError, match=r"^dependency cycle: a -> b -> a$"):
-        flags.set(flag("a", depends_on=[{"flag": "b"}]))
-    assert [d.key for d in flags.definitions] == ["a", "b"]
-    assert flags.get("a") == flag("a")
-    assert flags.evaluate("b") == Evaluation(True, "on", Reason.STATIC, "b")
-    assert store.path.read_bytes() == saved
-
-
-def test_deleting_a_parent_is_refused() -> None:
+async def test_deleting_a_parent_is_refused() -> None:
     """A flag others depend on cannot be deleted, and an unknown one neither."""
     flags = Flags([flag("p"), flag("c", depends_on=[{"flag": "p"}])])
     with pytest.raises(FlagError, match=r"cannot delete 'p': c depend on it"):
-        flags.delete("p")
+        await flags.delete("p")
     with pytest.raises(FlagError, match=r"unknown flag 'x'"):
-        flags.delete("x")
+        await flags.delete("x")
     assert len(flags.definitions) == 2
 
 
-def test_store_round_trip(tmp_path: Path) -> None:
-    """Saved definitions load back equal, in a versioned JSON document, with no temp file left."""
-    store = FileFlagStore(tmp_path / "flags.json")
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteFlagStore]:
+    """A flag store over a fresh database (a short busy timeout: a locked database fails fast)."""
+    made = SqliteFlagStore(Database(tmp_path / "vigil.db", [SCHEMA], busy_timeout_seconds=0.2))
+    yield made
+    await made.close()
+
+
+def _stored(store: SqliteFlagStore) -> str | None:
+    """The flag document as the database holds it, read by a connection of its own."""
+    db = sqlite3.connect(store.database.path)
+    try:
+        row = db.execute("SELECT document FROM flags").fetchone()
+        return None if row is None else str(row[0])
+    finally:
+        db.close()
+
+
+def _write_stored(store: SqliteFlagStore, document: bytes) -> None:
+    """Put `document` in the flag row as a hand or another program might have."""
+    store.database.call(
+        lambda db: db.execute(
+            "INSERT INTO flags (id, document) VALUES (1, ?) ON CONFLICT (id)"
+            " DO UPDATE SET document = excluded.document",
+            (document.decode(),),
+        )
+    )
+
+
+async def test_cycle_is_refused_and_the_previous_set_stays(store: SqliteFlagStore) -> None:
+    """A write closing a cycle raises, and the active set and the stored flags stay as they were."""
+    flags = Flags(level=lambda: Level.FULL, store=store)
+    await flags.replace([flag("a"), flag("b", depends_on=[{"flag": "a"}])])
+    saved = _stored(store)
+    with pytest.raises(FlagError, match=r"^dependency cycle: a -> b -> a$"):
+        await flags.set(flag("a", depends_on=[{"flag": "b"}]))
+    assert [d.key for d in flags.definitions] == ["a", "b"]
+    assert flags.get("a") == flag("a")
+    assert flags.evaluate("b") == Evaluation(True, "on", Reason.STATIC, "b")
+    assert _stored(store) == saved
+
+
+async def test_store_round_trip(store: SqliteFlagStore) -> None:
+    """Saved definitions load back equal, stored as one versioned JSON document."""
     definitions = [
         flag(
             "checkout",
@@ -577,25 +607,26 @@ def test_store_round_trip(tmp_path: Path) -> None:
         ),
         flag("extras", depends_on=[{"flag": "checkout", "variant": "a"}]),
     ]
-    store.save(definitions)
-    assert store.load() == definitions
-    document = json.loads(store.path.read_text())
+    await store.save(definitions)
+    assert await store.load() == definitions
+    document = json.loads(_stored(store) or "")
     assert document["version"] == FORMAT_VERSION
     assert document["flags"][0]["disabled_at_level"] == "minimal"
-    assert [p.name for p in tmp_path.iterdir()] == ["flags.json"]
 
 
-def test_flags_open_reloads_what_was_written(tmp_path: Path) -> None:
-    """Flags.open on the same file sees the flags a previous instance wrote."""
-    store = FileFlagStore(tmp_path / "flags.json")
-    Flags.open(store).set(flag("a", rollout_percent=6.32, group_id="new-checkout"))
-    reopened = Flags.open(FileFlagStore(tmp_path / "flags.json"))
+async def test_flags_open_reloads_what_was_written(tmp_path: Path) -> None:
+    """Flags.open over the same database sees the flags a previous instance wrote."""
+    first = await Flags.open(SqliteFlagStore(Database(tmp_path / "vigil.db", [SCHEMA])))
+    await first.set(flag("a", rollout_percent=6.32, group_id="new-checkout"))
+    await first.close()
+    reopened = await Flags.open(SqliteFlagStore(Database(tmp_path / "vigil.db", [SCHEMA])))
     assert reopened.evaluate("a", {"user_id": "user-1"}).value is True
+    await reopened.close()
 
 
-def test_missing_file_loads_as_no_flags(tmp_path: Path) -> None:
-    """A store whose file does not exist yet holds no flags."""
-    assert FileFlagStore(tmp_path / "absent.json").load() == []
+async def test_an_empty_store_loads_as_no_flags(store: SqliteFlagStore) -> None:
+    """A database with no flag row yet holds no flags."""
+    assert await store.load() == []
 
 
 @pytest.mark.parametrize(
@@ -610,25 +641,25 @@ def test_missing_file_loads_as_no_flags(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_corrupt_file_is_reported_and_kept(tmp_path: Path, content: bytes, message: str) -> None:
-    """A damaged flag file raises an error naming path and reason, and is never overwritten."""
-    path = tmp_path / "flags.json"
-    path.write_bytes(content)
-    store = FileFlagStore(path)
+async def test_corrupt_document_is_reported_and_kept(
+    store: SqliteFlagStore, content: bytes, message: str
+) -> None:
+    """A damaged flag document raises an error naming the database and the reason, and is never
+    overwritten."""
+    _write_stored(store, content)
     with pytest.raises(FlagStoreError) as caught:
-        store.load()
-    assert str(path) in str(caught.value)
+        await store.load()
+    assert str(store.database.path) in str(caught.value)
     assert message in str(caught.value)
     with pytest.raises(FlagStoreError, match="refusing to overwrite"):
-        store.save([flag("a")])
+        await store.save([flag("a")])
     with pytest.raises(FlagStoreError):
-        Flags.open(store)
-    assert path.read_bytes() == content
+        await Flags.open(store)
+    assert _stored(store) == content.decode()
 
 
-def test_invalid_graph_in_file_is_reported_with_the_path(tmp_path: Path) -> None:
-    """A file whose flags form a cycle fails to open, naming the file and the cycle."""
-    path = tmp_path / "flags.json"
+async def test_invalid_graph_in_store_is_reported_with_the_place(store: SqliteFlagStore) -> None:
+    """Stored flags that form a cycle fail to open, naming the database and the cycle."""
     document = {
         "version": 1,
         "flags": [
@@ -636,22 +667,24 @@ def test_invalid_graph_in_file_is_reported_with_the_path(tmp_path: Path) -> None
             {"key": "b", "depends_on": [{"flag": "a"}]},
         ],
     }
-    path.write_text(json.dumps(document))
-    with pytest.raises(FlagStoreError, match=r"flags\.json: dependency cycle: a -> b -> a"):
-        Flags.open(FileFlagStore(path))
+    _write_stored(store, json.dumps(document).encode())
+    with pytest.raises(FlagStoreError, match=r"vigil\.db: dependency cycle: a -> b -> a"):
+        await Flags.open(store)
 
 
-def test_failed_write_leaves_the_active_set_unchanged(tmp_path: Path) -> None:
-    """When the store cannot write, the write raises and the active set stays as it was."""
-    directory = tmp_path / "state"
-    directory.mkdir()
-    store = FileFlagStore(directory / "flags.json")
-    flags = Flags.open(store)
-    flags.set(flag("a"))
-    store.path.unlink()
-    directory.rmdir()  # the temp file now has nowhere to go
-    with pytest.raises(FlagStoreError, match=r"state/flags\.json: cannot write"):
-        flags.set(flag("b"))
+async def test_failed_write_leaves_the_active_set_unchanged(store: SqliteFlagStore) -> None:
+    """When the store cannot write (another connection holds the database's write lock), the
+    write raises and the active set stays as it was."""
+    flags = await Flags.open(store)
+    await flags.set(flag("a"))
+    other = sqlite3.connect(store.database.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(FlagStoreError, match=r"vigil\.db: cannot write: .*locked"):
+            await flags.set(flag("b"))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
     assert [d.key for d in flags.definitions] == ["a"]
     assert "b" not in {key for key, _ in flags.stats()}
     assert flags.evaluate("b").error is EvaluationError.UNKNOWN_FLAG

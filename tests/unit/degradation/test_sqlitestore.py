@@ -18,10 +18,12 @@ from typing import Any
 
 import pytest
 
-from agent.degradation.database import SCHEMA_VERSION, Database
+from agent.database import Database, SchemaError
+from agent.database.schema import FORMAT
+from agent.degradation.audit import AuditQuery
 from agent.degradation.errors import FlagStoreError, StateError, StoreUnavailableError
 from agent.degradation.flags import FlagDefinition, Flags
-from agent.degradation.sqlitestore import SqliteFlagStore, SqliteStateStore
+from agent.degradation.sqlitestore import SCHEMA, SqliteFlagStore, SqliteStateStore
 from tests.harness.binaries import unavailable
 
 
@@ -47,6 +49,18 @@ def _pragma(path: Path, name: str) -> Any:
         db.close()
 
 
+def _versions(path: Path) -> dict[str, int]:
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT name, version FROM schema_versions").fetchall())
+    finally:
+        db.close()
+
+
+async def _ids(store: SqliteStateStore) -> list[str]:
+    return [e["id"] for e in (await store.history(AuditQuery())).entries]
+
+
 def _flag(key: str, **fields: Any) -> FlagDefinition:
     return FlagDefinition.model_validate({"key": key, "enabled": True, **fields})
 
@@ -54,7 +68,7 @@ def _flag(key: str, **fields: Any) -> FlagDefinition:
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
     """A database file under tmp_path, its thread stopped at the end."""
-    database = Database(tmp_path / "vigil.db", busy_timeout_seconds=0.2)
+    database = Database(tmp_path / "vigil.db", [SCHEMA], busy_timeout_seconds=0.2)
     database.acquire()  # the test's own hold, so that closing its stores does not end it
     yield database
     database.release()
@@ -72,13 +86,14 @@ async def test_a_new_database_gets_the_schema_and_durable_settings(database: Dat
         ]
     )
     assert settings == ["wal", 2, 1, 200]  # synchronous 2 is FULL
-    assert _pragma(database.path, "user_version") == SCHEMA_VERSION
+    assert _pragma(database.path, "user_version") == FORMAT
+    assert _versions(database.path) == {"degradation": SCHEMA.version}
     await store.close()
 
 
 async def test_a_database_at_user_version_0_is_migrated(tmp_path: Path) -> None:
     """An existing database that no migration has touched (user_version 0) gets the tables,
-    keeps what else it holds, and is stamped with the schema version."""
+    keeps what else it holds, and records the file format and the degradation schema version."""
     path = tmp_path / "vigil.db"
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE other (x INTEGER)")
@@ -91,7 +106,8 @@ async def test_a_database_at_user_version_0_is_migrated(tmp_path: Path) -> None:
     await store.commit(0, _state(1), [_entry(1)])
     await store.close()
 
-    assert _pragma(path, "user_version") == SCHEMA_VERSION
+    assert _pragma(path, "user_version") == FORMAT
+    assert _versions(path) == {"degradation": SCHEMA.version}
     db = sqlite3.connect(path)
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"state", "audit", "flags", "other"} <= tables
@@ -102,25 +118,59 @@ async def test_a_database_at_user_version_0_is_migrated(tmp_path: Path) -> None:
     db.close()
 
 
-async def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
-    """A database stamped with a schema newer than the code knows raises StateError naming both
-    versions, and is not changed."""
+async def test_a_database_of_the_first_sqlite_release_is_migrated(tmp_path: Path) -> None:
+    """A database written by the first SQLite store (format 1: the degradation tables, their
+    version in user_version) keeps its state and audit and gets per-capability versions."""
     path = tmp_path / "vigil.db"
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in SCHEMA.migrations[0]:
+        db.execute(statement)
+    db.execute('INSERT INTO state VALUES (1, 4, \'{"version": 4, "level": "minimal"}\')')
+    db.execute(
+        "INSERT INTO audit (time, version, actor_kind, actor_id, action, entry)"
+        " VALUES ('t', 4, 'user', 'ops', 'pin_set', '{\"id\": \"e4\"}')"
+    )
+    db.execute("PRAGMA user_version = 1")
     db.close()
 
     store = SqliteStateStore.at(path)
-    with pytest.raises(StateError) as caught:
+    assert await store.load() == {"version": 4, "level": "minimal"}
+    assert await _ids(store) == ["e4"]
+    await store.close()
+    assert _pragma(path, "user_version") == FORMAT
+    assert _versions(path) == {"degradation": SCHEMA.version}
+
+
+@pytest.mark.parametrize("newer", ["format", "schema"])
+async def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path, newer: str) -> None:
+    """A database whose file format, or whose degradation schema, is newer than the code
+    knows raises SchemaError naming both versions, and is not changed; the store reports it
+    as a StateError."""
+    path = tmp_path / "vigil.db"
+    made = Database(path, [SCHEMA])
+    made.call(lambda db: None)  # creates it at the current versions
+    made.release()
+    db = sqlite3.connect(path, isolation_level=None)
+    if newer == "format":
+        db.execute(f"PRAGMA user_version = {FORMAT + 1}")
+        found, known = FORMAT + 1, FORMAT
+    else:
+        db.execute("UPDATE schema_versions SET version = version + 1")
+        found, known = SCHEMA.version + 1, SCHEMA.version
+    db.close()
+    before = path.read_bytes()
+
+    database = Database(path, [SCHEMA])
+    with pytest.raises(SchemaError) as caught:
+        await database.open()
+    message = str(caught.value)
+    assert f" {found} is newer than this agent knows ({known})" in message
+    assert str(path) in message
+    store = SqliteStateStore(database)
+    with pytest.raises(StateError, match="newer than this agent knows"):
         await store.load()
     await store.close()
-    message = str(caught.value)
-    assert f"database schema {SCHEMA_VERSION + 1} is newer than this agent knows" in message
-    assert f"({SCHEMA_VERSION})" in message
-    assert _pragma(path, "user_version") == SCHEMA_VERSION + 1
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
-    db.close()
+    assert path.read_bytes() == before
 
 
 async def test_a_file_that_is_not_a_database_is_a_state_error(tmp_path: Path) -> None:
@@ -221,7 +271,7 @@ async def test_a_full_disk_refuses_the_commit_and_stores_none_of_it(database: Da
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
     assert await store.load() == _state(1)
-    assert [e["id"] for e in await store.audit(10)] == ["e1"]
+    assert await _ids(store) == ["e1"]
     await store.commit(1, _state(2), [_entry(2)])
     assert await store.load() == _state(2)
     await store.close()
@@ -242,7 +292,7 @@ async def test_a_database_locked_past_the_busy_timeout_is_unavailable(database: 
         other.close()
     assert await store.load() == _state(1)
     await store.commit(1, _state(2), [_entry(2)])
-    assert [e["id"] for e in await store.audit(10)] == ["e1", "e2"]
+    assert await _ids(store) == ["e2", "e1"]
     await store.close()
 
 
@@ -250,40 +300,39 @@ async def test_flags_round_trip_beside_the_state(tmp_path: Path) -> None:
     """Flag definitions saved through the flag store load back equal, from the same database
     file as the state, after the database is closed and opened again."""
     path = tmp_path / "vigil.db"
-    database = Database(path)
+    database = Database(path, [SCHEMA])
     state, flag_store = SqliteStateStore(database), SqliteFlagStore(database)
-    assert flag_store.load() == []
-    assert not path.exists()  # reading flags creates no database
+    assert await flag_store.load() == []
     definitions = [
         _flag("search", rollout_percent=25, stickiness="user_id"),
         _flag("recommendations", disabled_at_level="degraded"),
     ]
-    flag_store.save(definitions)
+    await flag_store.save(definitions)
     await state.commit(0, _state(1), [_entry(1)])
-    flag_store.close()
+    await flag_store.close()
     await state.close()
 
-    database = Database(path)
+    database = Database(path, [SCHEMA])
     state, flag_store = SqliteStateStore(database), SqliteFlagStore(database)
-    assert flag_store.load() == definitions
+    assert await flag_store.load() == definitions
     assert await state.load() == _state(1)
-    flags = Flags.open(flag_store)
-    flags.replace(definitions[:1])
-    assert flag_store.load() == definitions[:1]
-    flags.close()
+    flags = await Flags.open(flag_store)
+    await flags.replace(definitions[:1])
+    assert await flag_store.load() == definitions[:1]
+    await flags.close()
     await state.close()
 
 
-def test_flags_that_do_not_load_are_not_overwritten(database: Database) -> None:
+async def test_flags_that_do_not_load_are_not_overwritten(database: Database) -> None:
     """A stored flag document that does not load is reported (FlagStoreError naming the
     database) and a save refuses to replace it, so the operator can repair it."""
     store = SqliteFlagStore(database)
-    store.save([_flag("search")])
-    database.call(lambda db: db.execute("UPDATE flags SET document = '{\"version\": 99}'"))
+    await store.save([_flag("search")])
+    await database.run(lambda db: db.execute("UPDATE flags SET document = '{\"version\": 99}'"))
     with pytest.raises(FlagStoreError, match=str(database.path)):
-        store.load()
+        await store.load()
     with pytest.raises(FlagStoreError, match="refusing to overwrite"):
-        store.save([_flag("other")])
+        await store.save([_flag("other")])
     stored = database.call(lambda db: db.execute("SELECT document FROM flags").fetchone()[0])
     assert stored == '{"version": 99}'
-    store.close()
+    await store.close()

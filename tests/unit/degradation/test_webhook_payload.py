@@ -17,10 +17,11 @@ from pydantic import ValidationError
 
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookAlert, WebhookPayload
+from agent.degradation.audit import AuditQuery
 from agent.degradation.engine import Actor, DegradationEngine
 from agent.degradation.errors import RequestError
-from agent.degradation.filestore import FileStateStore
 from agent.degradation.levels import Level
+from agent.degradation.sqlitestore import SqliteStateStore
 from agent.degradation.state import Policy, State, advance
 from tests.strategies import payloads
 
@@ -55,8 +56,8 @@ def payload(*alerts: dict[str, Any]) -> str:
 
 
 def engine_on(path: Path, clock: float = NOW) -> DegradationEngine:
-    """An engine over a real file store in `path`, its clock fixed at `clock`."""
-    store = FileStateStore(path / "degradation.json", path / "audit.jsonl")
+    """An engine over a real SQLite store in `path`, its clock fixed at `clock`."""
+    store = SqliteStateStore.at(path / "vigil.db")
     return DegradationEngine(SETTINGS, store, clock=lambda: clock)
 
 
@@ -146,7 +147,7 @@ async def test_an_engine_clock_past_year_9999_still_audits(tmp_path: Path) -> No
     await engine.start()
     try:
         await engine.set_pin(Level.MINIMAL, Actor("user", "ops"), "far future", None, None)
-        entries = await engine.audit(10)
+        entries = (await engine.history(AuditQuery())).entries
     finally:
         await engine.stop()
 
