@@ -31,6 +31,7 @@ from agent.degradation.sqlitestore import (
     dump_json,
     read_flags,
     read_state,
+    state_document,
     write_flags,
     write_state,
 )
@@ -171,16 +172,7 @@ def _read(path: Path) -> bytes:
 
 
 def _snapshot(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    raw = _read(path)
-    try:
-        state = json.loads(raw)
-    except ValueError as exc:
-        raise StateError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(state, dict) or not isinstance(state.get("version"), int):
-        raise StateError(f"{path}: not a Vigil degradation state document")
-    return state
+    return state_document(_read(path), str(path)) if path.exists() else None
 
 
 Commit = tuple[dict[str, Any], list[dict[str, Any]]]

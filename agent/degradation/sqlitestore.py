@@ -86,15 +86,7 @@ class SqliteStateStore:
     async def load(self) -> dict[str, Any] | None:
         """The stored state document, or None before the first commit."""
         row = await self._run(read_state)
-        if row is None:
-            return None
-        try:
-            state = json.loads(row)
-        except ValueError as exc:
-            raise StateError(f"{self.database.path}: stored state is not JSON: {exc}") from None
-        if not isinstance(state, dict) or not isinstance(state.get("version"), int):
-            raise StateError(f"{self.database.path}: stored state is not a state document")
-        return state
+        return None if row is None else state_document(row, f"{self.database.path}: stored state")
 
     async def commit(
         self, expected_version: int, state: dict[str, Any], audit: Sequence[dict[str, Any]]
@@ -190,6 +182,17 @@ class SqliteFlagStore:
 def read_state(db: sqlite3.Connection) -> str | None:
     row = db.execute("SELECT document FROM state WHERE id = 1").fetchone()
     return None if row is None else str(row[0])
+
+
+def state_document(raw: str | bytes, where: str) -> dict[str, Any]:
+    """A stored state document; StateError naming `where` when it is not one."""
+    try:
+        state = json.loads(raw)
+    except ValueError as exc:
+        raise StateError(f"{where}: not valid JSON: {exc}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("version"), int):
+        raise StateError(f"{where}: not a Vigil degradation state document")
+    return state
 
 
 def read_flags(db: sqlite3.Connection) -> str | None:
