@@ -293,6 +293,8 @@ class WebhookBench:
 class MemoryStore:
     """A state store that keeps the last document in memory: the engine without durable I/O."""
 
+    shared = False
+
     def __init__(self) -> None:
         self.state: dict[str, Any] | None = None
         self.entries = 0
@@ -312,9 +314,17 @@ class MemoryStore:
         """No entries are kept."""
         return AuditPage([], None)
 
+    async def listen(self, on_change: Any) -> None:
+        """No other writer."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
 
 class TimedStore:
     """Any state store, with each commit's wall time recorded."""
+
+    shared = False
 
     def __init__(self, store: SqliteStateStore) -> None:
         self.store = store
@@ -335,6 +345,10 @@ class TimedStore:
     async def history(self, query: AuditQuery) -> AuditPage:
         """The wrapped store's history."""
         return await self.store.history(query)
+
+    async def listen(self, on_change: Any) -> None:
+        """The wrapped store's listen."""
+        await self.store.listen(on_change)
 
     async def close(self) -> None:
         """The wrapped store's close."""

@@ -16,7 +16,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -56,6 +56,16 @@ class StateStore(Protocol):
 
     async def history(self, query: AuditQuery) -> AuditPage:
         """The audit entries `query` selects, newest first, a page at a time."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other agents write to the store too (then the engine polls it)."""
+
+    async def listen(self, on_change: Callable[[], Awaitable[object]]) -> None:
+        """Call `on_change` when another agent stores a change (a no-op for a store of one)."""
+
+    async def close(self) -> None:
+        """Release the store's connections."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,7 +117,7 @@ class DegradationEngine:
         self.alert_changes: Counter[str] = Counter()
         self.stale_since: float | None = None
         # A shared store can be changed by other agents: poll it on every tick.
-        self._shared = bool(getattr(store, "shared", False))
+        self._shared = store.shared
 
     @property
     def state(self) -> State:
@@ -131,9 +141,7 @@ class DegradationEngine:
                 self._state = State.from_json(stored)
             except (KeyError, TypeError, ValueError) as exc:
                 raise StateError(f"stored degradation state is not usable: {exc!r}") from None
-        listen = getattr(self._store, "listen", None)
-        if listen is not None:  # a shared store announces other agents' changes
-            await listen(self.sync)
+        await self._store.listen(self.sync)  # a shared store announces other agents' changes
         self._ticker = asyncio.create_task(self._tick_forever(), name="degradation-tick")
         log.info(
             "degradation engine started",
@@ -150,9 +158,7 @@ class DegradationEngine:
             self._ticker = None
         if self._flusher is not None:  # let a commit in flight finish
             await asyncio.gather(self._flusher, return_exceptions=True)
-        close = getattr(self._store, "close", None)
-        if close is not None:
-            await close()
+        await self._store.close()
 
     async def receive(self, payload: WebhookPayload, actor: Actor, trace_id: str | None) -> Step:
         """Apply an Alertmanager notification; returns once the result is stored."""

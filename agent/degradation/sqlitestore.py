@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,6 +73,8 @@ AuditRow = tuple[str, int, str, str, str, str]
 class SqliteStateStore:
     """The StateStore protocol over the `state` and `audit` tables."""
 
+    shared = False  # one agent owns the database (its owner lock)
+
     def __init__(self, database: Database) -> None:
         self.database = database
         database.acquire()
@@ -116,6 +118,9 @@ class SqliteStateStore:
         return AuditPage(
             [json.loads(entry) for _, entry in rows], str(rows[-1][0]) if more else None
         )
+
+    async def listen(self, on_change: Callable[[], Awaitable[object]]) -> None:
+        """Nothing to listen to: no other agent writes this database."""
 
     async def close(self) -> None:
         """Release the database (closed with its last user)."""
