@@ -11,20 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
-import datetime as dt
 import random
 import time
-import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import structlog
 
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookAlert, WebhookPayload
-from agent.degradation.audit import AuditPage, AuditQuery
-from agent.degradation.audit import time_text as audit_time
+from agent.degradation.audit import Actor, AuditPage, AuditQuery, time_now_text, utc
+from agent.degradation.audit import entry as audit_entry
 from agent.degradation.errors import (
     ConflictError,
     RequestError,
@@ -34,6 +32,7 @@ from agent.degradation.errors import (
 from agent.degradation.levels import Level
 from agent.degradation.policy import Pin
 from agent.degradation.state import KEEP_PIN, Policy, State, Step, advance
+from agent.degradation.store import StateStore
 
 log = structlog.get_logger("vigil.degradation")
 audit_log = structlog.get_logger("vigil.audit")
@@ -41,39 +40,6 @@ audit_log = structlog.get_logger("vigil.audit")
 # conflict means another writer made progress, so a time bound (not a count) fits: under heavy
 # load five straight losses happened in tests, and the webhook then answered 503 for no fault.
 CONFLICT_SECONDS = 5.0
-
-
-class StateStore(Protocol):
-    """Where the engine's state and audit trail live."""
-
-    async def load(self) -> dict[str, Any] | None:
-        """The stored state document, or None when there is none yet."""
-
-    async def commit(
-        self, expected_version: int, state: dict[str, Any], audit: Sequence[dict[str, Any]]
-    ) -> None:
-        """Store `state` if the stored version is still `expected_version`; append `audit`."""
-
-    async def history(self, query: AuditQuery) -> AuditPage:
-        """The audit entries `query` selects, newest first, a page at a time."""
-
-    @property
-    def shared(self) -> bool:
-        """Whether other agents write to the store too (then the engine polls it)."""
-
-    async def listen(self, on_change: Callable[[], Awaitable[object]]) -> None:
-        """Call `on_change` when another agent stores a change (a no-op for a store of one)."""
-
-    async def close(self) -> None:
-        """Release the store's connections."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Actor:
-    """Who asked for a change."""
-
-    kind: str  # alertmanager | user | system
-    id: str = ""
 
 
 Listener = Callable[[State, State], None]
@@ -246,12 +212,12 @@ class DegradationEngine:
             async with self._lock:
                 base = self._state
                 state = dataclasses.replace(base, version=base.version + 1)
-                entry = _entry(
+                entry = audit_entry(
                     {"action": action, **body},
                     state.version,
                     actor,
                     None,
-                    _time_text(self._clock()),
+                    time_now_text(self._clock()),
                     "",
                 )
                 try:
@@ -285,7 +251,7 @@ class DegradationEngine:
             WebhookAlert(
                 status="resolved",
                 labels=dict(held.labels),
-                startsAt=_utc(held.starts_at),
+                startsAt=utc(held.starts_at),
                 fingerprint=held.fingerprint,
             )
             for held in self._state.book.active.values()
@@ -365,7 +331,7 @@ class DegradationEngine:
         while True:  # a conflicting writer: reload and try again
             base = self._state
             now = self._clock()
-            time_text = _time_text(now)
+            time_text = time_now_text(now)
             state = base
             steps: list[tuple[State, Step]] = []
             entries: list[dict[str, Any]] = []
@@ -379,7 +345,7 @@ class DegradationEngine:
                         []
                         if step.state is state
                         else [
-                            _entry(
+                            audit_entry(
                                 e,
                                 step.state.version,
                                 request.actor,
@@ -461,28 +427,6 @@ class DegradationEngine:
                 log.exception("degradation listener failed")
 
 
-def _entry(
-    body: Mapping[str, Any],
-    version: int,
-    actor: Actor,
-    trace_id: str | None,
-    time_text: str,
-    note: str,
-) -> dict[str, Any]:
-    entry = {
-        "id": uuid.uuid4().hex,
-        "time": time_text,
-        "version": version,
-        "actor": {"kind": actor.kind, "id": actor.id},
-        **body,
-    }
-    if note:
-        entry["note"] = note
-    if trace_id:
-        entry["trace_id"] = trace_id
-    return entry
-
-
 async def _back_off(attempt: int, deadline: float) -> None:
     """Wait before a write's next try after its `attempt`-th conflict; ConflictError past
     `deadline` (event-loop time). The wait is random and grows with the attempts, so that two
@@ -498,27 +442,6 @@ def _fail(batch: Sequence[_Request], exc: BaseException) -> None:
     for request in batch:
         if not request.future.done():
             request.future.set_exception(exc)
-
-
-_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
-_LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
-
-
-def _utc(timestamp: float) -> dt.datetime:
-    """`timestamp` as a UTC datetime, clamped to the years 1-9999 that `datetime` holds.
-
-    The float of a time near the end of year 9999 rounds past it (9999-12-31T23:59:59.999999Z
-    is 253402300800.0), and a clamped time still orders at or after the held episode it resolves.
-    """
-    try:
-        return dt.datetime.fromtimestamp(timestamp, dt.UTC)
-    except (OverflowError, ValueError, OSError):
-        return _LATEST if timestamp > 0 else _EARLIEST
-
-
-def _time_text(now: float) -> str:
-    """An audit entry's `time`: ISO 8601 UTC, milliseconds."""
-    return audit_time(_utc(now))
 
 
 def _announce(entries: Sequence[dict[str, Any]]) -> None:

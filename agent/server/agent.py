@@ -17,13 +17,14 @@ from agent import __version__
 from agent.config import VigilConfig
 from agent.database import Database, OwnerLock
 from agent.degradation import legacy
-from agent.degradation.engine import DegradationEngine, StateStore
+from agent.degradation.engine import DegradationEngine
 from agent.degradation.errors import FlagError, FlagStoreError
 from agent.degradation.flags import Flags, FlagStore
 from agent.degradation.metrics import DegradationRecorder, observe
 from agent.degradation.reconcile import Reconciler
 from agent.degradation.redisstore import RedisFlagStore, RedisStateStore
 from agent.degradation.sqlitestore import SCHEMA, SqliteFlagStore, SqliteStateStore
+from agent.degradation.store import StateStore
 from agent.probes import PROBES
 from agent.probes.board import Scoreboard
 from agent.probes.context import ProbeContext

@@ -20,7 +20,8 @@ from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from agent.config.model import DegradationSettings
-from agent.degradation.engine import Actor, DegradationEngine
+from agent.degradation.audit import Actor
+from agent.degradation.engine import DegradationEngine
 from agent.degradation.errors import (
     ConflictError,
     FlagError,

@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookPayload
-from agent.degradation.engine import Actor, DegradationEngine
+from agent.degradation.audit import Actor
+from agent.degradation.engine import DegradationEngine
 from agent.degradation.errors import ConflictError, RequestError, StoreUnavailableError
 from agent.degradation.state import State
 from agent.server.plumbing import (

@@ -23,8 +23,8 @@ import redis.asyncio as aioredis
 
 from agent.config.model import DegradationSettings, RedisStoreSettings
 from agent.degradation.alerts import WebhookAlert, WebhookPayload
-from agent.degradation.audit import MAX_LIMIT, AuditQuery
-from agent.degradation.engine import Actor, DegradationEngine
+from agent.degradation.audit import MAX_LIMIT, Actor, AuditQuery
+from agent.degradation.engine import DegradationEngine
 from agent.degradation.errors import ConflictError
 from agent.degradation.levels import Level
 from agent.degradation.redisstore import RedisStateStore

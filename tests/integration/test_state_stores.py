@@ -18,10 +18,10 @@ import pytest
 
 from agent.config.model import RedisStoreSettings
 from agent.degradation.audit import AuditQuery
-from agent.degradation.engine import StateStore
 from agent.degradation.errors import ConflictError, QueryError
 from agent.degradation.redisstore import RedisStateStore
 from agent.degradation.sqlitestore import SqliteStateStore
+from agent.degradation.store import StateStore
 from tests.harness.redis import RedisServer
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from agent.config.model import DegradationSettings
 from agent.degradation.alerts import WebhookAlert, WebhookPayload
-from agent.degradation.audit import AuditQuery
-from agent.degradation.engine import Actor, DegradationEngine
+from agent.degradation.audit import Actor, AuditQuery
+from agent.degradation.engine import DegradationEngine
 from agent.degradation.errors import RequestError
 from agent.degradation.levels import Level
 from agent.degradation.sqlitestore import SqliteStateStore
