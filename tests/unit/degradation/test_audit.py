@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from agent.degradation import audit
 from agent.degradation.audit import AuditQuery, time_text
 
 
@@ -71,3 +72,43 @@ def test_time_text_is_utc_to_the_millisecond() -> None:
         time_text(dt.datetime(2026, 12, 6, 10, 0, tzinfo=dt.UTC)),
     )
     assert earlier < later
+
+
+def test_an_entry_holds_who_when_and_what() -> None:
+    """An entry has a fresh hex id, the time, the version, the actor as an object and the body's
+    fields; a note and a trace id only when given."""
+    made = entry_of({"action": "pin_set", "pin": {"level": "minimal"}}, note="", trace_id=None)
+    assert len(made["id"]) == 32
+    int(made["id"], 16)
+    assert {k: v for k, v in made.items() if k != "id"} == {
+        "time": "2026-12-06T23:30:00.000+00:00",
+        "version": 7,
+        "actor": {"kind": "user", "id": "alice"},
+        "action": "pin_set",
+        "pin": {"level": "minimal"},
+    }
+    noted = entry_of({"action": "pin_cleared"}, note="done", trace_id="ab" * 16)
+    assert (noted["note"], noted["trace_id"]) == ("done", "ab" * 16)
+    assert entry_of({}, note="", trace_id=None)["id"] != made["id"]
+
+
+def entry_of(body: dict[str, Any], note: str, trace_id: str | None) -> dict[str, Any]:
+    """`audit.entry` by alice at version 7, 2026-12-06T23:30Z."""
+    return audit.entry(
+        body, 7, audit.Actor("user", "alice"), trace_id, "2026-12-06T23:30:00.000+00:00", note
+    )
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "text"),
+    [
+        (0.0, "1970-01-01T00:00:00.000+00:00"),
+        (1796601000.5, "2026-12-06T23:50:00.500+00:00"),
+        (253402300800.0, "9999-12-31T23:59:59.999+00:00"),  # rounds past year 9999: clamped
+        (1e13, "9999-12-31T23:59:59.999+00:00"),
+        (-1e13, "0001-01-01T00:00:00.000+00:00"),
+    ],
+)
+def test_a_unix_time_is_written_clamped_to_years_1_to_9999(timestamp: float, text: str) -> None:
+    """time_now_text writes any clock reading, clamping what datetime cannot hold."""
+    assert audit.time_now_text(timestamp) == text
