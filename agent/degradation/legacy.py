@@ -106,7 +106,10 @@ def read(data_dir: Path) -> LegacyFiles | None:
     audit: dict[object, dict[str, Any]] = {}
     journaled = [e for _, entries in commits for e in entries]
     for entry in [*_lines(_read(data_dir / AUDIT)), *journaled]:
-        if int(entry.get("version", 0)) <= reached:
+        version = entry.get("version", 0)
+        # An entry of a version the state never reached was never acknowledged; one without a
+        # whole-number version was not written by Vigil.
+        if isinstance(version, int) and version <= reached:
             audit.setdefault(entry.get("id", len(audit)), entry)
     flags = None
     if (data_dir / FLAGS).exists():

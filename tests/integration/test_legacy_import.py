@@ -15,6 +15,7 @@ import pytest
 from agent.database import Database
 from agent.degradation import legacy
 from agent.degradation.sqlitestore import SCHEMA
+from tests.harness.wait import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,13 @@ def settings() -> dict[str, Any]:
 
 
 CHECKS = [{"name": "disk", "kind": "disk", "path": "/", "interval_seconds": 60}]
+
+
+def at_fixture_time() -> FakeClock:
+    """A clock just after the fixture's last level change: the engine's tick then finds nothing
+    to prune (the flap guard's history ages out 30 minutes after a change) or expire, so the
+    version it serves stays the fixture's, whenever the test runs."""
+    return FakeClock(EXPECTED["status"]["since"] + 1)
 
 
 @pytest.fixture
@@ -86,7 +94,7 @@ async def test_the_previous_release_files_are_imported_once(start_agent, data: P
     """The agent serves the level, alerts, pin, flags and the whole audit trail (newest first)
     that the previous release served; the files are renamed `<name>.imported`, the log says
     so, and a restart imports nothing again."""
-    agent = await start_agent(CHECKS, degradation=settings())
+    agent = await start_agent(CHECKS, degradation=settings(), clock=at_fixture_time())
 
     seen = await _seen(agent)
     assert seen["status"] == {k: EXPECTED["status"][k] for k in KEPT}
@@ -102,7 +110,7 @@ async def test_the_previous_release_files_are_imported_once(start_agent, data: P
     # It goes on from the imported version, and a restart serves the same without importing.
     await agent.send("POST", "/api/v1/degradation/unpin", {"actor": "bob"}, token=ADMIN)
     await agent.agent.stop()
-    again = await start_agent(CHECKS, degradation=settings())
+    again = await start_agent(CHECKS, degradation=settings(), clock=at_fixture_time())
     assert _events(again, IMPORTED) == []
     reseen = await _seen(again)
     assert reseen["status"] == seen["status"]  # unpinning without a pin changes nothing
@@ -123,7 +131,7 @@ async def test_a_crash_before_the_renames_finishes_them(start_agent, data: Path)
         database.release()
     assert _names(data) >= FILES  # the files are still there
 
-    agent = await start_agent(CHECKS, degradation=settings())
+    agent = await start_agent(CHECKS, degradation=settings(), clock=at_fixture_time())
 
     [event] = _events(agent, IMPORTED)
     assert event["again"] is True
@@ -139,14 +147,14 @@ async def test_files_beside_a_database_with_other_state_are_left(
     state are neither imported nor renamed, and the log says why."""
     aside = tmp_path / "aside"
     shutil.move(data, aside)
-    first = await start_agent(CHECKS, degradation=settings())
+    first = await start_agent(CHECKS, degradation=settings(), clock=at_fixture_time())
     pin = {"level": "degraded", "reason": "drill", "ttl_seconds": None, "actor": "carol"}
     await first.send("POST", "/api/v1/degradation/pin", pin, token=ADMIN)
     before = await _seen(first)
     await first.agent.stop()
     shutil.copytree(aside, data, dirs_exist_ok=True)
 
-    agent = await start_agent(CHECKS, degradation=settings())
+    agent = await start_agent(CHECKS, degradation=settings(), clock=at_fixture_time())
 
     assert await _seen(agent) == before
     [event] = _events(agent, LEFT)
