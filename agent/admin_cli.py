@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from agent.config.loader import CONFIG_ERROR_EXIT
 
@@ -180,6 +178,11 @@ def _when(timestamp: object) -> str:
 
 def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], unwrapped: int = 1) -> None:
     """A rich table; the first `unwrapped` columns never wrap, the others fold."""
+    # rich is imported by the commands that print, never by `vigil run`, which only loads this
+    # module to register the command groups.
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(show_edge=False, pad_edge=False)
     for index, column in enumerate(columns):
         table.add_column(column, overflow="fold", no_wrap=index < unwrapped)
@@ -210,6 +213,8 @@ def degradation_status(api: _Api, as_json: bool) -> None:
 
 
 def _print_status(status: dict[str, Any]) -> None:
+    from rich.console import Console  # only when printing (see `_table`)
+
     console = Console(highlight=False)
     console.print(
         f"level: [bold]{status['level']}[/] since {_when(status['since'])}"

@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from agent import __version__
 from agent.admin_cli import degradation, flags
@@ -67,20 +65,25 @@ def run(config_path: Path | None) -> None:
     """Start the agent and run until SIGTERM or SIGINT."""
     config = _load(config_path)
     configure_logging(config.agent.log_format, config.agent.log_level)
-    from agent.database import DatabaseError, SchemaError
     from agent.degradation.errors import FlagStoreError, StateError, StoreUnavailableError
     from agent.server.agent import Agent
 
     try:
         loop.run(Agent(config).serve_until_signalled())
-    except SchemaError as exc:
-        # Written by a newer Vigil: not this agent's to change. Like a bad config, only the
-        # operator can resolve it, so the same exit code.
-        click.echo(f"vigil: cannot start: {exc}", err=True)
-        sys.exit(CONFIG_ERROR_EXIT)
-    except (OSError, DatabaseError, StateError, FlagStoreError, StoreUnavailableError) as exc:
+    except (OSError, StateError, FlagStoreError, StoreUnavailableError) as exc:
         click.echo(f"vigil: cannot start: {exc}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        # Imported only when something was raised: `agent.database` loads sqlite3, which an
+        # agent without the SQLite store never uses; when it raised, it is loaded already.
+        from agent.database import DatabaseError, SchemaError
+
+        if not isinstance(exc, DatabaseError):
+            raise
+        click.echo(f"vigil: cannot start: {exc}", err=True)
+        # A newer Vigil's schema is not this agent's to change. Like a bad config, only the
+        # operator can resolve it, so the same exit code.
+        sys.exit(CONFIG_ERROR_EXIT if isinstance(exc, SchemaError) else 1)
 
 
 @main.command()
@@ -107,6 +110,10 @@ def check(config_path: Path | None, as_json: bool, verbose: bool, only: tuple[st
 
 
 def _print_table(overall: Status, entries: list[dict[str, object]], verbose: bool) -> None:
+    # rich only for the table `vigil check` prints: `vigil run` never draws one.
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(highlight=False)
     table = Table(show_edge=False, pad_edge=False)
     for column in ("check", "kind", "status", "reason", "took", "message"):

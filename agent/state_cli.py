@@ -6,16 +6,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agent.config import ConfigError, VigilConfig, load_config
 from agent.config.loader import CONFIG_ERROR_EXIT
-from agent.database import DatabaseError, DatabaseInUseError, SchemaError
-from agent.database.copy import CopyResult, backup, restore
-from agent.database.copy import Progress as Report
+
+# The database and rich's progress bar load with the command that uses them: `vigil run` imports
+# this module (to register the group) and would otherwise carry them (benchmarks/footprint.py).
+if TYPE_CHECKING:
+    from agent.database.copy import CopyResult
+    from agent.database.copy import Progress as Report
 
 FAILED_EXIT = 1
 
@@ -38,6 +40,7 @@ def state() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def backup_command(config_path: Path | None, file: Path) -> None:
     """Copy the database to the new FILE, consistent as of one instant, while the agent runs."""
+    from agent.database.copy import backup
     from agent.server.agent import database_path  # the server's imports only when used
 
     source = database_path(_config(config_path))
@@ -50,10 +53,11 @@ def backup_command(config_path: Path | None, file: Path) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def restore_command(config_path: Path | None, file: Path) -> None:
     """Replace the database with the backup FILE (verified first); the agent must be stopped."""
-    from agent.server.agent import SCHEMAS, database_path
+    from agent.database.copy import restore
+    from agent.server.agent import database_path, schemas
 
     target = database_path(_config(config_path))
-    result = _run("restoring", lambda report: restore(file, target, SCHEMAS, report))
+    result = _run("restoring", lambda report: restore(file, target, schemas(), report))
     click.echo(f"restored {target} from {file}: {_summary(result)}")
     if result.kept is not None:
         click.echo(f"the database it replaced is kept as {result.kept}")
@@ -69,6 +73,11 @@ def _config(path: Path | None) -> VigilConfig:
 
 def _run(doing: str, work: Callable[[Report], CopyResult]) -> CopyResult:
     """`work` with a progress bar of the pages copied on stderr; exits on its errors."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agent.database import DatabaseError, DatabaseInUseError, SchemaError
+
     columns = (
         TextColumn(doing),
         BarColumn(),

@@ -1,24 +1,53 @@
 """Probes: one file per check kind, each `probe_<kind>(check, ctx) -> CheckResult`."""
 
-from agent.probes.disk import probe_disk
-from agent.probes.heartbeat import probe_heartbeat
-from agent.probes.http import probe_http
-from agent.probes.postgres import probe_postgres
-from agent.probes.python import probe_python
-from agent.probes.redis import probe_redis
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import cast
+
 from agent.probes.result import CheckResult, Reason, Status
 from agent.probes.runner import Probe
-from agent.probes.tcp import probe_tcp
 
-# The literal map from config `kind` to probe; tests keep it equal to the config's kinds.
-PROBES: dict[str, Probe] = {
-    "postgres": probe_postgres,
-    "redis": probe_redis,
-    "http": probe_http,
-    "tcp": probe_tcp,
-    "disk": probe_disk,
-    "python": probe_python,
-    "heartbeat": probe_heartbeat,
-}
 
-__all__ = ["PROBES", "CheckResult", "Probe", "Reason", "Status"]
+class ProbeMap(Mapping[str, Probe]):
+    """Kind -> probe, each probe's module imported the first time its kind is looked up.
+
+    A probe module imports its driver (psycopg, redis-py, cryptography...), and drivers are most
+    of an agent's memory: an agent loads only the kinds its configuration has.
+    """
+
+    def __init__(self, targets: Mapping[str, str]) -> None:
+        self._targets = dict(targets)
+        self._loaded: dict[str, Probe] = {}
+
+    def __getitem__(self, kind: str) -> Probe:
+        probe = self._loaded.get(kind)
+        if probe is None:
+            module, _, name = self._targets[kind].partition(":")
+            probe = cast(Probe, getattr(importlib.import_module(module), name))
+            self._loaded[kind] = probe
+        return probe
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+
+# The literal map from config `kind` to its probe (`module:function`); tests keep it equal to the
+# config's kinds and check that every entry names a probe.
+PROBES: Mapping[str, Probe] = ProbeMap(
+    {
+        "postgres": "agent.probes.postgres:probe_postgres",
+        "redis": "agent.probes.redis:probe_redis",
+        "http": "agent.probes.http:probe_http",
+        "tcp": "agent.probes.tcp:probe_tcp",
+        "disk": "agent.probes.disk:probe_disk",
+        "python": "agent.probes.python:probe_python",
+        "heartbeat": "agent.probes.heartbeat:probe_heartbeat",
+    }
+)
+
+__all__ = ["PROBES", "CheckResult", "Probe", "ProbeMap", "Reason", "Status"]

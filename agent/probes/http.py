@@ -12,7 +12,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import yarl
-from cryptography import x509
 
 from agent.config.checks import HttpCheck, JsonFieldExpectation
 from agent.probes.context import ProbeContext
@@ -183,6 +182,9 @@ def _certificate_expiry(response: aiohttp.ClientResponse) -> float | None:
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
         return None
+    # Imported here, by the first HTTPS check only: cryptography's x509 costs ~9 MB of RSS.
+    from cryptography import x509
+
     return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
 
 

@@ -43,7 +43,9 @@ class Runner:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._board = board
-        self._probes = probes
+        # Look the configured kinds up now: a probe's module, and the driver it imports, loads
+        # at start-up rather than inside its first run's deadline (see `agent.probes.ProbeMap`).
+        self._probes = {c.kind: probes[c.kind] for c in board.checks.values()}
         self._ctx = context
         self._recorder = recorder
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -53,7 +55,7 @@ class Runner:
         self._stragglers: set[asyncio.Task[Any]] = set()
 
     async def run(self, check: CheckConfig) -> CheckResult:
-        """Run `check` once under its deadline, record it, and return its result."""
+        """Run `check` (one the board holds) under its deadline; record and return the result."""
         async with self._slots:
             return await self._run_recorded(check)
 

@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -15,29 +16,30 @@ from opentelemetry.trace import Tracer
 
 from agent import __version__
 from agent.config import VigilConfig
-from agent.database import Database, OwnerLock
-from agent.degradation import legacy
-from agent.degradation.engine import DegradationEngine
-from agent.degradation.errors import FlagError, FlagStoreError
-from agent.degradation.flags import Flags, FlagStore
-from agent.degradation.metrics import DegradationRecorder, observe
-from agent.degradation.reconcile import Reconciler
-from agent.degradation.redisstore import RedisFlagStore, RedisStateStore
-from agent.degradation.sqlitestore import SCHEMA, SqliteFlagStore, SqliteStateStore
-from agent.degradation.store import StateStore
 from agent.probes import PROBES
 from agent.probes.board import Scoreboard
 from agent.probes.context import ProbeContext
 from agent.probes.recorder import CheckRecorder
 from agent.probes.runner import Runner
 from agent.server.app import make_app
-from agent.server.degradation_api import DegradationApi
 from exporters.otel import Pipeline
+
+# The degradation engine, the database and each store are imported where they are used: an agent
+# without them (or without a Redis store) does not carry their memory (benchmarks/footprint.py).
+if TYPE_CHECKING:
+    from agent.database import Database, OwnerLock, Schema
+    from agent.degradation.flags import Flags
+    from agent.degradation.reconcile import Reconciler
+    from agent.server.degradation_api import DegradationApi
 
 log = structlog.get_logger("vigil.agent")
 
-SCHEMAS = (SCHEMA,)
-"""The tables of every capability that keeps its state in the agent's database."""
+
+def schemas() -> tuple[Schema, ...]:
+    """The tables of every capability that keeps its state in the agent's database."""
+    from agent.degradation.sqlitestore import SCHEMA
+
+    return (SCHEMA,)
 
 
 class Agent:
@@ -79,9 +81,14 @@ class Agent:
         self.database: Database | None = None
         self._owner: OwnerLock | None = None
         if config.degradation.enabled and config.degradation.store == "sqlite":
-            self.database = Database(database_path(config), SCHEMAS)
+            from agent.database import Database, OwnerLock
+
+            self.database = Database(database_path(config), schemas())
             self._owner = OwnerLock(self.database.path, "a running agent")
         if config.degradation.enabled:
+            from agent.degradation.metrics import DegradationRecorder
+            from agent.degradation.reconcile import Reconciler
+
             self.degradation = _degradation(config, self.database, meter, tracer, clock)
             engine = self.degradation.engine
             self.context.heartbeats["alertmanager"] = lambda: engine.state.heartbeat_at
@@ -105,6 +112,8 @@ class Agent:
                 # Opened now, not at the first webhook: a database this agent cannot use (a
                 # newer schema, not a database) stops it here, before it answers anything.
                 await self.database.open()
+                from agent.degradation import legacy
+
                 await legacy.import_files(self.database, Path(settings.data_dir))
             except BaseException:
                 self._owner.release()
@@ -189,14 +198,24 @@ def _degradation(
     clock: Callable[[], float],
 ) -> DegradationApi:
     """The degradation engine, flags and API, in the agent's database or in Redis."""
+    from agent.degradation.engine import DegradationEngine
+    from agent.degradation.flags import Flags, FlagStore
+    from agent.degradation.store import StateStore
+    from agent.server.degradation_api import DegradationApi
+
     settings = config.degradation
     store: StateStore
     flag_store: FlagStore
     if database is None:
+        from agent.degradation.metrics import observe
+        from agent.degradation.redisstore import RedisFlagStore, RedisStateStore
+
         store = RedisStateStore(settings.redis)
         observe(meter, [store.breaker])
         flag_store = RedisFlagStore(settings.redis)
     else:
+        from agent.degradation.sqlitestore import SqliteFlagStore, SqliteStateStore
+
         store = SqliteStateStore(database)
         flag_store = SqliteFlagStore(database)
     engine = DegradationEngine(settings, store, clock)
@@ -209,6 +228,8 @@ def _degradation(
 
 async def _refresh_flags(flags: Flags, seconds: float) -> None:
     """Adopt flag writes other agents made to the shared store, every `seconds`."""
+    from agent.degradation.errors import FlagError, FlagStoreError
+
     while True:
         await asyncio.sleep(seconds)
         try:
