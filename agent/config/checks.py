@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -84,6 +84,40 @@ class PostgresCheck(CheckBase):
         return self
 
 
+# The query parameters a redis `url` may carry, named as redis-py names them; the TLS ones
+# only with `rediss://`.
+REDIS_URL_PARAMETERS = (
+    "db",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+)
+FALSE_WORDS = frozenset({"0", "f", "false", "n", "no"})
+"""Values of a boolean URL parameter that mean false (redis-py's reading); others mean true."""
+
+
+def _redis_url_parameters(value: str) -> None:
+    parts = urlsplit(value)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - set(REDIS_URL_PARAMETERS))
+    if unknown:
+        supported = ", ".join(REDIS_URL_PARAMETERS)
+        msg = f"unsupported URL parameter {', '.join(unknown)} (supported: {supported})"
+        raise ValueError(msg)
+    tls = sorted(k for k in query if k.startswith("ssl_"))
+    if tls and parts.scheme != "rediss":
+        msg = f"{', '.join(tls)} needs a rediss:// URL"
+        raise ValueError(msg)
+    if "db" in query and not query["db"][-1].isdigit():
+        msg = "db must be a database number"
+        raise ValueError(msg)
+    if query.get("ssl_cert_reqs", ["required"])[-1].lower() not in {"none", "optional", "required"}:
+        msg = "ssl_cert_reqs must be none, optional or required"
+        raise ValueError(msg)
+
+
 class RedisCheck(CheckBase):
     """`kind: redis`: PING round trip and the INFO facts that decide degraded."""
 
@@ -101,6 +135,7 @@ class RedisCheck(CheckBase):
         if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
             msg = "must use redis://, rediss:// or unix://"
             raise ValueError(msg)
+        _redis_url_parameters(value)
         return _no_password_in_url(value)
 
 

@@ -13,7 +13,7 @@ from agent.probes.runner import Probe
 class ProbeMap(Mapping[str, Probe]):
     """Kind -> probe, each probe's module imported the first time its kind is looked up.
 
-    A probe module imports its driver (psycopg, redis-py, cryptography...), and drivers are most
+    A probe module imports its driver (psycopg and its pool, say), and drivers are most
     of an agent's memory: an agent loads only the kinds its configuration has.
     """
 
