@@ -4,6 +4,8 @@ time order."""
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -55,6 +57,14 @@ def test_an_entry_without_an_actor_matches_only_unfiltered_actors() -> None:
         assert not AuditQuery(actor="alice").matches(odd)
 
 
+def test_an_entry_without_a_time_is_before_any_time() -> None:
+    """An entry that has no `time` counts as the earliest: a since filter leaves it out, an
+    until filter keeps it."""
+    timeless = {"action": "pin_set", "actor": {"kind": "user", "id": "alice"}}
+    assert not AuditQuery(since="2026-12-06T00:00:00.000+00:00").matches(timeless)
+    assert AuditQuery(until="2026-12-06T00:00:00.000+00:00").matches(timeless)
+
+
 def test_actor_pair_splits_at_the_first_colon() -> None:
     """kind:id names both (an id may hold colons); a bare name names neither alone."""
     assert AuditQuery(actor="user:a:b").actor_pair() == ("user", "a:b")
@@ -62,9 +72,12 @@ def test_actor_pair_splits_at_the_first_colon() -> None:
     assert AuditQuery().actor_pair() is None
 
 
-def test_time_text_is_utc_to_the_millisecond() -> None:
+def test_time_text_is_utc_to_the_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any offset is written as the same instant in UTC, milliseconds, `+00:00`: the form the
-    engine writes entries in, so that comparing text compares times."""
+    engine writes entries in, so that comparing text compares times; the machine's own time
+    zone plays no part."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
     local = dt.datetime(2026, 12, 7, 1, 30, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     assert time_text(local) == "2026-12-06T23:30:00.123+00:00"
     earlier, later = (
@@ -112,3 +125,10 @@ def entry_of(body: dict[str, Any], note: str, trace_id: str | None) -> dict[str,
 def test_a_unix_time_is_written_clamped_to_years_1_to_9999(timestamp: float, text: str) -> None:
     """time_now_text writes any clock reading, clamping what datetime cannot hold."""
     assert audit.time_now_text(timestamp) == text
+
+
+@pytest.fixture(autouse=True)
+def _restore_time_zone() -> Iterator[None]:
+    """Whatever a test does to TZ, the next one runs in the machine's zone again."""
+    yield
+    time.tzset()
