@@ -62,7 +62,6 @@ import platform
 import pstats
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,19 +69,17 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
+from _agent import SERVICES, TICK_SECONDS, agent_config, helper_env, start_agent, start_bare
 from _common import (
     START_SECONDS,
     BenchError,
     Services,
-    free_port,
     http_get,
     print_ratios,
     proc_cpu_seconds,
     quantile,
     read_line,
     say,
-    wait_healthy,
 )
 
 from agent.config.model import DegradationSettings
@@ -92,14 +89,11 @@ from agent.degradation.engine import Actor, DegradationEngine
 from agent.degradation.flags import FlagDefinition, Flags, FlagSet, Reason
 from agent.degradation.sqlitestore import SqliteStateStore
 
-SERVICES = Path(__file__).resolve().parent / "_degradation_services.py"
 REPO = Path(__file__).resolve().parents[1]
 GOALS = {"webhook_p99_ratio": 3.0, "flag_eval_ratio": 3.0}  # at most / at least
-HOOK_ENV = "VIGIL_BENCH_HOOK"
 FLAG = "checkout-v2"
 USERS = 10_000
 SHARE_RANGE = (0.20, 0.30)  # a 25 % rollout over 10k users lands well inside this
-TICK_SECONDS = 60  # the engine's clock tick; the longest the config allows
 EPOCH = 1_800_000_000.0  # startsAt of the first episode; each run starts 10^7 s later
 
 
@@ -126,83 +120,6 @@ class WebhookRun:
     def cpu_ms_per_request(self) -> float:
         """Server CPU milliseconds per request."""
         return 1000 * self.cpu_seconds / self.requests if self.requests else 0.0
-
-
-# --- processes ------------------------------------------------------------------------------
-
-
-def helper_env(token: str) -> dict[str, str]:
-    """This environment without OTLP settings (nothing leaves the box), plus the webhook token."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env[HOOK_ENV] = token
-    return env
-
-
-def start_bare(services: Services) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the bare aiohttp handler and return it with the port it bound."""
-    proc = services.start("bare", [sys.executable, str(SERVICES), "bare"])
-    try:
-        line = read_line(proc, START_SECONDS)
-    except BenchError as exc:
-        raise BenchError(f"bare server did not start: {exc}\n{services.log_tail('bare')}") from None
-    return proc, int(line.removeprefix("port "))
-
-
-def agent_config(port: int, data_dir: Path) -> dict[str, Any]:
-    """A minimal agent: one disk check, degradation on over the default SQLite store."""
-    return {
-        "agent": {
-            "listen_host": "127.0.0.1",
-            "listen_port": port,
-            "data_dir": str(data_dir),
-            "startup_grace_seconds": 0,
-            "log_format": "json",
-        },
-        "telemetry": {"otlp": {"enabled": False}},
-        "degradation": {
-            "enabled": True,
-            "webhook": {"bearer_token_env": HOOK_ENV},
-            "hold_seconds": 0,  # a resolve recovers at once: every request a transition
-            "flap_max_changes": 1_000_000,  # never suppress: alternation is the point here
-            "flap_window_seconds": 0.001,
-            "tick_seconds": TICK_SECONDS,
-            "rules": [
-                {
-                    "name": "demo",
-                    "matchers": ['alertname="DemoDown"'],
-                    "level": "minimal",
-                    "flags_off": ["recommendations"],
-                }
-            ],
-        },
-        "checks": [
-            {
-                "name": "disk",
-                "kind": "disk",
-                "path": "/",
-                "interval_seconds": 3600,
-                "degraded_free_ratio": 0,
-                "unhealthy_free_ratio": 0,
-            }
-        ],
-    }
-
-
-def start_agent(
-    services: Services, workdir: Path, token: str
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start `python -m agent run` on a free port and wait until `/healthz` answers."""
-    for attempt in range(3):  # the port may be taken between probing it and the agent binding it
-        port = free_port()
-        config = workdir / f"vigil-{attempt}.yaml"
-        config.write_text(yaml.safe_dump(agent_config(port, workdir / f"data-{attempt}")))
-        argv = [sys.executable, "-m", "agent", "run", "--config", str(config)]
-        proc = services.start("agent", argv, helper_env(token))
-        if wait_healthy(proc, f"http://127.0.0.1:{port}/healthz"):
-            return proc, port
-        services.procs.remove(("agent", proc))
-        services.stop(proc)
-    raise BenchError(f"the agent did not start:\n{services.log_tail('agent')}")
 
 
 # --- webhook --------------------------------------------------------------------------------
