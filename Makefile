@@ -40,6 +40,7 @@ bench: sysdeps $(VENV)/.test-installed
 	$(PIP_INSTALL_PROJECT) -e '.[test,bench]'
 	$(BIN)/python benchmarks/probes.py
 	$(BIN)/python benchmarks/degradation.py
+	$(BIN)/python benchmarks/soak.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/footprint.py
 

@@ -1,8 +1,10 @@
-"""Helper processes for `benchmarks/degradation.py`, each its own process so that its CPU is not
-counted against the server under test.
+"""Helper processes for `benchmarks/degradation.py` and `benchmarks/soak.py`, each its own process
+so that its CPU is not counted against the server under test.
 
     python benchmarks/_degradation_services.py bare   # aiohttp server: json.loads, answers {}
     python benchmarks/_degradation_services.py load URL MODE N WARMUP CONCURRENCY MAX_SECONDS EPOCH
+    python benchmarks/_degradation_services.py soak URL MODE SECONDS WARMUP_SECONDS WINDOW \
+        CONCURRENCY ALERTS EPOCH
 
 `bare` binds 127.0.0.1 on a free port, prints `port <n>` and answers every
 `POST /webhooks/alertmanager` with `json.loads(await request.read())` and `200 {}`: the floor
@@ -17,11 +19,19 @@ worker ends with its alert resolved. It warms up (WARMUP requests), prints `read
 `go` on stdin, sends N requests, prints one JSON line (counts, latencies, checks) and exits.
 MODE `agent` checks every answer (200, `changes`, `level`, `version`); MODE `bare` checks 200 `{}`.
 
+`soak` drives for a time instead of a count: worker `w` of CONCURRENCY owns alerts `soak-a` for
+`a = w, w + CONCURRENCY, ...` below ALERTS, and in each cycle fires all of them in a new episode,
+then resolves them all, so every request is a stored change. It warms up for WARMUP_SECONDS,
+prints `ready`, waits for `go`, drives for SECONDS, and prints one JSON line: 2xx answers per
+second, latency quantiles per WINDOW seconds, answers by status, and, in MODE `agent`, the
+versions acknowledged and each alert's last acknowledged change.
+
 Every helper exits at EOF on stdin, so nothing outlives a benchmark that was killed.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import copy
 import datetime as dt
@@ -30,6 +40,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +213,150 @@ class Load:
         }
 
 
+class Soak:
+    """Workers that fire and then resolve their share of the alerts, a new episode per cycle."""
+
+    def __init__(
+        self, session: Any, url: str, mode: str, concurrency: int, alerts: int, epoch: float
+    ) -> None:
+        self.session, self.url, self.mode = session, url, mode
+        self.base = fixture_body()
+        self.start = dt.datetime.fromtimestamp(epoch, dt.UTC)
+        self.owned = [
+            [f"soak-{a:04d}" for a in range(w, alerts, concurrency)] for w in range(concurrency)
+        ]
+        self.cycles = [0] * concurrency  # per worker, across warm-up and measured phases
+        self.last: dict[str, tuple[str, str, int]] = {}  # fingerprint: status, startsAt, version
+        self.headers = {
+            "Authorization": f"Bearer {os.environ.get(HOOK_ENV, '')}",
+            "Content-Type": "application/json",
+        }
+
+    async def drive(self, seconds: float, window: int) -> dict[str, Any]:
+        """Send from every worker for `seconds`; the tally, `window` seconds per latency row."""
+        t0 = time.perf_counter()
+        latencies: list[array.array[float]] = []  # of the answers that ended in second i
+        ok_per_second: list[int] = []
+        statuses: Counter[int] = Counter()
+        tally = {"sent": 0, "ok": 0, "bad": 0, "errors": 0}
+        versions: array.array[int] = array.array("q")
+        first_bad = ""
+
+        async def send(fingerprint: str, starts: dt.datetime, firing: bool) -> None:
+            nonlocal first_bad
+            body = payload(self.base, fingerprint, starts, firing)
+            tally["sent"] += 1
+            started = time.perf_counter()
+            try:
+                async with self.session.post(self.url, data=body, headers=self.headers) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+            except Exception as exc:
+                tally["errors"] += 1
+                first_bad = first_bad or f"{type(exc).__name__}: {exc}"
+                return
+            ended = time.perf_counter()
+            second = int(ended - t0)
+            while len(latencies) <= second:
+                latencies.append(array.array("d"))
+                ok_per_second.append(0)
+            latencies[second].append(ended - started)
+            statuses[status] += 1
+            problem, version = self.check(status, raw, firing)
+            if problem:
+                tally["bad"] += 1
+                first_bad = first_bad or f"{fingerprint}: {problem}"
+                return
+            tally["ok"] += 1
+            ok_per_second[second] += 1
+            if self.mode == "agent":
+                versions.append(version)
+                stamp = starts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                self.last[fingerprint] = ("firing" if firing else "resolved", stamp, version)
+
+        async def worker(w: int) -> None:
+            while time.perf_counter() - t0 < seconds:
+                starts = self.start + dt.timedelta(seconds=self.cycles[w])
+                self.cycles[w] += 1
+                for firing in (True, False):
+                    for fingerprint in self.owned[w]:
+                        await send(fingerprint, starts, firing)
+
+        await asyncio.gather(*(worker(w) for w in range(len(self.owned))))
+        wall = time.perf_counter() - t0
+        windows = []
+        for first in range(0, int(seconds) - window + 1, window):
+            values = [v for lat in latencies[first : first + window] for v in lat]
+            windows.append(
+                {
+                    "from_second": first,
+                    "ok": sum(ok_per_second[first : first + window]),
+                    "p50": quantile(values, 0.5),
+                    "p99": quantile(values, 0.99),
+                    "max": max(values, default=0.0),
+                }
+            )
+        ordered = sorted(versions)
+        return {
+            **tally,
+            "wall_seconds": wall,
+            "ok_per_second": ok_per_second[: int(seconds)],
+            "windows": windows,
+            "statuses": {str(code): n for code, n in sorted(statuses.items())},
+            "first_bad": first_bad,
+            "versions": {
+                "count": len(ordered),
+                "distinct": len(set(ordered)),
+                "first": ordered[0] if ordered else None,
+                "last": ordered[-1] if ordered else None,
+            },
+            "last_acknowledged": {fp: list(change) for fp, change in sorted(self.last.items())},
+        }
+
+    def check(self, status: int, raw: bytes, firing: bool) -> tuple[str, int]:
+        """Why an answer is wrong ("" when it is right), and the version it reports."""
+        if status != 200:
+            return f"status {status}: {raw[:300]!r}", 0
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return f"not JSON: {raw[:300]!r}", 0
+        if self.mode == "bare":
+            return ("" if body == {} else f"bare answered {raw[:300]!r}"), 0
+        want = {"fired": 1} if firing else {"resolved": 1}
+        if body.get("changes") != want:
+            return f"changes {body.get('changes')} for a {'firing' if firing else 'resolve'}", 0
+        return "", int(body.get("version", -1))
+
+
+async def run_soak(
+    url: str,
+    mode: str,
+    seconds: float,
+    warmup: float,
+    window: int,
+    concurrency: int,
+    alerts: int,
+    epoch: float,
+) -> None:
+    """Warm up, print `ready`, wait for `go`, drive for `seconds` and print the tally as JSON."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        soak = Soak(session, url, mode, concurrency, alerts, epoch)
+        warm = await soak.drive(warmup, window)
+        if warm["bad"] or warm["errors"]:
+            print(json.dumps({"warmup_failed": warm}), flush=True)
+            return
+        print("ready", flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if line.strip() != "go":
+            return
+        print(json.dumps(await soak.drive(seconds, window)), flush=True)
+
+
 async def run_load(
     url: str, mode: str, count: int, warmup: int, concurrency: int, max_seconds: float, epoch: float
 ) -> None:
@@ -225,7 +380,7 @@ async def run_load(
 
 
 def main(argv: list[str]) -> None:
-    """Dispatch on the first argument: bare or load."""
+    """Dispatch on the first argument: bare, load or soak."""
     match argv:
         case ["bare"]:
             asyncio.run(serve_bare())
@@ -241,10 +396,24 @@ def main(argv: list[str]) -> None:
                     float(epoch),
                 )
             )
+        case ["soak", url, mode, seconds, warmup, window, concurrency, alerts, epoch]:
+            asyncio.run(
+                run_soak(
+                    url,
+                    mode,
+                    float(seconds),
+                    float(warmup),
+                    int(window),
+                    int(concurrency),
+                    int(alerts),
+                    float(epoch),
+                )
+            )
         case _:
             sys.exit(
                 f"usage: {sys.argv[0]} bare"
                 " | load URL agent|bare N WARMUP CONCURRENCY MAX_SECONDS EPOCH"
+                " | soak URL agent|bare SECONDS WARMUP_SECONDS WINDOW CONCURRENCY ALERTS EPOCH"
             )
 
 
