@@ -67,7 +67,8 @@ def agent_config(
     if store is not None:
         degradation["store"] = store
     if store == "redis":
-        degradation["redis"] = {"url": redis_url, "key_prefix": "vigil-bench"}
+        # Named after the data directory: an agent started over it again shares the state.
+        degradation["redis"] = {"url": redis_url, "key_prefix": f"vigil-bench-{data_dir.name}"}
     return {
         "agent": {
             "listen_host": "127.0.0.1",
@@ -102,8 +103,8 @@ def start_agent(
     """Start `python -m agent run` on a free port and wait until `/healthz` answers.
 
     Without `data_dir` every attempt gets a fresh one under `workdir`; with it, the agent starts
-    over what an earlier one stored there (with `store="redis"`, the state is in `redis_url`'s
-    keys whatever `data_dir` says: give each benchmark a Redis of its own).
+    over what an earlier one stored there (with `store="redis"`, in `redis_url` under keys named
+    after `data_dir`).
     """
     for attempt in range(3):  # the port may be taken between probing it and the agent binding it
         port = free_port()

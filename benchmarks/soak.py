@@ -36,6 +36,12 @@ Method:
   active with that `startsAt`; one last resolved is not active, and a `firing` of the episode
   it resolved answers `stale`, so the resolve is remembered) -- once on the running agent, and
   again on an agent restarted over the same store, which must serve the same version.
+* Soaked against fresh (`--paired-blocks N`, default 0: off): after the soak, the soaked agent
+  and a fresh one (its own data directory, same store) take the same load in alternating blocks
+  of `--paired-seconds` (20) after a 2 s warm-up each, ABBA..., so that the machine's other load
+  falls on both alike. `aged_p99_ratio` and `aged_cpu_ratio` (soaked / fresh, medians of the
+  blocks) say whether the agent got slower with the webhooks it took, where a shared machine
+  makes the first and the last minute hard to compare.
 * Anchor: the bare aiohttp handler (`_degradation_services.py bare`: `json.loads` of the body,
   200 `{}`) under the same load, for `--anchor-seconds` (default 120, two windows, to keep the
   run near eight minutes; pass `--anchor-seconds 300` for the same length), so one can see
@@ -55,6 +61,8 @@ import json
 import os
 import platform
 import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,8 +98,9 @@ class Soak:
 
     # --- the agent --------------------------------------------------------------------------
 
-    def run_agent(self) -> tuple[SideRun, dict[str, Any]]:
-        """The agent under the load, then the checks that nothing was lost."""
+    def run_agent(self) -> tuple[SideRun, dict[str, Any], dict[str, Any] | None]:
+        """The agent under the load, the soaked agent against a fresh one (--paired-blocks),
+        then the checks that nothing was lost."""
         args = self.args
         redis_url = ""
         if args.store == "redis":
@@ -106,6 +115,16 @@ class Soak:
         if run.polls is not None and run.polls.first_bad:
             problems.append(f"reading /metrics or /health: {run.polls.first_bad}")
         problems += self.state_problems(port, self.state(port), run.tally)
+        acknowledged = {"versions": dict(run.tally["versions"]), "last_acknowledged": {}}
+        acknowledged["last_acknowledged"].update(run.tally["last_acknowledged"])
+        paired = None
+        if args.paired_blocks:
+            paired, blocks = self.paired((proc, port), redis_url)
+            for tally in blocks:  # later episodes than the soak's: they are the last ones now
+                problems += self.answers_problems(tally)
+                acknowledged["last_acknowledged"].update(tally["last_acknowledged"])
+                last = tally["versions"]["last"]
+                acknowledged["versions"]["last"] = max(acknowledged["versions"]["last"], last)
         # Read after the probes: with the flap window this short, even a `stale` one may store
         # a version (the level's change times leave the window).
         before = self.state(port)
@@ -121,16 +140,69 @@ class Soak:
         # have fallen between the read and the stop.
         if not 0 <= after["version"] - before["version"] <= 1:
             problems.append(f"restarted at version {after['version']}, not {before['version']}")
-        problems += [f"after restart: {p}" for p in self.state_problems(port, after, run.tally)]
+        restarted = self.state_problems(port, after, acknowledged)
+        problems += [f"after restart: {p}" for p in restarted]
         checks = {
             "acknowledged_changes": run.tally["versions"]["count"],
             "final_version": before["version"],
             "restarted_version": after["version"],
-            "alerts_checked": len(run.tally["last_acknowledged"]),
+            "alerts_checked": len(acknowledged["last_acknowledged"]),
             "data_dir_bytes": size,
             "problems": problems,
         }
-        return run, checks
+        return run, checks, paired
+
+    def paired(
+        self, soaked: tuple[subprocess.Popen[bytes], int], redis_url: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The soaked agent against a fresh one (its own store) in alternating blocks, so that
+        the machine's other load falls on both alike; medians, and the soaked agent's tallies."""
+        args = self.args
+        seconds = args.paired_seconds
+        fresh = start_agent(
+            self.services,
+            self.workdir,
+            self.token,
+            args.store,
+            self.workdir / "fresh-data",
+            redis_url,
+        )
+        # Both agents are warm already (the fresh one from its start-up): a short warm-up.
+        block_args = argparse.Namespace(
+            **{**vars(args), "window_seconds": seconds, "warmup_seconds": 2}
+        )
+        rows: dict[str, list[dict[str, Any]]] = {"soaked": [], "fresh": []}
+        tallies = []
+        try:
+            for block in range(args.paired_blocks):
+                order = [("soaked", soaked), ("fresh", fresh)]
+                for name, server in order if block % 2 == 0 else order[::-1]:
+                    say(args, f"paired block {block + 1}/{args.paired_blocks}: {name}, {seconds} s")
+                    epoch = EPOCH + 10_000_000 * (1 + block)  # later than every earlier episode
+                    run = measure(
+                        self.services, self.env, "agent", server, seconds, epoch, block_args
+                    )
+                    rows[name].append(run.windows()[0])
+                    if name == "soaked":
+                        tallies.append(run.tally)
+        finally:
+            self.services.procs.remove(("agent", fresh[0]))
+            self.services.stop(fresh[0])
+
+        def median(name: str, key: str) -> float:
+            return statistics.median(row[key] for row in rows[name])
+
+        summary = {
+            "aged_p99_ratio": median("soaked", "p99_ms") / median("fresh", "p99_ms"),
+            "aged_cpu_ratio": median("soaked", "cpu_ms_per_answer")
+            / median("fresh", "cpu_ms_per_answer"),
+            "blocks": args.paired_blocks,
+            "block_seconds": seconds,
+        }
+        for name in rows:
+            for key in ("p50_ms", "p99_ms", "per_second", "cpu_ms_per_answer", "rss_mb"):
+                summary[f"{name}_{key}"] = median(name, key)
+        return summary, tallies
 
     def _start_redis(self) -> str:
         if str(REPO) not in sys.path:
@@ -227,7 +299,11 @@ class Soak:
 
 
 def summarize(
-    agent: SideRun, checks: dict[str, Any], anchor: SideRun | None, args: Any
+    agent: SideRun,
+    checks: dict[str, Any],
+    paired: dict[str, Any] | None,
+    anchor: SideRun | None,
+    args: Any,
 ) -> dict[str, Any]:
     """The JSON summary: ratios first, then the figures behind them."""
     vigil = agent.summary()
@@ -259,6 +335,9 @@ def summarize(
         summary["anchor_p99_growth_ratio"] = bare["p99_growth_ratio"]
         summary["anchor_cpu_growth_ratio"] = bare["cpu_growth_ratio"]
         summary["p99_ratio_last"] = vigil["p99_last_ms"] / bare["p99_last_ms"]
+    if paired is not None:
+        summary["aged_p99_ratio"] = paired["aged_p99_ratio"]
+        summary["aged_cpu_ratio"] = paired["aged_cpu_ratio"]
     summary["other_cores_first"] = vigil["other_cores_first"]
     summary["other_cores_last"] = vigil["other_cores_last"]
     steady = abs(vigil["other_cores_last"] - vigil["other_cores_first"]) <= STEADY_CORES
@@ -272,6 +351,7 @@ def summarize(
     }
     summary["agent"] = vigil
     summary["checks"] = checks
+    summary["paired"] = paired
     summary["anchor"] = anchor.summary() if anchor is not None else None
     summary["settings"] = {
         "store": args.store,
@@ -282,6 +362,8 @@ def summarize(
         "concurrency": args.concurrency,
         "alerts": args.alerts,
         "poll_seconds": args.poll_seconds,
+        "paired_blocks": args.paired_blocks,
+        "paired_seconds": args.paired_seconds,
     }
     summary["machine"] = {
         "cpus": os.cpu_count(),
@@ -329,6 +411,18 @@ def print_report(summary: dict[str, Any]) -> None:
     )
     for problem in c["problems"][:20]:
         print(f"  PROBLEM: {problem}")
+    p = summary["paired"]
+    if p is not None:
+        print(
+            f"\nsoaked agent against a fresh one, {p['blocks']} blocks of {p['block_seconds']} s"
+            " each, alternating (medians)"
+        )
+        for name in ("soaked", "fresh"):
+            print(
+                f"  {name:<7} {p[f'{name}_per_second']:>6.0f} req/s  p50 {p[f'{name}_p50_ms']:.2f}"
+                f" ms  p99 {p[f'{name}_p99_ms']:.2f} ms  CPU {p[f'{name}_cpu_ms_per_answer']:.3f}"
+                f" ms/req  RSS {p[f'{name}_rss_mb']:.1f} MB"
+            )
     print("\nratios (goal)")
     rows = [
         ("rss_growth_ratio", f"<= {GOALS['rss_growth_ratio']}, last / first window"),
@@ -339,6 +433,8 @@ def print_report(summary: dict[str, Any]) -> None:
         ("anchor_p99_growth_ratio", "info, the bare aiohttp handler"),
         ("anchor_cpu_growth_ratio", "info, the bare aiohttp handler"),
         ("p99_ratio_last", "info, vigil / bare p99 in their last windows"),
+        ("aged_p99_ratio", "info, the soaked agent / a fresh one, in alternating blocks"),
+        ("aged_cpu_ratio", "info, CPU per answer, the soaked agent / a fresh one"),
     ]
     print_ratios(summary, rows, 26, "8.3f")
     if summary["goals_met"]["p99_growth_ratio"] is None:
@@ -367,6 +463,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also run the bare aiohttp handler under the same load (on)",
     )
     parser.add_argument("--anchor-seconds", type=int, default=120, help="the anchor's load (120)")
+    parser.add_argument(
+        "--paired-blocks",
+        type=int,
+        default=0,
+        help="after the soak, blocks on the soaked agent and on a fresh one, alternating (0)",
+    )
+    parser.add_argument("--paired-seconds", type=int, default=20, help="per paired block (20)")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
@@ -377,6 +480,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("seconds", "anchor_seconds"):
         if getattr(args, name) < 2 * args.window_seconds:
             parser.error(f"--{name.replace('_', '-')} must be at least two windows")
+    if args.paired_blocks < 0 or args.paired_seconds < 2:
+        parser.error("--paired-blocks must not be negative and --paired-seconds at least 2")
     if args.poll_seconds <= 0 or args.warmup_seconds < 0:
         parser.error("--poll-seconds must be positive and --warmup-seconds not negative")
     return args
@@ -397,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         services = Services(workdir)
         soak = Soak(services, workdir, args)
         try:
-            agent, checks = soak.run_agent()
+            agent, checks, paired = soak.run_agent()
             services.stop_all()
             anchor = soak.run_anchor() if args.anchor else None
         except BenchError as exc:
@@ -409,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             say(args, f"stopped pids {services.stop_all()}")
             soak.stop_redis()
-    summary = summarize(agent, checks, anchor, args)
+    summary = summarize(agent, checks, paired, anchor, args)
     print_report(summary)
     if args.json:
         print(json.dumps(summary), flush=True)
