@@ -151,3 +151,15 @@ def print_ratios(
         met = summary["goals_met"].get(key)
         verdict = "" if met is None else ("  met" if met else "  NOT met")
         print(f"  {key:<{name_width}}{summary[key]:{value_format}}  ({note}){verdict}")
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both raise KeyboardInterrupt in the main thread, so the benchmark's
+    `finally` blocks stop every service it started, even when it was started with `&` (which
+    makes a shell ignore SIGINT in it)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, _: object) -> None:
+    signal.raise_signal(signal.SIGINT)

@@ -60,7 +60,6 @@ import logging
 import os
 import platform
 import pstats
-import signal
 import statistics
 import sys
 import tempfile
@@ -80,6 +79,7 @@ from _common import (
     quantile,
     read_line,
     say,
+    stop_on_signals,
 )
 
 from agent.config.model import DegradationSettings
@@ -681,16 +681,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _: object) -> None:
-    """SIGTERM acts as Ctrl-C: `finally` blocks stop the services."""
-    signal.raise_signal(signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks and print the report; the exit code says whether it measured."""
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with `&`
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_signals()
     logging.getLogger("UnleashClient").setLevel(logging.ERROR)
     import structlog
 

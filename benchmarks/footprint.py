@@ -44,7 +44,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -67,6 +66,7 @@ from _common import (  # noqa: E402
     proc_cpu_seconds,
     read_line,
     say,
+    stop_on_signals,
     wait_healthy,
 )
 
@@ -473,11 +473,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _: object) -> None:
-    """SIGTERM acts as Ctrl-C: `finally` blocks stop the services."""
-    signal.raise_signal(signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run both sides, measure them and print the report; the exit code says whether it measured."""
     args = parse_args(argv)
@@ -486,8 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: required binaries not found: {', '.join(missing)}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with `&`
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_signals()
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-footprint-"))
     bench = Bench(args, workdir)
     try:

@@ -44,7 +44,6 @@ import argparse
 import json
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -59,7 +58,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
-from _common import BenchError, say  # noqa: E402
+from _common import BenchError, say, stop_on_signals  # noqa: E402
 
 from tests.contract.test_alertmanager_config import (  # noqa: E402
     AGENT,
@@ -530,11 +529,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _: object) -> None:
-    """SIGTERM acts as Ctrl-C: `finally` blocks stop the services."""
-    signal.raise_signal(signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the faults and print the report; the exit code says whether it measured."""
     args = parse_args(argv)
@@ -542,8 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: required binaries not found on PATH: {', '.join(missing)}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_signals()
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-pipeline-"))
     pipe = Pipeline(args, workdir)
     runs: list[dict[str, float]] = []

@@ -50,7 +50,6 @@ import os
 import platform
 import pstats
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -74,6 +73,7 @@ from _common import (
     quantile,
     read_line,
     say,
+    stop_on_signals,
     wait_healthy,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -609,19 +609,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _: object) -> None:
-    """SIGTERM acts as Ctrl-C: asyncio cancels the running load, `finally` blocks stop services."""
-    signal.raise_signal(signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks and print the report; the exit code says whether it measured."""
     args = parse_args(argv)
     if shutil.which(BLACKBOX) is None:
         print(f"error: {BLACKBOX} not found on PATH (apt-get install {BLACKBOX})", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with `&`
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_signals()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings up
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         services = Services(Path(tmp))

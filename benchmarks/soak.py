@@ -60,7 +60,6 @@ import datetime as dt
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -72,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from _agent import STORES, helper_env, start_agent, start_bare
-from _common import BenchError, Services, http_get, print_ratios, say
+from _common import BenchError, Services, http_get, print_ratios, say, stop_on_signals
 from _degradation_services import fixture_body, payload
 from _soak_measure import SideRun, measure
 
@@ -487,16 +486,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _: object) -> None:
-    """SIGTERM acts as Ctrl-C: `finally` blocks stop the services."""
-    signal.raise_signal(signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the soak on the agent (and the anchor) and print the report."""
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with `&`
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_signals()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-soak-") as tmp:
         workdir = Path(tmp)
         services = Services(workdir)
