@@ -17,7 +17,7 @@ from agent.probes import PROBES
 from agent.probes.result import Reason, Status
 from agent.server import loop
 from agent.state_cli import state
-from agent.telemetry import signals
+from agent.telemetry import reference
 from agent.telemetry.logging import configure_logging
 from exporters.otel import otlp_target
 
@@ -143,9 +143,9 @@ def _print_table(overall: Status, entries: list[dict[str, object]], verbose: boo
 def signals_command(as_json: bool) -> None:
     """Print the signal catalogue (the source of docs/signals.md)."""
     if as_json:
-        click.echo(signals.as_json())
+        click.echo(reference.as_json())
     else:
-        click.echo(signals.as_markdown(PROBES, [r.value for r in Reason]), nl=False)
+        click.echo(reference.as_markdown(PROBES, [r.value for r in Reason]), nl=False)
 
 
 @main.group()
