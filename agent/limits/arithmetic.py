@@ -1,0 +1,155 @@
+"""The strategies as pure arithmetic on integer microseconds: state in, verdict and state out.
+
+Every function takes the key's current state (None for a key at rest), the time `now` and a
+`cost`, and returns `(admitted, remaining, retry_us, reset_us, delay_us, state)`. A denial
+returns the state it was given: a denied request consumes nothing. The caller has already
+refused a cost above the limit's capacity (`never`), so every function may assume it fits.
+The Lua scripts under `lua/` compute the same numbers on the Redis server.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+Verdict = tuple[bool, int, int, int, int, object]
+
+# A sliding log: [admissions as (time, cost) pairs, oldest first; their total cost].
+Log = list[Any]
+
+
+def tat(
+    state: int | None, now: int, cost: int, interval: int, capacity: int, shaping: bool
+) -> tuple[bool, int, int, int, int, int | None]:
+    """GCRA over a theoretical arrival time (token bucket and leaky bucket are the same sum).
+
+    The key's TAT is when it would be back at rest; a request of `cost` moves it `cost`
+    intervals later and is admitted while that stays within `capacity` intervals of now.
+    With `shaping` (leaky bucket) an admitted request waits until its slot: the old TAT.
+    """
+    base = now if state is None or state < now else state
+    window = capacity * interval
+    new_tat = base + cost * interval
+    if new_tat - now > window:
+        # Admitted once the TAT has drained far enough for `cost` more intervals.
+        remaining = (window - (base - now)) // interval
+        return False, remaining, new_tat - window - now, base - now, 0, state
+    remaining = (window - (new_tat - now)) // interval
+    return True, remaining, 0, new_tat - now, (base - now) if shaping else 0, new_tat
+
+
+def fixed_window(
+    state: tuple[int, int] | None, now: int, cost: int, limit: int, period: int
+) -> tuple[bool, int, int, int, int, tuple[int, int] | None]:
+    """A counter per aligned window `[k*period, (k+1)*period)`."""
+    start = now - now % period
+    count = state[1] if state is not None and state[0] == start else 0
+    end = start + period - now
+    if count + cost > limit:
+        return False, limit - count, end, end, 0, state
+    count += cost
+    return True, limit - count, 0, end, 0, (start, count)
+
+
+def sliding_window(
+    state: tuple[int, int, int] | None, now: int, cost: int, limit: int, period: int
+) -> tuple[bool, int, int, int, int, tuple[int, int, int] | None]:
+    """The weighted two-window counter: previous * (unexpired share) + current <= limit.
+
+    State is (window start, current count, previous count); all products stay integers by
+    comparing everything multiplied by `period`.
+    """
+    start = now - now % period
+    current = previous = 0
+    if state is not None:
+        if state[0] == start:
+            current, previous = state[1], state[2]
+        elif state[0] == start - period:
+            previous = state[1]
+    elapsed = now - start
+    weighted = previous * (period - elapsed) + current * period
+    room = limit * period - weighted
+    if cost * period > room:
+        retry = sliding_retry(current, previous, elapsed, cost, limit, period)
+        return (
+            False,
+            max(0, room // period),
+            retry,
+            sliding_reset(current, previous, elapsed, period),
+            0,
+            state,
+        )
+    current += cost
+    remaining = (room - cost * period) // period
+    reset = sliding_reset(current, previous, elapsed, period)
+    return True, remaining, 0, reset, 0, (start, current, previous)
+
+
+def sliding_retry(
+    current: int, previous: int, elapsed: int, cost: int, limit: int, period: int
+) -> int:
+    """Microseconds until `cost` fits, as the previous window's weight decays."""
+    if current + cost <= limit:
+        # Later in this window: previous * (period - e) <= (limit - current - cost) * period.
+        needed = period - (limit - current - cost) * period // previous
+        return needed - elapsed
+    # In the next window, where this window's count is the previous one.
+    needed = period - (limit - cost) * period // current
+    return period - elapsed + needed
+
+
+def sliding_reset(current: int, previous: int, elapsed: int, period: int) -> int:
+    """Microseconds until both windows' counts stop weighing."""
+    if current:
+        return 2 * period - elapsed
+    if previous:
+        return period - elapsed
+    return 0
+
+
+def sliding_log(
+    state: Log | None, now: int, cost: int, limit: int, period: int
+) -> tuple[bool, int, int, int, int, Log | None]:
+    """Every admission kept until `period` after it: at most `limit` in any such interval.
+
+    The log `[entries, total]` is trimmed in place (what left the window is gone for every
+    later decision too). An admission does not append to it: the caller appends with
+    `log_append` once every limit checked with it has admitted too.
+    """
+    if state is None:
+        state = [deque(), 0]
+    else:
+        entries = state[0]
+        horizon = now - period
+        while entries and entries[0][0] <= horizon:
+            state[1] -= entries.popleft()[1]
+    total = state[1]
+    if total + cost > limit:
+        return (
+            False,
+            limit - total,
+            log_retry(state, now, cost, limit, period),
+            (state[0][-1][0] + period - now),
+            0,
+            state,
+        )
+    return True, limit - total - cost, 0, period, 0, state
+
+
+def log_retry(state: Log, now: int, cost: int, limit: int, period: int) -> int:
+    """Microseconds until enough of the oldest admissions have left the window for `cost`."""
+    excess: int = state[1] + cost - limit
+    stamp: int
+    spent: int
+    for stamp, spent in state[0]:
+        excess -= spent
+        if excess <= 0:
+            return stamp + period - now
+    return 0
+
+
+def log_append(state: Log, now: int, cost: int) -> Log:
+    """The admitted log `sliding_log` returned, with the admission recorded."""
+    state[0].append((now, cost))
+    state[1] += cost
+    return state

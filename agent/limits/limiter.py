@@ -1,0 +1,261 @@
+"""Limiters: named limits over a storage, with counts for metrics and a policy for storage failures.
+
+`Limiter` is the asyncio face (any storage); `SyncLimiter` the thread-safe one for code that is
+not asyncio. Over the memory storage both run the same arithmetic on the same states, so the
+same sequence of calls at the same times gets the same decisions from either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from agent.limits.counts import Counts
+from agent.limits.decision import Decision, Outcome
+from agent.limits.errors import LimitError, StorageError
+from agent.limits.fast import bad_cost
+from agent.limits.memory import MemoryBinding, MemoryStorage
+from agent.limits.policy import Limit
+
+
+class FailurePolicy(enum.StrEnum):
+    """What a limiter answers when its storage cannot decide."""
+
+    # Admit (Envoy, Stripe and Upstash default to this: a limiter outage must not be an outage).
+    OPEN = "open"
+    # Deny, for limits that protect something that must never be overrun.
+    CLOSED = "closed"
+
+
+class AsyncBinding(Protocol):
+    """One limiter's limits in a storage decided with I/O (Redis)."""
+
+    async def decide(self, key: str, cost: int) -> Decision:
+        """Admit `cost` for `key` under every limit or none; raises `StorageError`."""
+        ...
+
+    def use(self, limits: Sequence[Limit]) -> None:
+        """Decide by these (rescaled) limits from now on."""
+        ...
+
+
+class AsyncStorage(Protocol):
+    """A storage whose decisions need I/O."""
+
+    def bind(self, limits: Sequence[Limit], namespace: str) -> AsyncBinding:
+        """The limits of the limiter named `namespace`."""
+        ...
+
+
+class SyncBinding(Protocol):
+    """One limiter's limits in a thread-safe storage decided with blocking I/O."""
+
+    def decide(self, key: str, cost: int) -> Decision:
+        """Admit `cost` for `key` under every limit or none; raises `StorageError`."""
+        ...
+
+    def use(self, limits: Sequence[Limit]) -> None:
+        """Decide by these (rescaled) limits from now on."""
+        ...
+
+
+class SyncStorage(Protocol):
+    """A thread-safe storage whose decisions block on I/O."""
+
+    def bind(self, limits: Sequence[Limit], namespace: str) -> SyncBinding:
+        """The limits of the limiter named `namespace`."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LimiterStats:
+    """What a limiter has decided since it was made: what its metrics publish."""
+
+    decisions: Mapping[Outcome, int]
+    storage_errors: int
+    utilization: float  # the highest used share of any key's quota, over the recent decisions
+    factor: float  # the current throttling factor (1.0: the configured rates)
+
+
+def _limits(limits: Limit | Sequence[Limit]) -> tuple[Limit, ...]:
+    found = (limits,) if isinstance(limits, Limit) else tuple(limits)
+    if not found or not all(isinstance(limit, Limit) for limit in found):
+        raise LimitError("a limiter needs one or more Limit objects")
+    names = [limit.name for limit in found]
+    if len(set(names)) != len(names):
+        raise LimitError(f"the limits of one limiter need distinct names, not {names}")
+    return found
+
+
+class _Face:
+    """What both faces share: name, limits, counts, failure policy, scaling."""
+
+    _binding: Any
+
+    def __init__(self, name: str, limits: Limit | Sequence[Limit], on_error: FailurePolicy) -> None:
+        self.name = name
+        self.on_error = FailurePolicy(on_error)
+        self._base = _limits(limits)
+        self._limits = self._base
+        self._factor = 1.0
+        self._counts = Counts()
+        self._previous_peak = 0.0
+
+    @property
+    def limits(self) -> tuple[Limit, ...]:
+        """The limits decisions use now (the configured ones times the throttling factor)."""
+        return self._limits
+
+    @property
+    def factor(self) -> float:
+        """The throttling factor last set with `scale` (1.0 at first)."""
+        return self._factor
+
+    def scale(self, factor: float) -> None:
+        """Multiply every limit's rate by `factor` in (0, 1] from now on (throttling).
+
+        States are kept: a key that spent its quota at the full rate waits at the new one.
+        """
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor <= 1:
+            raise LimitError(f"a scale factor is in (0, 1], not {factor!r}")
+        limits = tuple(limit.scaled(factor) for limit in self._base)
+        self._binding.use(limits)
+        self._limits = limits
+        self._factor = float(factor)
+
+    def stats(self) -> LimiterStats:
+        """Counts since start; each read also starts a new utilization period."""
+        counts = self._counts
+        # The peak of this period and the last, so every peak is seen by at least one reader.
+        peak = max(counts.peak, self._previous_peak)
+        self._previous_peak, counts.peak = counts.peak, 0.0
+        return LimiterStats(counts.by_outcome(), counts.errors, min(1.0, peak), self._factor)
+
+    def _failed(self) -> Decision:
+        """The failure policy's decision for a storage error, counted."""
+        self._counts.errors += 1
+        first = self._limits[0]
+        if self.on_error is FailurePolicy.OPEN:
+            decision = Decision(
+                Outcome.FAIL_OPEN,
+                first.limit,
+                first.limit,
+                0.0,
+                0.0,
+                0.0,
+                first.name,
+                first.period_seconds,
+            )
+        else:
+            # Retry after a period: sooner, the storage is unlikely to be back.
+            decision = Decision(
+                Outcome.FAIL_CLOSED,
+                first.limit,
+                0,
+                first.period_seconds,
+                first.period_seconds,
+                0.0,
+                first.name,
+                first.period_seconds,
+            )
+        return self._counts.note(decision)
+
+
+class Limiter(_Face):
+    """An asyncio rate limiter: `await limiter.decide(key, cost)`.
+
+    Over the memory storage (the default) a decision has no `await` and no lock inside; over an
+    `AsyncStorage` (Redis) a storage failure is answered by `on_error` and counted.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        limits: Limit | Sequence[Limit],
+        storage: MemoryStorage | AsyncStorage | None = None,
+        *,
+        on_error: FailurePolicy = FailurePolicy.OPEN,
+    ) -> None:
+        super().__init__(name, limits, on_error)
+        storage = MemoryStorage() if storage is None else storage
+        if isinstance(storage, MemoryStorage):
+            self._memory: MemoryBinding | None = storage.bind(self._limits, self._counts)
+            self._binding = self._memory
+        else:
+            self._memory = None
+            self._binding = storage.bind(self._limits, name)
+
+    async def decide(self, key: str, cost: int = 1) -> Decision:
+        """Admit `cost` for `key` under every limit, or under none of them."""
+        if self._memory is not None:
+            return self._memory.decide(key, cost)
+        if type(cost) is not int or cost < 0:
+            raise bad_cost(cost)
+        try:
+            decision = await self._binding.decide(key, cost)
+        except StorageError:
+            return self._failed()
+        return self._counts.note(decision)
+
+    async def hit(self, key: str, cost: int = 1) -> bool:
+        """Whether `cost` for `key` is admitted (and spent)."""
+        if self._memory is not None:
+            return self._memory.admit(key, cost)
+        return (await self.decide(key, cost)).allowed
+
+
+class SyncLimiter(_Face):
+    """A thread-safe rate limiter for code that is not asyncio: `limiter.decide(key, cost)`.
+
+    Over the memory storage one lock per limiter guards the states; a thread that finds it held
+    waits for it (a few microseconds) rather than being denied.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        limits: Limit | Sequence[Limit],
+        storage: MemoryStorage | SyncStorage | None = None,
+        *,
+        on_error: FailurePolicy = FailurePolicy.OPEN,
+    ) -> None:
+        super().__init__(name, limits, on_error)
+        storage = MemoryStorage() if storage is None else storage
+        # One lock guards the memory states, and the counts over any storage.
+        self._lock = threading.Lock()
+        if isinstance(storage, MemoryStorage):
+            self._memory: MemoryBinding | None = storage.bind(self._limits, self._counts)
+            self._binding = self._memory
+        else:
+            self._memory = None
+            self._binding = storage.bind(self._limits, name)
+
+    def decide(self, key: str, cost: int = 1) -> Decision:
+        """Admit `cost` for `key` under every limit, or under none of them."""
+        if self._memory is not None:
+            with self._lock:
+                return self._memory.decide(key, cost)
+        if type(cost) is not int or cost < 0:
+            raise bad_cost(cost)
+        try:
+            decision = self._binding.decide(key, cost)
+        except StorageError:
+            with self._lock:
+                return self._failed()
+        with self._lock:
+            return self._counts.note(decision)
+
+    def hit(self, key: str, cost: int = 1) -> bool:
+        """Whether `cost` for `key` is admitted (and spent)."""
+        if self._memory is not None:
+            with self._lock:
+                return self._memory.admit(key, cost)
+        return self.decide(key, cost).allowed
+
+    def scale(self, factor: float) -> None:
+        """Multiply every limit's rate by `factor` in (0, 1] from now on (throttling)."""
+        with self._lock:
+            super().scale(factor)
