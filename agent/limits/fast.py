@@ -22,13 +22,14 @@ from agent.limits.tables import Generations, Windows
 
 Clock = Callable[[], int]
 Never = Callable[[str, int, int], Decision]
-Deciders = tuple[Callable[[str, int], Decision], Callable[[str, int], bool]]
+# The closures take `Any` cost: they refuse anything but a whole number >= 0 themselves.
+Deciders = tuple[Callable[[str, Any], Decision], Callable[[str, Any], bool]]
 ALLOWED = Outcome.ALLOWED
 DENIED = Outcome.DENIED
 
 
 def bad_cost(cost: object) -> LimitError:
-    """The error for a cost that is not a whole number >= 0."""
+    """The error for a cost that is not a whole number >= 0 (one limit: no cost per name)."""
     return LimitError(f"cost must be a whole number >= 0, not {cost!r}")
 
 

@@ -16,9 +16,8 @@ from typing import Any, Protocol
 from agent.limits.counts import Counts
 from agent.limits.decision import Decision, Outcome
 from agent.limits.errors import LimitError, StorageError
-from agent.limits.fast import bad_cost
 from agent.limits.memory import MemoryBinding, MemoryStorage
-from agent.limits.policy import Limit
+from agent.limits.policy import Cost, Limit, costs
 
 
 class FailurePolicy(enum.StrEnum):
@@ -33,7 +32,7 @@ class FailurePolicy(enum.StrEnum):
 class AsyncBinding(Protocol):
     """One limiter's limits in a storage decided with I/O (Redis)."""
 
-    async def decide(self, key: str, cost: int) -> Decision:
+    async def decide(self, key: str, cost: Cost) -> Decision:
         """Admit `cost` for `key` under every limit or none; raises `StorageError`."""
         ...
 
@@ -53,7 +52,7 @@ class AsyncStorage(Protocol):
 class SyncBinding(Protocol):
     """One limiter's limits in a thread-safe storage decided with blocking I/O."""
 
-    def decide(self, key: str, cost: int) -> Decision:
+    def decide(self, key: str, cost: Cost) -> Decision:
         """Admit `cost` for `key` under every limit or none; raises `StorageError`."""
         ...
 
@@ -99,6 +98,7 @@ class _Face:
         self.name = name
         self.on_error = FailurePolicy(on_error)
         self._base = _limits(limits)
+        self._names = [limit.name for limit in self._base]
         self._limits = self._base
         self._factor = 1.0
         self._counts = Counts()
@@ -188,19 +188,18 @@ class Limiter(_Face):
             self._memory = None
             self._binding = storage.bind(self._limits, name)
 
-    async def decide(self, key: str, cost: int = 1) -> Decision:
+    async def decide(self, key: str, cost: Cost = 1) -> Decision:
         """Admit `cost` for `key` under every limit, or under none of them."""
         if self._memory is not None:
             return self._memory.decide(key, cost)
-        if type(cost) is not int or cost < 0:
-            raise bad_cost(cost)
+        costs(cost, self._names)
         try:
             decision = await self._binding.decide(key, cost)
         except StorageError:
             return self._failed()
         return self._counts.note(decision)
 
-    async def hit(self, key: str, cost: int = 1) -> bool:
+    async def hit(self, key: str, cost: Cost = 1) -> bool:
         """Whether `cost` for `key` is admitted (and spent)."""
         if self._memory is not None:
             return self._memory.admit(key, cost)
@@ -233,13 +232,12 @@ class SyncLimiter(_Face):
             self._memory = None
             self._binding = storage.bind(self._limits, name)
 
-    def decide(self, key: str, cost: int = 1) -> Decision:
+    def decide(self, key: str, cost: Cost = 1) -> Decision:
         """Admit `cost` for `key` under every limit, or under none of them."""
         if self._memory is not None:
             with self._lock:
                 return self._memory.decide(key, cost)
-        if type(cost) is not int or cost < 0:
-            raise bad_cost(cost)
+        costs(cost, self._names)
         try:
             decision = self._binding.decide(key, cost)
         except StorageError:
@@ -248,7 +246,7 @@ class SyncLimiter(_Face):
         with self._lock:
             return self._counts.note(decision)
 
-    def hit(self, key: str, cost: int = 1) -> bool:
+    def hit(self, key: str, cost: Cost = 1) -> bool:
         """Whether `cost` for `key` is admitted (and spent)."""
         if self._memory is not None:
             with self._lock:

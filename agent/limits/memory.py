@@ -17,7 +17,15 @@ from agent.limits import arithmetic, fast
 from agent.limits.counts import Counts
 from agent.limits.decision import Decision, Outcome
 from agent.limits.errors import LimitError
-from agent.limits.policy import MICROS, TAT_STRATEGIES, Limit, Strategy, interval_us
+from agent.limits.policy import (
+    MICROS,
+    TAT_STRATEGIES,
+    Cost,
+    Limit,
+    Strategy,
+    costs,
+    interval_us,
+)
 from agent.limits.tables import Generations, Windows
 
 Verdict = tuple[bool, int, int, int, int, Any]
@@ -119,11 +127,12 @@ class MemoryBinding:
     """One limiter's limits and their states in a `MemoryStorage`, counted in `counts`.
 
     `decide(key, cost)` returns a `Decision`; `admit(key, cost)` only whether it was admitted.
-    Both validate `cost` (a whole number >= 0; 0 reads without spending).
+    Both validate `cost` (a whole number >= 0; 0 reads without spending). With several limits
+    `cost` may also map each limit's name to its own cost (1 request, 350 tokens).
     """
 
-    decide: Callable[[str, int], Decision]
-    admit: Callable[[str, int], bool]
+    decide: Callable[[str, Cost], Decision]
+    admit: Callable[[str, Cost], bool]
 
     def __init__(
         self, clock: Callable[[], int], div: int, limits: Sequence[Limit], counts: Counts
@@ -167,20 +176,22 @@ class MemoryBinding:
         slot = self._slots[0]
         return self.counts.note(slot.decision(slot.check(key, now, 0), Outcome.NEVER))
 
-    def _decide_all(self, key: str, cost: int) -> Decision:
-        if cost.__class__ is not int or cost < 0:
-            raise fast.bad_cost(cost)
+    def _decide_all(self, key: str, cost: Cost) -> Decision:
+        spend = costs(cost, self._names)
         now = self._clock() // self._div
-        verdicts = [slot.check(key, now, min(cost, slot.quota)) for slot in self._slots]
         parts = []
-        for slot, verdict in zip(self._slots, verdicts, strict=True):
-            if cost > slot.quota:
-                parts.append(slot.decision(slot.check(key, now, 0), Outcome.NEVER))
+        verdicts = []
+        for slot, each in zip(self._slots, spend, strict=True):
+            if each > slot.quota:
+                verdict = slot.check(key, now, 0)
+                parts.append(slot.decision(verdict, Outcome.NEVER))
             else:
+                verdict = slot.check(key, now, each)
                 parts.append(slot.decision(verdict))
+            verdicts.append(verdict)
         if all(part.outcome is Outcome.ALLOWED for part in parts):
-            for slot, verdict in zip(self._slots, verdicts, strict=True):
-                slot.commit(key, now, cost, verdict)
+            for slot, each, verdict in zip(self._slots, spend, verdicts, strict=True):
+                slot.commit(key, now, each, verdict)
             return self.counts.note(combine(parts))
         # Nothing was consumed: the limits that would have admitted report what they hold now.
         for index, slot in enumerate(self._slots):
@@ -188,7 +199,7 @@ class MemoryBinding:
                 parts[index] = slot.decision(slot.check(key, now, 0))
         return self.counts.note(combine(parts))
 
-    def _admit_all(self, key: str, cost: int) -> bool:
+    def _admit_all(self, key: str, cost: Cost) -> bool:
         return self._decide_all(key, cost).allowed
 
     def states(self) -> int:

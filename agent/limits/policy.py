@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import math
 import re
+from collections.abc import Mapping, Sequence
 
 from agent.limits.errors import LimitError
 
@@ -114,3 +115,21 @@ def interval_us(limit: Limit) -> int:
     Rounding up keeps the admitted rate at or under the configured one.
     """
     return -(-limit.period_us // limit.limit)
+
+
+# What one decision spends: the same number under every limit, or a number per limit name.
+Cost = int | Mapping[str, int]
+
+
+def costs(cost: Cost, names: Sequence[str]) -> list[int]:
+    """One whole cost >= 0 per limit in `names`, from `cost`; a clear error otherwise."""
+    if isinstance(cost, Mapping):
+        if set(cost) != set(names) or len(cost) != len(names):
+            raise LimitError(f"costs must name each limit once: {sorted(names)}")
+        found = [cost[name] for name in names]
+    else:
+        found = [cost] * len(names)
+    for each in found:
+        if each.__class__ is not int or each < 0:
+            raise LimitError(f"cost must be a whole number >= 0, not {each!r}")
+    return found
