@@ -49,19 +49,13 @@ def _no_password_in_url(value: str) -> str:
     return value
 
 
-class PostgresCheck(CheckBase):
-    """`kind: postgres`: a pooled `SELECT 1` plus saturation and replication facts."""
+class PostgresTarget(Strict):
+    """Where a PostgreSQL-speaking check connects: the keys of `postgres` and `postgres_queue`."""
 
-    kind: Literal["postgres"]
     dsn: str = Field(default="", description="libpq URI or key=value string, without a password.")
     dsn_env: str | None = Field(default=None, description="Environment variable holding the DSN.")
     password_env: str | None = None
     pool_max_size: int = Field(default=2, ge=1, le=32)
-    degraded_connections_ratio: float = Field(default=0.8, gt=0, le=1)
-    degraded_replication_lag_seconds: float = Field(default=30.0, gt=0)
-    degraded_latency_seconds: float | None = Field(default=None, gt=0)
-    query: str | None = Field(default=None, description="Custom SQL returning one value.")
-    expect: str | None = Field(default=None, description="Expected value of `query`, as text.")
 
     @field_validator("dsn")
     @classmethod
@@ -74,10 +68,25 @@ class PostgresCheck(CheckBase):
         return value
 
     @model_validator(mode="after")
-    def _one_dsn_source(self) -> PostgresCheck:
+    def _one_dsn_source(self) -> PostgresTarget:
         if bool(self.dsn) == bool(self.dsn_env):
             msg = "set exactly one of dsn and dsn_env"
             raise ValueError(msg)
+        return self
+
+
+class PostgresCheck(PostgresTarget, CheckBase):
+    """`kind: postgres`: a pooled `SELECT 1` plus saturation and replication facts."""
+
+    kind: Literal["postgres"]
+    degraded_connections_ratio: float = Field(default=0.8, gt=0, le=1)
+    degraded_replication_lag_seconds: float = Field(default=30.0, gt=0)
+    degraded_latency_seconds: float | None = Field(default=None, gt=0)
+    query: str | None = Field(default=None, description="Custom SQL returning one value.")
+    expect: str | None = Field(default=None, description="Expected value of `query`, as text.")
+
+    @model_validator(mode="after")
+    def _query_with_expect(self) -> PostgresCheck:
         if (self.expect is None) != (self.query is None):
             msg = "query and expect go together"
             raise ValueError(msg)
@@ -118,16 +127,13 @@ def _redis_url_parameters(value: str) -> None:
         raise ValueError(msg)
 
 
-class RedisCheck(CheckBase):
-    """`kind: redis`: PING round trip and the INFO facts that decide degraded."""
+class RedisTarget(Strict):
+    """Where a Redis-speaking check connects: the keys `redis`, `redis_list` and `redis_stream`
+    share."""
 
-    kind: Literal["redis"]
     url: str = Field(default="redis://127.0.0.1:6379/0")
     username: str | None = None
     password_env: str | None = None
-    degraded_memory_ratio: float = Field(default=0.9, gt=0, le=1)
-    degraded_latency_seconds: float | None = Field(default=None, gt=0)
-    degraded_blocked_clients: int | None = Field(default=None, ge=1)
 
     @field_validator("url")
     @classmethod
@@ -137,6 +143,15 @@ class RedisCheck(CheckBase):
             raise ValueError(msg)
         _redis_url_parameters(value)
         return _no_password_in_url(value)
+
+
+class RedisCheck(RedisTarget, CheckBase):
+    """`kind: redis`: PING round trip and the INFO facts that decide degraded."""
+
+    kind: Literal["redis"]
+    degraded_memory_ratio: float = Field(default=0.9, gt=0, le=1)
+    degraded_latency_seconds: float | None = Field(default=None, gt=0)
+    degraded_blocked_clients: int | None = Field(default=None, ge=1)
 
 
 class JsonFieldExpectation(Strict):

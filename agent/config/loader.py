@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import yaml
 from pydantic import ValidationError
 
-from agent.config.checks import KINDS, HttpCheck, PostgresCheck, RedisCheck
+from agent.config.checks import KINDS, HttpCheck, PostgresTarget, RedisTarget
 from agent.config.model import VigilConfig
 from agent.telemetry.redact import redactor
 
@@ -82,9 +82,9 @@ def _missing_environment(config: VigilConfig) -> Iterator[str]:
     refs: list[tuple[str, str]] = []
     for i, check in enumerate(config.checks):
         at = f"checks[{i}]"
-        if isinstance(check, PostgresCheck | RedisCheck) and check.password_env:
+        if isinstance(check, PostgresTarget | RedisTarget) and check.password_env:
             refs.append((f"{at}.password_env", check.password_env))
-        if isinstance(check, PostgresCheck) and check.dsn_env:
+        if isinstance(check, PostgresTarget) and check.dsn_env:
             refs.append((f"{at}.dsn_env", check.dsn_env))
         if isinstance(check, HttpCheck):
             refs += [(f"{at}.headers_env.{h}", var) for h, var in check.headers_env.items()]
