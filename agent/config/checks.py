@@ -154,6 +154,86 @@ class RedisCheck(RedisTarget, CheckBase):
     degraded_blocked_clients: int | None = Field(default=None, ge=1)
 
 
+class QueueLimits(Strict):
+    """The depth keys every queue kind shares: how many items the queue is meant to hold, and
+    the shares of that which make it degraded and unhealthy."""
+
+    capacity: int = Field(ge=1, le=1_000_000_000, description="Items the queue is sized for.")
+    degraded_ratio: float = Field(default=0.8, gt=0, le=1)
+    unhealthy_ratio: float = Field(default=1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ratios_ordered(self) -> QueueLimits:
+        if self.degraded_ratio > self.unhealthy_ratio:
+            msg = "degraded_ratio must not exceed unhealthy_ratio"
+            raise ValueError(msg)
+        return self
+
+
+class AgeLimits(Strict):
+    """The oldest-item keys of the queue kinds that can tell how long their oldest item waits."""
+
+    degraded_age_seconds: float | None = Field(default=None, gt=0)
+    unhealthy_age_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ages_ordered(self) -> AgeLimits:
+        degraded, unhealthy = self.degraded_age_seconds, self.unhealthy_age_seconds
+        if degraded is not None and unhealthy is not None and degraded > unhealthy:
+            msg = "degraded_age_seconds must not exceed unhealthy_age_seconds"
+            raise ValueError(msg)
+        return self
+
+
+class RedisListCheck(QueueLimits, RedisTarget, CheckBase):
+    """`kind: redis_list`: the length of one or more Redis lists (Celery's, RQ's queues), summed."""
+
+    kind: Literal["redis_list"]
+    keys: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=64)
+
+    @field_validator("keys")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        # A key listed twice would count its items twice.
+        if len(set(value)) != len(value):
+            msg = "keys must be distinct"
+            raise ValueError(msg)
+        return value
+
+
+class RedisStreamCheck(AgeLimits, QueueLimits, RedisTarget, CheckBase):
+    """`kind: redis_stream`: a stream's consumer group: entries pending, not yet delivered, and
+    the age of the oldest waiting one."""
+
+    kind: Literal["redis_stream"]
+    stream: str = Field(min_length=1)
+    group: str = Field(min_length=1)
+
+
+class PostgresQueueCheck(AgeLimits, QueueLimits, PostgresTarget, CheckBase):
+    """`kind: postgres_queue`: a job table's depth and oldest item, from a configured query."""
+
+    kind: Literal["postgres_queue"]
+    query: str = Field(
+        min_length=1, description="SQL returning one row: depth, oldest item's age in seconds."
+    )
+    statement_timeout_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _statement_within_timeout(self) -> PostgresQueueCheck:
+        limit = self.statement_timeout_seconds
+        if limit is not None and limit > self.timeout_seconds:
+            msg = "statement_timeout_seconds must not exceed timeout_seconds"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def statement_timeout(self) -> float:
+        """The server-side limit of the query: the configured one, else half the deadline (the
+        other half is for getting a pooled connection)."""
+        return self.statement_timeout_seconds or self.timeout_seconds / 2
+
+
 class JsonFieldExpectation(Strict):
     """A field of a JSON response body that must hold a value."""
 
@@ -258,7 +338,16 @@ class HeartbeatCheck(CheckBase):
 
 
 CheckConfig = Annotated[
-    PostgresCheck | RedisCheck | HttpCheck | TcpCheck | DiskCheck | PythonCheck | HeartbeatCheck,
+    PostgresCheck
+    | RedisCheck
+    | HttpCheck
+    | TcpCheck
+    | DiskCheck
+    | PythonCheck
+    | HeartbeatCheck
+    | RedisListCheck
+    | RedisStreamCheck
+    | PostgresQueueCheck,
     Field(discriminator="kind"),
 ]
 

@@ -47,6 +47,9 @@ PROBES: Mapping[str, Probe] = ProbeMap(
         "disk": "agent.probes.disk:probe_disk",
         "python": "agent.probes.python:probe_python",
         "heartbeat": "agent.probes.heartbeat:probe_heartbeat",
+        "redis_list": "agent.probes.redis_list:probe_redis_list",
+        "redis_stream": "agent.probes.redis_stream:probe_redis_stream",
+        "postgres_queue": "agent.probes.postgres_queue:probe_postgres_queue",
     }
 )
 

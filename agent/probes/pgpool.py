@@ -12,11 +12,11 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
-from agent.config.checks import PostgresCheck
+from agent.config.checks import PostgresCheck, PostgresQueueCheck
 from agent.probes.context import ProbeContext
 from agent.probes.result import CheckResult, Reason
 
-PostgresKind = PostgresCheck
+PostgresKind = PostgresCheck | PostgresQueueCheck
 """The check kinds that talk to PostgreSQL through a pool of this module."""
 Configure = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
 

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from agent.config.checks import FALSE_WORDS, RedisCheck, RedisTarget
+from agent.config.checks import (
+    FALSE_WORDS,
+    RedisCheck,
+    RedisListCheck,
+    RedisStreamCheck,
+    RedisTarget,
+)
 from agent.probes.context import ProbeContext
 from agent.probes.result import CheckResult, Reason
 
@@ -244,7 +250,7 @@ class Client:
             self._connection = None
 
 
-RedisKind = RedisCheck
+RedisKind = RedisCheck | RedisListCheck | RedisStreamCheck
 """The check kinds that talk to Redis through this client."""
 
 

@@ -93,6 +93,7 @@ def prometheus_name(name: str, unit: str, counter: bool) -> str:
 
 
 _CHECK = ("check", "kind")
+_QUEUE_KINDS = ("redis_list", "redis_stream", "postgres_queue")
 
 
 def _detail(
@@ -465,6 +466,43 @@ CATALOGUE: tuple[Signal, ...] = (
         "replication_link_up",
         "redis",
         informational=True,
+    ),
+    # --- external queues ----------------------------------------------------------------------
+    _detail(
+        "vigil.external_queue.depth",
+        "{item}",
+        "Items waiting in a watched queue (a stream group: pending plus lag).",
+        "depth",
+        *_QUEUE_KINDS,
+    ),
+    _detail(
+        "vigil.external_queue.capacity",
+        "{item}",
+        "Configured capacity of a watched queue.",
+        "capacity",
+        *_QUEUE_KINDS,
+    ),
+    _detail(
+        "vigil.external_queue.oldest.age",
+        "s",
+        "Age of the oldest waiting item; 0 when the queue is empty.",
+        "oldest_age_seconds",
+        "redis_stream",
+        "postgres_queue",
+    ),
+    _detail(
+        "vigil.external_queue.pending",
+        "{entry}",
+        "Stream entries delivered to the consumer group and not acknowledged.",
+        "pending",
+        "redis_stream",
+    ),
+    _detail(
+        "vigil.external_queue.lag",
+        "{entry}",
+        "Stream entries not yet delivered to the consumer group.",
+        "lag",
+        "redis_stream",
     ),
     # --- http ---------------------------------------------------------------------------------
     _detail(

@@ -49,6 +49,17 @@ async def test_live_families_and_labels_equal_catalogue(
     await asyncio.to_thread(standby.wait_for_replay)
     monkeypatch.setenv("VIGIL_CONTRACT_PG", PASSWORD)
     redis_primary, redis_replica = redis_primary_and_replica
+    # The queue kinds watch real queues: a list, a stream group with entries read and not
+    # acknowledged (pending) and entries not read (lag), a job table.
+    with redis_primary.client() as client:
+        client.rpush("celery", "job-1", "job-2")
+        for n in range(3):
+            client.xadd("orders", {"n": n})
+        client.xgroup_create("orders", "billing", id="0")
+        client.xreadgroup("billing", "worker-1", {"orders": ">"}, count=1)
+    primary.execute("CREATE TABLE jobs (enqueued_at timestamptz NOT NULL DEFAULT now())")
+    primary.execute("INSERT INTO jobs DEFAULT VALUES")
+    primary.execute("GRANT SELECT ON jobs TO vigil")
     tls = await tls_target_factory(dt.timedelta(days=30))
     pg = {"kind": "postgres", "password_env": "VIGIL_CONTRACT_PG", "interval_seconds": 1}
     checks = [
@@ -97,6 +108,31 @@ async def test_live_families_and_labels_equal_catalogue(
             "interval_seconds": 1,
         },
         {"name": "disk", "kind": "disk", "path": str(tmp_path), "interval_seconds": 1},
+        {
+            "name": "celery",
+            "kind": "redis_list",
+            "url": f"redis://127.0.0.1:{redis_primary.port}/0",
+            "keys": ["celery"],
+            "capacity": 100,
+            "interval_seconds": 1,
+        },
+        {
+            "name": "orders",
+            "kind": "redis_stream",
+            "url": f"redis://127.0.0.1:{redis_primary.port}/0",
+            "stream": "orders",
+            "group": "billing",
+            "capacity": 100,
+            "interval_seconds": 1,
+        },
+        {
+            **pg,
+            "name": "jobs",
+            "kind": "postgres_queue",
+            "dsn": f"host=127.0.0.1 port={primary.port} user=vigil dbname=postgres",
+            "query": "SELECT count(*), EXTRACT(EPOCH FROM now() - min(enqueued_at)) FROM jobs",
+            "capacity": 100,
+        },
         {
             "name": "stubborn",
             "kind": "python",
@@ -151,7 +187,8 @@ async def test_live_families_and_labels_equal_catalogue(
         await agent.send("PUT", "/api/v1/flags/search", {"enabled": True}, token="admin-token-1234")
     )[0] == 200
     assert (await agent.send("POST", "/api/v1/flags/search/evaluate", {}))[0] == 200
-    for name in ("pg", "pg-standby", "cache", "cache-replica", "api", "port", "disk"):
+    healthy = ("pg", "pg-standby", "cache", "cache-replica", "api", "port", "disk")
+    for name in (*healthy, "celery", "orders", "jobs"):
         await agent.wait_status(name, "healthy")
     await agent.wait_status("broken", "unhealthy")
     await agent.wait_status("stubborn", "unhealthy")

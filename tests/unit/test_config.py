@@ -28,7 +28,7 @@ BAD = [
         "checks:\n - {name: a, kind: pg}\n",
         [
             "checks[0].kind: unknown kind 'pg' (expected one of 'postgres', 'redis', 'http', "
-            "'tcp', 'disk', 'python', 'heartbeat')"
+            "'tcp', 'disk', 'python', 'heartbeat', 'redis_list', 'redis_stream', 'postgres_queue')"
         ],
     ),
     (
@@ -89,6 +89,82 @@ BAD = [
             "degradation: flags_file was removed with the file store; the state, audit trail and"
             " flags live in database_file. An agent imports the files it finds under their"
             " default names in agent.data_dir once: move a file there to import it"
+        ],
+    ),
+    # The queue kinds: capacity, ratios and ages, and each kind's own keys.
+    (
+        "checks:\n - {name: q, kind: redis_list, keys: [celery]}\n",
+        ["checks[0].capacity: required key is missing"],
+    ),
+    (
+        "checks:\n - {name: q, kind: redis_list, keys: [celery], capacity: 0,"
+        " degraded_ratio: 0, unhealthy_ratio: 1.5}\n",
+        [
+            "checks[0].capacity: must be >= 1",
+            "checks[0].degraded_ratio: must be > 0",
+            "checks[0].unhealthy_ratio: must be <= 1",
+        ],
+    ),
+    (
+        "checks:\n - {name: q, kind: redis_list, keys: [celery], capacity: 10,"
+        " degraded_ratio: 0.9, unhealthy_ratio: 0.5}\n",
+        ["checks[0]: degraded_ratio must not exceed unhealthy_ratio"],
+    ),
+    (
+        "checks:\n - {name: q, kind: redis_list, keys: [a, b, a], capacity: 10}\n"
+        " - {name: r, kind: redis_list, keys: [], capacity: 10}\n"
+        " - {name: s, kind: redis_list, keys: [''], capacity: 10}\n",
+        [
+            "checks[0].keys: keys must be distinct",
+            "checks[1].keys: must hold at least 1 item(s)",
+            "checks[2].keys[0]: string should have at least 1 character",
+        ],
+    ),
+    (
+        "checks:\n - {name: q, kind: redis_list, keys: [celery], capacity: 10,"
+        " degraded_age_seconds: 60}\n",
+        ["checks[0].degraded_age_seconds: unknown key"],
+    ),
+    (
+        "checks:\n - {name: q, kind: redis_stream, url: 'redis://:hunter22@h:6379/0',"
+        " stream: orders, capacity: 10}\n",
+        [
+            "checks[0].url: must not contain a password; name an environment variable in "
+            "password_env",
+            "checks[0].group: required key is missing",
+        ],
+    ),
+    (
+        "checks:\n - {name: q, kind: redis_stream, stream: orders, group: billing, capacity: 10,"
+        " degraded_age_seconds: 600, unhealthy_age_seconds: 60}\n",
+        ["checks[0]: degraded_age_seconds must not exceed unhealthy_age_seconds"],
+    ),
+    (
+        "checks:\n - {name: q, kind: redis_stream, stream: orders, group: billing, capacity: 10,"
+        " unhealthy_age_seconds: 0}\n",
+        ["checks[0].unhealthy_age_seconds: must be > 0"],
+    ),
+    (
+        "checks:\n - {name: q, kind: postgres_queue, dsn: 'host=h', capacity: 10}\n",
+        ["checks[0].query: required key is missing"],
+    ),
+    (
+        "checks:\n - {name: q, kind: postgres_queue, query: 'SELECT 0, NULL', capacity: 10}\n",
+        ["checks[0]: set exactly one of dsn and dsn_env"],
+    ),
+    (
+        "checks:\n - {name: q, kind: postgres_queue, dsn: 'host=h', query: 'SELECT 0, NULL',"
+        " capacity: 10, timeout_seconds: 2, statement_timeout_seconds: 3}\n",
+        ["checks[0]: statement_timeout_seconds must not exceed timeout_seconds"],
+    ),
+    (
+        "checks:\n - {name: q, kind: postgres_queue, dsn: 'host=h', query: 'SELECT 0, NULL',"
+        " capacity: 10, password_env: VIGIL_NOPE}\n"
+        " - {name: r, kind: redis_stream, stream: s, group: g, capacity: 1,"
+        " password_env: VIGIL_NOPE_TOO}\n",
+        [
+            "checks[0].password_env: environment variable VIGIL_NOPE is not set",
+            "checks[1].password_env: environment variable VIGIL_NOPE_TOO is not set",
         ],
     ),
 ]

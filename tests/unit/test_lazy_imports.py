@@ -27,6 +27,8 @@ from tests.harness.wait import poll_until_sync
 REPO = Path(__file__).parents[2]
 CLOSED = "127.0.0.1:1"  # nothing listens on port 1: every connect is refused at once
 DRIVERS = ("redis", "psycopg", "psycopg_pool", "cryptography.x509")
+# The probes' shared connection modules: loaded with the first kind that needs them.
+CONNECTIONS = ("agent.probes.resp", "agent.probes.pgpool")
 # `vigil run --config PATH`, writing the names of the imported modules to OUT at exit.
 _RUN = """
 import atexit, json, sys
@@ -46,6 +48,18 @@ def _checks(tmp_path: Path, *kinds: str) -> list[dict[str, Any]]:
         "disk": {"path": str(tmp_path)},
         "redis": {"url": f"redis://{CLOSED}/0"},
         "postgres": {"dsn": f"host={host} port={port} dbname=vigil user=vigil"},
+        "redis_list": {"url": f"redis://{CLOSED}/0", "keys": ["celery"], "capacity": 10},
+        "redis_stream": {
+            "url": f"redis://{CLOSED}/0",
+            "stream": "orders",
+            "group": "billing",
+            "capacity": 10,
+        },
+        "postgres_queue": {
+            "dsn": f"host={host} port={port} dbname=vigil user=vigil",
+            "query": "SELECT 0, NULL",
+            "capacity": 10,
+        },
     }
     return [
         {"name": f"{kind}-check", "kind": kind, "interval_seconds": 30, "timeout_seconds": 2}
@@ -104,7 +118,7 @@ def test_http_tcp_disk_agent_imports_no_driver(tmp_path: Path) -> None:
     modules = _imported(tmp_path, {"checks": _checks(tmp_path, "http", "tcp", "disk")})
 
     assert {"agent.probes.http", "agent.probes.tcp", "agent.probes.disk"} <= modules
-    assert not modules & {*DRIVERS, "agent.probes.redis", "agent.probes.postgres"}
+    assert not modules & {*DRIVERS, *CONNECTIONS, "agent.probes.redis", "agent.probes.postgres"}
     # `vigil run` imports the stores' errors only to name them when the agent cannot start.
     assert not {m for m in modules if m.startswith("agent.degradation.")} - {
         "agent.degradation.errors"
@@ -118,6 +132,16 @@ def test_postgres_check_imports_its_driver(tmp_path: Path) -> None:
 
     assert {"agent.probes.redis", "agent.probes.postgres", "psycopg", "psycopg_pool"} <= modules
     assert not modules & {"redis", "cryptography.x509"}
+
+
+def test_queue_checks_import_only_their_connections(tmp_path: Path) -> None:
+    """Queue checks over Redis load no redis-py; the one over PostgreSQL loads psycopg."""
+    kinds = ("redis_list", "redis_stream", "postgres_queue")
+    modules = _imported(tmp_path, {"checks": _checks(tmp_path, *kinds)})
+
+    assert {*CONNECTIONS, "psycopg", "psycopg_pool"} <= modules
+    assert {f"agent.probes.{kind}" for kind in kinds} <= modules
+    assert not modules & {"redis", "agent.probes.redis", "agent.probes.postgres"}
 
 
 @pytest.mark.parametrize(
