@@ -22,10 +22,15 @@ from pathlib import Path
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from grafana import checks, degradation, overview
+from grafana import checks, degradation, limits, overview
 
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
-DASHBOARDS: tuple[Callable[[], Dashboard], ...] = (overview.build, checks.build, degradation.build)
+DASHBOARDS: tuple[Callable[[], Dashboard], ...] = (
+    overview.build,
+    checks.build,
+    degradation.build,
+    limits.build,
+)
 
 
 def render(dashboard: Dashboard) -> str:

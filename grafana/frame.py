@@ -2,7 +2,8 @@
 
 Every dashboard gets the ``datasource`` variable, ``job`` and ``instance`` from
 ``vigil_agent_info`` (multi-value, with "All"), the hidden ``runbook_base`` variable, a "Runbooks"
-link and a dropdown of the other Vigil dashboards.
+link and a dropdown of the other Vigil dashboards; titled Grafana rows (``section``) group its
+panels where it covers several concerns.
 """
 
 from __future__ import annotations
@@ -133,17 +134,24 @@ def _links() -> list[Builder[models.DashboardLink]]:
     return [runbooks, dashboards]
 
 
+def section(title: str) -> builders.Row:
+    """A titled Grafana row, open: a header above the rows of panels that follow it, up to the
+    next section (a dashboard that several concerns share gets one per concern)."""
+    return builders.Row(title).collapsed(False).datasource(DATASOURCE)
+
+
 def dashboard(
     uid: str,
     title: str,
     description: str,
-    rows: Sequence[Sequence[AnyPanel]],
+    rows: Sequence[Sequence[AnyPanel] | builders.Row],
     annotations: Sequence[PrometheusAnnotation] = (),
 ) -> models.Dashboard:
     """A dashboard whose rows of panels fill the grid left to right, top to bottom.
 
     The SDK places each panel after the previous one and wraps at the grid's width, so a row
-    must fill the width exactly to start the next row where it should.
+    must fill the width exactly to start the next row where it should. A `section` in `rows`
+    starts a titled Grafana row there.
     """
     builder = (
         builders.Dashboard(title)
@@ -161,6 +169,10 @@ def dashboard(
     )
     panel_id = 0
     for row in rows:
+        if isinstance(row, builders.Row):
+            panel_id += 1
+            builder.with_row(row.id(panel_id))
+            continue
         built = [panel.build() for panel in row]
         width = sum(p.grid_pos.w if p.grid_pos else 0 for p in built)
         if width != GRID_WIDTH:

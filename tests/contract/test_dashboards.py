@@ -214,6 +214,10 @@ def test_valid_json_model(path: Path) -> None:
         grid = panel["gridPos"]
         assert all(isinstance(grid[k], int) for k in ("h", "w", "x", "y")), panel["title"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
+        if panel["type"] == "row":  # a section header: open, full width, holding no panels
+            assert panel["title"]
+            assert (panel["collapsed"], panel["panels"], grid["w"]) == (False, [], 24)
+            continue
         assert panel["type"] in {"stat", "timeseries", "table", "state-timeline"}, panel["title"]
         assert panel["targets"], f"{panel['title']}: no targets"
         refs = [t["refId"] for t in panel["targets"]]
@@ -224,7 +228,7 @@ def test_valid_json_model(path: Path) -> None:
 def test_dashboard_uids_are_unique() -> None:
     """No two dashboards share a uid."""
     uids = [_load(p)["uid"] for p in FILES]
-    assert len(uids) == len(set(uids)) == 3
+    assert len(uids) == len(set(uids)) == 4
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
@@ -240,7 +244,7 @@ def test_datasource_is_the_template_variable(path: Path) -> None:
     assert variables["datasource"]["query"] == "prometheus"
     for panel in _panels(dashboard["panels"]):
         assert panel["datasource"] == DATASOURCE, panel["title"]
-        for target in panel["targets"]:
+        for target in panel.get("targets", []):  # a section's row header has none
             assert target["datasource"] == DATASOURCE, panel["title"]
     for variable in variables.values():
         if variable["type"] == "query":
@@ -253,11 +257,12 @@ def test_datasource_is_the_template_variable(path: Path) -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_panel_ids_unique_and_units_and_descriptions_set(path: Path) -> None:
-    """Panel ids are unique; every panel has a unit and a description."""
+    """Panel ids are unique; every panel (not a section's row header) has a unit and a
+    description."""
     panels = list(_panels(_load(path)["panels"]))
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), ids
-    for panel in panels:
+    for panel in (p for p in panels if p["type"] != "row"):
         assert panel["fieldConfig"]["defaults"].get("unit"), f"{panel['title']}: no unit"
         assert panel.get("description"), f"{panel['title']}: no description"
 
@@ -309,7 +314,7 @@ def test_metrics_and_labels_exist_in_catalogue() -> None:
     for path in FILES:
         dashboard = _load(path)
         for panel in _panels(dashboard["panels"]):
-            for target in panel["targets"]:
+            for target in panel.get("targets", []):
                 problems += [
                     f"{dashboard['uid']} {panel['title']!r}: {p}"
                     for p in _catalogue_problems(target["expr"], target.get("legendFormat", ""))
@@ -392,8 +397,9 @@ async def test_every_panel_query_returns_data_from_a_live_agent(
     tmp_path: Path,
 ) -> None:
     """Every panel and annotation query has a non-NaN sample from Prometheus scraping an agent."""
-    # Checks of every kind a panel reads (http, https, failing http, disk, redis, postgres, a python
-    # check that gets abandoned) and the degradation engine, moved by a webhook and a pin.
+    # Checks of every kind a panel reads (http, https, failing http, disk, redis, a redis stream,
+    # postgres, a python check that gets abandoned) and the degradation engine, moved by a webhook
+    # and a pin.
     with contextlib.suppress(psycopg.errors.DuplicateObject):
         postgres_server.create_role("vigil_dashboards", PASSWORD)
     monkeypatch.setenv("VIGIL_DASHBOARDS_PG", PASSWORD)
@@ -401,6 +407,12 @@ async def test_every_panel_query_returns_data_from_a_live_agent(
     monkeypatch.setenv("VIGIL_DASHBOARDS_ADMIN", "admin-token-5120")
     # A memory limit, so the used/max ratio exists (the shared Redis has none).
     redis = await asyncio.to_thread(fresh_redis, maxmemory_bytes=64 * 1024 * 1024)
+    # A stream whose consumer group has entries pending (read, not acked) and lag (not read).
+    with redis.client() as client:
+        for n in range(3):
+            client.xadd("orders", {"n": n})
+        client.xgroup_create("orders", "billing", id="0")
+        client.xreadgroup("billing", "worker-1", {"orders": ">"}, count=1)
     tls = await tls_target_factory(dt.timedelta(days=30))
     checks: list[dict[str, Any]] = [
         {"name": "api", "kind": "http", "url": http_target.url, "interval_seconds": 1},
@@ -424,6 +436,15 @@ async def test_every_panel_query_returns_data_from_a_live_agent(
             "name": "cache",
             "kind": "redis",
             "url": f"redis://127.0.0.1:{redis.port}/0",
+            "interval_seconds": 1,
+        },
+        {
+            "name": "orders",
+            "kind": "redis_stream",
+            "url": f"redis://127.0.0.1:{redis.port}/0",
+            "stream": "orders",
+            "group": "billing",
+            "capacity": 100,
             "interval_seconds": 1,
         },
         {
@@ -482,7 +503,7 @@ async def test_every_panel_query_returns_data_from_a_live_agent(
     assert flag[0] == 200
     for _ in range(3):
         assert (await agent.send("POST", "/api/v1/flags/search/evaluate", {}))[0] == 200
-    for name in ("api", "api-tls", "disk", "cache", "db"):
+    for name in ("api", "api-tls", "disk", "cache", "orders", "db"):
         await agent.wait_status(name, "healthy")
     await agent.wait_status("broken", "unhealthy")
     await _wait(prometheus, 'vigil_degradation_level_index{job="vigil"} == 2', 20)
