@@ -35,7 +35,8 @@ async def probe_redis_stream(check: RedisStreamCheck, ctx: ProbeContext) -> Chec
             return _no_stream(stream, groups)
         info = _group(groups, group)
         # The group may go between the two commands: XPENDING then answers NOGROUP.
-        if not info or (isinstance(summary, resp.ReplyError) and str(summary)[:7] == "NOGROUP"):
+        gone = isinstance(summary, resp.ReplyError) and str(summary).startswith("NOGROUP")
+        if not info or gone:
             return CheckResult.unhealthy(
                 Reason.ASSERTION_FAILED, f"stream {stream!r} has no consumer group {group!r}"
             )
