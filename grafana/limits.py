@@ -1,5 +1,4 @@
-"""The limits dashboard: external queues the queue checks watch (rate limits and the work queue
-get their own sections later)."""
+"""The limits dashboard: external queues the queue checks watch, and the rate limiters."""
 
 from __future__ import annotations
 
@@ -11,10 +10,13 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from grafana.frame import dashboard, section
 from grafana.panels import AnyPanel, runbook_link, thresholds, timeseries_panel
-from grafana.queries import sel
+from grafana.queries import rate_by, sel
 
 NEAR_CAPACITY = "limits.md#vigilexternalqueuenearcapacity"
 LAG_GROWING = "limits.md#vigilexternalqueuelaggrowing"
+NEAR_QUOTA = "limits.md#vigilratelimitnearquota"
+REJECTING = "limits.md#vigilratelimitrejectingmany"
+STORAGE_FAILING = "limits.md#vigilratelimitstoragefailing"
 
 
 def _depth() -> timeseries.Panel:
@@ -73,12 +75,89 @@ def external_queues() -> list[Sequence[AnyPanel] | builders.Row]:
     return [section("External queues"), [_depth(), _age()], [pending, lag]]
 
 
+def rate_limits() -> list[Sequence[AnyPanel] | builders.Row]:
+    """The "Rate limits" section: decisions by outcome, utilization, storage errors, throttling."""
+    decisions = (
+        timeseries_panel(
+            "Decisions by outcome",
+            "Rate-limit decisions per second by limiter and outcome: allowed, denied, never (a "
+            "cost above the burst), fail_open / fail_closed (the storage failed and the failure "
+            "policy decided).",
+            "reqps",
+            rate_by("vigil_ratelimit_decisions_total", "limiter, outcome"),
+            legend="{{limiter}} {{outcome}}",
+        )
+        .min(0)
+        .links([runbook_link("rejecting many", REJECTING)])
+    )
+    refusals = 'outcome=~"denied|never|fail_closed"'
+    refused = (
+        timeseries_panel(
+            "Refused share",
+            "Share of each limiter's decisions refused (denied, never, fail_closed). The alert "
+            "fires above 10 % for 10 minutes at one decision per second or more.",
+            "percentunit",
+            f"sum by (limiter) (rate({sel('vigil_ratelimit_decisions_total', refusals)}"
+            "[$__rate_interval])) / sum by (limiter) "
+            f"(rate({sel('vigil_ratelimit_decisions_total')}[$__rate_interval]))",
+            legend="{{limiter}}",
+        )
+        .thresholds(thresholds(("green", None), ("orange", 0.1)))
+        .min(0)
+        .links([runbook_link("rejecting many", REJECTING)])
+    )
+    utilization = (
+        timeseries_panel(
+            "Busiest key's quota used",
+            "Peak share of any key's quota used, per limiter. Above 90 % for 15 minutes a "
+            "client lives at its limit.",
+            "percentunit",
+            sel("vigil_ratelimit_utilization"),
+            legend="{{limiter}}",
+            span=8,
+        )
+        .thresholds(thresholds(("green", None), ("orange", 0.9)))
+        .min(0)
+        .max(1)
+        .links([runbook_link("near quota", NEAR_QUOTA)])
+    )
+    storage = (
+        timeseries_panel(
+            "Storage errors",
+            "Decisions per second the limiter's storage (Redis) failed to make; each was "
+            "answered by the failure policy (fail_open or fail_closed above).",
+            "short",
+            rate_by("vigil_ratelimit_storage_errors_total", "limiter"),
+            legend="{{limiter}}",
+            span=8,
+        )
+        .min(0)
+        .links([runbook_link("storage failing", STORAGE_FAILING)])
+    )
+    factor = (
+        timeseries_panel(
+            "Throttling factor",
+            "The factor on each limiter's configured rates: 1 as configured, lower while a "
+            "throttle scales the rates down (load, degradation level).",
+            "percentunit",
+            sel("vigil_ratelimit_factor"),
+            legend="{{limiter}}",
+            span=8,
+        )
+        .min(0)
+        .max(1)
+        .links([runbook_link("near quota", NEAR_QUOTA)])
+    )
+    return [section("Rate limits"), [decisions, refused], [utilization, storage, factor]]
+
+
 def build() -> Dashboard:
     """Vigil / Queues and rate limits."""
     return dashboard(
         "vigil-limits",
         "Vigil / Queues and rate limits",
         "External job queues watched by the queue checks: depth against capacity, the oldest "
-        "item's age, a stream group's pending entries and lag.",
-        external_queues(),
+        "item's age, a stream group's pending entries and lag; and the rate limiters: decisions "
+        "by outcome, the busiest key's quota, storage errors and throttling.",
+        [*external_queues(), *rate_limits()],
     )

@@ -11,6 +11,34 @@ from agent.config.base import Strict
 from agent.config.checks import CheckConfig
 from agent.config.matchers import Matcher
 
+# The strategies of agent.limits, by name (config sits below the capabilities: no import).
+RateStrategy = Literal[
+    "gcra", "token_bucket", "leaky_bucket", "fixed_window", "sliding_window", "sliding_log"
+]
+
+
+class ApiRateLimitSettings(Strict):
+    """The rate limit in front of the agent's own API (`/api/v1/...` and `/health`), per client
+    address. Never in front of `/metrics`, `/healthz`, `/readyz` or the Alertmanager webhook."""
+
+    enabled: bool = True
+    limit: int = Field(default=1200, ge=1, le=10_000_000)
+    period_seconds: float = Field(default=60.0, ge=0.001, le=86_400)
+    strategy: RateStrategy = "gcra"
+    burst: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="gcra, token and leaky bucket; default limit.",
+    )
+
+    @model_validator(mode="after")
+    def _burst_needs_a_bucket(self) -> ApiRateLimitSettings:
+        if self.burst is not None and self.strategy not in ("gcra", "token_bucket", "leaky_bucket"):
+            msg = f"burst applies to gcra, token_bucket and leaky_bucket, not {self.strategy}"
+            raise ValueError(msg)
+        return self
+
 
 class AgentSettings(Strict):
     """How the agent process listens, schedules and logs."""
@@ -23,6 +51,7 @@ class AgentSettings(Strict):
     shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=300)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    api_rate_limit: ApiRateLimitSettings = Field(default_factory=ApiRateLimitSettings)
 
 
 class OtlpSettings(Strict):

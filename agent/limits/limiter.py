@@ -75,7 +75,7 @@ class LimiterStats:
 
     decisions: Mapping[Outcome, int]
     storage_errors: int
-    utilization: float  # the highest used share of any key's quota, over the recent decisions
+    utilization: float  # the peak used share of any key's quota, this period and the last
     factor: float  # the current throttling factor (1.0: the configured rates)
 
 
@@ -127,12 +127,21 @@ class _Face:
         self._factor = float(factor)
 
     def stats(self) -> LimiterStats:
-        """Counts since start; each read also starts a new utilization period."""
+        """Counts since start, and the peak utilization of this period and the last."""
         counts = self._counts
-        # The peak of this period and the last, so every peak is seen by at least one reader.
-        peak = max(counts.peak, self._previous_peak)
+        peak = min(1.0, max(counts.peak, self._previous_peak))
+        return LimiterStats(counts.by_outcome(), counts.errors, peak, self._factor)
+
+    def utilization(self) -> float:
+        """The peak used share of any key's quota since the read before last; starts a period.
+
+        Each read (a metrics collection) starts a new period and reports the peak of the one it
+        ends and the one before, so a peak is seen even when two readers share the periods.
+        """
+        counts = self._counts
+        peak = min(1.0, max(counts.peak, self._previous_peak))
         self._previous_peak, counts.peak = counts.peak, 0.0
-        return LimiterStats(counts.by_outcome(), counts.errors, min(1.0, peak), self._factor)
+        return peak
 
     def _failed(self) -> Decision:
         """The failure policy's decision for a storage error, counted."""

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from agent.database import Database, OwnerLock, Schema
     from agent.degradation.flags import Flags
     from agent.degradation.reconcile import Reconciler
+    from agent.limits import Limiter
     from agent.server.degradation_api import DegradationApi
 
 log = structlog.get_logger("vigil.agent")
@@ -72,6 +73,11 @@ class Agent:
             config.agent.max_concurrency,
             clock,
         )
+        self.api_limiter = _api_limiter(config)
+        if self.api_limiter is not None:
+            from agent.limits.metrics import observe as observe_limiters
+
+            observe_limiters(meter, [self.api_limiter])
         self._runner_app: web.AppRunner | None = None
         self.port: int | None = None
         self.degradation: DegradationApi | None = None
@@ -118,7 +124,18 @@ class Agent:
             except BaseException:
                 self._owner.release()
                 raise
-        app = make_app(self.board, self.pipeline.render, settings.startup_grace_seconds, self.clock)
+        middlewares = []
+        if self.api_limiter is not None:
+            from agent.limits.middleware import rate_limit
+
+            middlewares.append(rate_limit(self.api_limiter, applies=_rate_limited))
+        app = make_app(
+            self.board,
+            self.pipeline.render,
+            settings.startup_grace_seconds,
+            self.clock,
+            middlewares,
+        )
         if self.degradation is not None:
             await self.degradation.flags.load()
             await self.degradation.engine.start()
@@ -182,6 +199,25 @@ class Agent:
             log.info("signal received; stopping")
         finally:
             await self.stop()
+
+
+def _api_limiter(config: VigilConfig) -> Limiter | None:
+    """The limiter in front of the agent's own API, per client address (None: disabled)."""
+    settings = config.agent.api_rate_limit
+    if not settings.enabled:
+        return None
+    from agent.limits import Limit, Limiter, Strategy
+
+    limit = Limit(
+        settings.limit, settings.period_seconds, Strategy(settings.strategy), settings.burst, "api"
+    )
+    return Limiter("api", limit)
+
+
+def _rate_limited(request: web.Request) -> bool:
+    """The routes behind the API rate limit: the admin API and `/health`, never what Prometheus,
+    orchestrators' probes or Alertmanager call."""
+    return request.path.startswith("/api/") or request.path == "/health"
 
 
 def database_path(config: VigilConfig) -> Path:

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -31,12 +31,14 @@ def make_app(
     render: Callable[[], bytes],
     grace_seconds: float,
     clock: Clock = time.time,
+    middlewares: Sequence[Any] = (),
 ) -> web.Application:
     """The agent's aiohttp application over `board`, rendering `/metrics` with `render`.
 
     `clock` dates the start and the end of the start-up grace; it should be the board's clock.
+    `middlewares` run around every handler (the API rate limit).
     """
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=list(middlewares))
     app[BOARD] = board
     app[RENDER] = render
     app[CLOCK] = clock

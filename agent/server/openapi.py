@@ -43,6 +43,23 @@ def _responses(ok: str, *errors: int) -> dict[str, Any]:
             "description": texts[code],
             "content": {"application/json": {"schema": _ERROR}},
         }
+    # Every admin route is behind the agent's API rate limit (agent.api_rate_limit).
+    out["429"] = {
+        "description": "Rate limited; retry after `Retry-After` seconds. Nothing changed.",
+        "headers": {
+            name: {"schema": {"type": "string"}}
+            for name in ("Retry-After", "RateLimit", "RateLimit-Policy")
+        },
+        "content": {"application/json": {"schema": _ERROR}},
+    }
+    return out
+
+
+def _webhook_responses() -> dict[str, Any]:
+    # Never rate limited: Alertmanager drops a notification answered 429 until the group is
+    # sent again, and retries only a 5xx.
+    out = _responses("Stored; the resulting level.", 400, 401, 413, 415, 503)
+    del out["429"]
     return out
 
 
@@ -80,9 +97,7 @@ def document() -> dict[str, Any]:
                     "summary": "Apply an Alertmanager v4 webhook notification",
                     "security": [{"webhookBearer": []}, {"webhookBasic": []}],
                     "requestBody": _body("WebhookPayload"),
-                    "responses": _responses(
-                        "Stored; the resulting level.", 400, 401, 413, 415, 503
-                    ),
+                    "responses": _webhook_responses(),
                 }
             },
             "/api/v1/degradation": {

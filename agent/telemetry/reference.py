@@ -8,6 +8,13 @@ from collections.abc import Iterable
 
 from agent.telemetry.signals import CATALOGUE, DURATION_BUCKETS
 
+# Who emits a signal, said in the reference table (checks: always, no note).
+_SCOPE_NOTES = {
+    "degradation": " Emitted when the degradation engine is enabled.",
+    "library": " Emitted by whoever holds these library objects and calls its `observe`.",
+    "limits": " Emitted by whoever holds rate limiters; the agent always, for its own API.",
+}
+
 
 def as_json() -> str:
     """The catalogue as JSON, one object per signal."""
@@ -48,8 +55,7 @@ def as_markdown(kinds: Iterable[str], reasons: Iterable[str]) -> str:
     for s in CATALOGUE:
         labels = ", ".join(f"`{a}`" for a in s.attributes) or "—"
         note = " *(informational)*" if s.informational else ""
-        if s.scope != "checks":
-            note += f" Emitted when the {s.scope} engine is enabled."
+        note += _SCOPE_NOTES.get(s.scope, "")
         if s.kinds:
             note += f" Kinds: {', '.join(s.kinds)}."
         lines.append(

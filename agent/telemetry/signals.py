@@ -52,7 +52,8 @@ class Signal:
     `detail` names the `CheckResult.details` key a per-kind gauge is read from; `kinds` limits it
     to the check kinds that report it. `scope` says who emits it: `checks` always, `degradation`
     when the degradation engine is enabled, `library` whoever holds breakers and fallbacks
-    (services embedding the library, and the agent for its shared Redis store).
+    (services embedding the library, and the agent for its shared Redis store), `limits` whoever
+    holds rate limiters (services, and the agent always, for its own HTTP API).
     """
 
     name: str
@@ -354,6 +355,41 @@ CATALOGUE: tuple[Signal, ...] = (
         "Fallback calls that every strategy failed.",
         ("fallback",),
         scope="library",
+    ),
+    # --- rate limiters (whoever holds them: services, and the agent for its own API) ---------
+    Signal(
+        "vigil.ratelimit.decisions",
+        Instrument.OBSERVABLE_COUNTER,
+        "{decision}",
+        "Rate-limit decisions by limiter and outcome (allowed, denied, never, fail_open, "
+        "fail_closed).",
+        ("limiter", "outcome"),
+        scope="limits",
+    ),
+    Signal(
+        "vigil.ratelimit.utilization",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "Peak used share (0 to 1) of any key's quota since the collection before last.",
+        ("limiter",),
+        scope="limits",
+    ),
+    Signal(
+        "vigil.ratelimit.storage.errors",
+        Instrument.OBSERVABLE_COUNTER,
+        "{error}",
+        "Decisions the limiter's storage failed to make (timeouts, connection and script "
+        "errors); each was answered by the failure policy.",
+        ("limiter",),
+        scope="limits",
+    ),
+    Signal(
+        "vigil.ratelimit.factor",
+        Instrument.OBSERVABLE_GAUGE,
+        "",
+        "Throttling factor applied to the limiter's configured rates (1: unthrottled).",
+        ("limiter",),
+        scope="limits",
     ),
     # --- postgres -----------------------------------------------------------------------------
     _detail(

@@ -56,7 +56,7 @@ def _config_models() -> list[type[BaseModel]]:
     """`agent`, `telemetry`, `telemetry.otlp`, `degradation` with everything under it, and every
     model with fields in checks.py."""
     found: list[type[BaseModel]] = [
-        model.AgentSettings,
+        *_nested_models(model.AgentSettings),
         model.TelemetrySettings,
         model.OtlpSettings,
         *_nested_models(model.DegradationSettings),

@@ -234,15 +234,16 @@ def test_scaling_lowers_the_rate_and_keeps_state() -> None:
 
 
 def test_stats_count_outcomes_and_the_peak_utilization() -> None:
-    """Counts by outcome grow; utilization is the peak used share, kept for one more read."""
+    """Counts by outcome grow; utilization is the peak used share, kept for one more period."""
     limiter = SyncLimiter("api", Limit(4, 60), MemoryStorage(Clock()))
     limiter.decide("a")
     limiter.decide("b", 3)
     stats = limiter.stats()
     assert stats.decisions[Outcome.ALLOWED] == 2
     assert stats.utilization == 0.75
-    assert limiter.stats().utilization == 0.75  # the previous period still counts
-    assert limiter.stats().utilization == 0.0
+    assert limiter.utilization() == 0.75
+    assert limiter.utilization() == 0.75  # the previous period still counts
+    assert limiter.utilization() == 0.0
     limiter.decide("b", 2)
-    assert limiter.stats().utilization == 1.0
+    assert limiter.utilization() == 1.0
     assert limiter.stats().decisions[Outcome.DENIED] == 1
