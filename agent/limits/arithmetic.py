@@ -1,7 +1,9 @@
-"""The strategies as pure arithmetic on integer microseconds: state in, verdict and state out.
+"""The strategies as pure arithmetic on integer times: state in, verdict and state out.
 
-Every function takes the key's current state (None for a key at rest), the time `now` and a
-`cost`, and returns `(admitted, remaining, retry_us, reset_us, delay_us, state)`. A denial
+Times are whole units of the storage's clock: nanoseconds in memory, microseconds in Redis
+(whose `TIME` gives them), with periods and intervals in the same unit. Every function takes the
+key's current state (None for a key at rest), the time `now` and a `cost`, and returns
+`(admitted, remaining, retry, reset, delay, state)`, the three durations in that unit. A denial
 returns the state it was given: a denied request consumes nothing. The caller has already
 refused a cost above the limit's capacity (`never`), so every function may assume it fits.
 The Lua scripts under `lua/` compute the same numbers on the Redis server.
@@ -9,13 +11,13 @@ The Lua scripts under `lua/` compute the same numbers on the Redis server.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
-from typing import Any
 
 Verdict = tuple[bool, int, int, int, int, object]
 
-# A sliding log: [admissions as (time, cost) pairs, oldest first; their total cost].
-Log = list[Any]
+# A sliding log: the time of every unit admitted in the last period, oldest first.
+Log = deque[int]
 
 
 def tat(
@@ -88,7 +90,7 @@ def sliding_window(
 def sliding_retry(
     current: int, previous: int, elapsed: int, cost: int, limit: int, period: int
 ) -> int:
-    """Microseconds until `cost` fits, as the previous window's weight decays."""
+    """Time until `cost` fits, as the previous window's weight decays."""
     if current + cost <= limit:
         # Later in this window: previous * (period - e) <= (limit - current - cost) * period.
         needed = period - (limit - current - cost) * period // previous
@@ -99,7 +101,7 @@ def sliding_retry(
 
 
 def sliding_reset(current: int, previous: int, elapsed: int, period: int) -> int:
-    """Microseconds until both windows' counts stop weighing."""
+    """Time until both windows' counts stop weighing."""
     if current:
         return 2 * period - elapsed
     if previous:
@@ -112,44 +114,29 @@ def sliding_log(
 ) -> tuple[bool, int, int, int, int, Log | None]:
     """Every admission kept until `period` after it: at most `limit` in any such interval.
 
-    The log `[entries, total]` is trimmed in place (what left the window is gone for every
-    later decision too). An admission does not append to it: the caller appends with
-    `log_append` once every limit checked with it has admitted too.
+    The log holds one time per unit admitted, oldest first, and is trimmed in place (what left
+    the window is gone for every later decision too). An admission does not append to it: the
+    caller appends with `log_append` once every limit checked with it has admitted too.
     """
     if state is None:
-        state = [deque(), 0]
+        state = deque()
     else:
-        entries = state[0]
         horizon = now - period
-        while entries and entries[0][0] <= horizon:
-            state[1] -= entries.popleft()[1]
-    total = state[1]
+        while state and state[0] <= horizon:
+            state.popleft()
+    total = len(state)
     if total + cost > limit:
-        return (
-            False,
-            limit - total,
-            log_retry(state, now, cost, limit, period),
-            (state[0][-1][0] + period - now),
-            0,
-            state,
-        )
+        # The oldest units leave first: the request fits once `excess` of them have left.
+        excess = total + cost - limit
+        retry = state[excess - 1] + period - now
+        return False, limit - total, retry, state[-1] + period - now, 0, state
     return True, limit - total - cost, 0, period, 0, state
-
-
-def log_retry(state: Log, now: int, cost: int, limit: int, period: int) -> int:
-    """Microseconds until enough of the oldest admissions have left the window for `cost`."""
-    excess: int = state[1] + cost - limit
-    stamp: int
-    spent: int
-    for stamp, spent in state[0]:
-        excess -= spent
-        if excess <= 0:
-            return stamp + period - now
-    return 0
 
 
 def log_append(state: Log, now: int, cost: int) -> Log:
     """The admitted log `sliding_log` returned, with the admission recorded."""
-    state[0].append((now, cost))
-    state[1] += cost
+    if cost == 1:
+        state.append(now)
+    else:
+        state.extend(itertools.repeat(now, cost))
     return state

@@ -1,5 +1,8 @@
 """The memory storage's hot path: each strategy's arithmetic fused with its table and counts.
 
+The closures only count outcomes; how much of its quota the busiest key uses is read from the
+tables when metrics are collected (`MemoryBinding.utilization`), not paid on every decision.
+
 For a limiter with one limit, `decide(key, cost)` and `admit(key, cost)` are single closures:
 a decision through the general path costs about six Python calls, and that is most of the
 difference between a sub-microsecond limiter and one that is not. Each closure must decide
@@ -10,20 +13,25 @@ any sequence of calls).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.limits import arithmetic
 from agent.limits.counts import Counts
 from agent.limits.decision import Decision, Outcome
 from agent.limits.errors import LimitError
-from agent.limits.policy import MICROS, Limit, Strategy, interval_us
+from agent.limits.policy import NANOS, Limit, Strategy, interval_ns, period_ns
 from agent.limits.tables import Generations, Windows
 
 Clock = Callable[[], int]
 Never = Callable[[str, int, int], Decision]
-# The closures take `Any` cost: they refuse anything but a whole number >= 0 themselves.
-Deciders = tuple[Callable[[str, Any], Decision], Callable[[str, Any], bool]]
+# decide, admit, and admit as a coroutine function (the asyncio face's `hit`). The closures take
+# `Any` cost: they refuse anything but a whole number >= 0 themselves.
+Deciders = tuple[
+    Callable[[str, Any], Decision],
+    Callable[[str, Any], bool],
+    Callable[..., Coroutine[Any, Any, bool]],
+]
 ALLOWED = Outcome.ALLOWED
 DENIED = Outcome.DENIED
 
@@ -34,21 +42,20 @@ def bad_cost(cost: object) -> LimitError:
 
 
 def tat_deciders(
-    limit: Limit, table: Generations, clock: Clock, div: int, counts: Counts, never: Never
+    limit: Limit, table: Generations, clock: Clock, counts: Counts, never: Never
 ) -> Deciders:
     """GCRA, token bucket and leaky bucket (`arithmetic.tat`)."""
-    interval = interval_us(limit)
+    interval = interval_ns(limit)
     capacity = limit.capacity
     window = capacity * interval
     shaping = limit.strategy is Strategy.LEAKY_BUCKET
     name = limit.name
     period = limit.period_seconds
-    share = 1.0 / capacity
 
     def decide(key: str, cost: int) -> Decision:
         if cost.__class__ is not int or cost < 0:
             raise bad_cost(cost)
-        now = clock() // div
+        now = clock()
         if table.rotate_at <= now:
             table.rotate(now)
         if cost > capacity:
@@ -58,13 +65,12 @@ def tat_deciders(
         new_tat = base + cost * interval
         if new_tat - now > window:
             counts.denied += 1
-            counts.peak = 1.0
             return Decision(
                 DENIED,
                 capacity,
                 (window - (base - now)) // interval,
-                (new_tat - window - now) / MICROS,
-                (base - now) / MICROS,
+                (new_tat - window - now) / NANOS,
+                (base - now) / NANOS,
                 0.0,
                 name,
                 period,
@@ -72,16 +78,13 @@ def tat_deciders(
         table.current[key] = new_tat
         counts.allowed += 1
         remaining = (window - (new_tat - now)) // interval
-        used = (capacity - remaining) * share
-        if used > counts.peak:
-            counts.peak = used
         return Decision(
             ALLOWED,
             capacity,
             remaining,
             0.0,
-            (new_tat - now) / MICROS,
-            (base - now) / MICROS if shaping else 0.0,
+            (new_tat - now) / NANOS,
+            (base - now) / NANOS if shaping else 0.0,
             name,
             period,
         )
@@ -89,7 +92,7 @@ def tat_deciders(
     def admit(key: str, cost: int) -> bool:
         if cost.__class__ is not int or cost < 0:
             raise bad_cost(cost)
-        now = clock() // div
+        now = clock()
         if table.rotate_at <= now:
             table.rotate(now)
         if cost > capacity:
@@ -100,52 +103,64 @@ def tat_deciders(
         new_tat = base + cost * interval
         if new_tat - now > window:
             counts.denied += 1
-            counts.peak = 1.0
             return False
         table.current[key] = new_tat
         counts.allowed += 1
-        used = (capacity - (window - (new_tat - now)) // interval) * share
-        if used > counts.peak:
-            counts.peak = used
         return True
 
-    return decide, admit
+    async def hit(key: str, cost: int = 1) -> bool:
+        # `admit` as a coroutine function: `Limiter.hit` itself, one call instead of two.
+        if cost.__class__ is not int or cost < 0:
+            raise bad_cost(cost)
+        now = clock()
+        if table.rotate_at <= now:
+            table.rotate(now)
+        if cost > capacity:
+            never(key, cost, now)
+            return False
+        state = table.current.get(key) or table.previous.get(key)
+        base = now if state is None or state < now else state
+        new_tat = base + cost * interval
+        if new_tat - now > window:
+            counts.denied += 1
+            return False
+        table.current[key] = new_tat
+        counts.allowed += 1
+        return True
+
+    return decide, admit, hit
 
 
 def fixed_deciders(
-    limit: Limit, table: Windows, clock: Clock, div: int, counts: Counts, never: Never
+    limit: Limit, table: Windows, clock: Clock, counts: Counts, never: Never
 ) -> Deciders:
     """Fixed window (`arithmetic.fixed_window`)."""
     quota = limit.limit
     name = limit.name
     period = limit.period_seconds
-    share = 1.0 / quota
 
     def decide(key: str, cost: int) -> Decision:
         if cost.__class__ is not int or cost < 0:
             raise bad_cost(cost)
-        now = clock() // div
+        now = clock()
         if now >= table.end:
             table.roll(now)
         if cost > quota:
             return never(key, cost, now)
         count = table.current.get(key, 0)
-        end = (table.end - now) / MICROS
+        end = (table.end - now) / NANOS
         if count + cost > quota:
             counts.denied += 1
-            counts.peak = 1.0
             return Decision(DENIED, quota, quota - count, end, end, 0.0, name, period)
         count += cost
         table.current[key] = count
         counts.allowed += 1
-        if count * share > counts.peak:
-            counts.peak = count * share
         return Decision(ALLOWED, quota, quota - count, 0.0, end, 0.0, name, period)
 
     def admit(key: str, cost: int) -> bool:
         if cost.__class__ is not int or cost < 0:
             raise bad_cost(cost)
-        now = clock() // div
+        now = clock()
         if now >= table.end:
             table.roll(now)
         if cost > quota:
@@ -154,31 +169,46 @@ def fixed_deciders(
         count = table.current.get(key, 0) + cost
         if count > quota:
             counts.denied += 1
-            counts.peak = 1.0
             return False
         table.current[key] = count
         counts.allowed += 1
-        if count * share > counts.peak:
-            counts.peak = count * share
         return True
 
-    return decide, admit
+    async def hit(key: str, cost: int = 1) -> bool:
+        # `admit` as a coroutine function: `Limiter.hit` itself, one call instead of two.
+        if cost.__class__ is not int or cost < 0:
+            raise bad_cost(cost)
+        now = clock()
+        if now >= table.end:
+            table.roll(now)
+        if cost > quota:
+            never(key, cost, now)
+            return False
+        count = table.current.get(key, 0) + cost
+        if count > quota:
+            counts.denied += 1
+            return False
+        table.current[key] = count
+        counts.allowed += 1
+        return True
+
+    return decide, admit, hit
 
 
 def sliding_deciders(
-    limit: Limit, table: Windows, clock: Clock, div: int, counts: Counts, never: Never
+    limit: Limit, table: Windows, clock: Clock, counts: Counts, never: Never
 ) -> Deciders:
     """Sliding window counter (`arithmetic.sliding_window`)."""
     quota = limit.limit
-    period_us = limit.period_us
-    full = quota * period_us
+    span = period_ns(limit)
+    full = quota * span
     name = limit.name
     period = limit.period_seconds
 
     def decide(key: str, cost: int) -> Decision:
         if cost.__class__ is not int or cost < 0:
             raise bad_cost(cost)
-        now = clock() // div
+        now = clock()
         if now >= table.end:
             table.roll(now)
         if cost > quota:
@@ -186,18 +216,17 @@ def sliding_deciders(
         current = table.current.get(key, 0)
         previous = table.previous.get(key, 0)
         elapsed = now - table.start
-        room = full - previous * (period_us - elapsed) - current * period_us
-        if cost * period_us > room:
+        room = full - previous * (span - elapsed) - current * span
+        if cost * span > room:
             counts.denied += 1
-            counts.peak = 1.0
-            retry = arithmetic.sliding_retry(current, previous, elapsed, cost, quota, period_us)
-            reset = arithmetic.sliding_reset(current, previous, elapsed, period_us)
+            retry = arithmetic.sliding_retry(current, previous, elapsed, cost, quota, span)
+            reset = arithmetic.sliding_reset(current, previous, elapsed, span)
             return Decision(
                 DENIED,
                 quota,
-                max(0, room // period_us),
-                retry / MICROS,
-                reset / MICROS,
+                max(0, room // span),
+                retry / NANOS,
+                reset / NANOS,
                 0.0,
                 name,
                 period,
@@ -205,17 +234,14 @@ def sliding_deciders(
         current += cost
         table.current[key] = current
         counts.allowed += 1
-        remaining = (room - cost * period_us) // period_us
-        used = 1.0 - remaining / quota
-        if used > counts.peak:
-            counts.peak = used
-        reset = arithmetic.sliding_reset(current, previous, elapsed, period_us)
-        return Decision(ALLOWED, quota, remaining, 0.0, reset / MICROS, 0.0, name, period)
+        remaining = (room - cost * span) // span
+        reset = arithmetic.sliding_reset(current, previous, elapsed, span)
+        return Decision(ALLOWED, quota, remaining, 0.0, reset / NANOS, 0.0, name, period)
 
     def admit(key: str, cost: int) -> bool:
         if cost.__class__ is not int or cost < 0:
             raise bad_cost(cost)
-        now = clock() // div
+        now = clock()
         if now >= table.end:
             table.roll(now)
         if cost > quota:
@@ -224,101 +250,144 @@ def sliding_deciders(
         current = table.current.get(key, 0)
         room = (
             full
-            - table.previous.get(key, 0) * (period_us - now + table.start)
-            - current * period_us
-            - cost * period_us
+            - table.previous.get(key, 0) * (span - now + table.start)
+            - current * span
+            - cost * span
         )
         if room < 0:
             counts.denied += 1
-            counts.peak = 1.0
             return False
         table.current[key] = current + cost
         counts.allowed += 1
-        used = 1.0 - (room // period_us) / quota
-        if used > counts.peak:
-            counts.peak = used
         return True
 
-    return decide, admit
+    async def hit(key: str, cost: int = 1) -> bool:
+        # `admit` as a coroutine function: `Limiter.hit` itself, one call instead of two.
+        if cost.__class__ is not int or cost < 0:
+            raise bad_cost(cost)
+        now = clock()
+        if now >= table.end:
+            table.roll(now)
+        if cost > quota:
+            never(key, cost, now)
+            return False
+        current = table.current.get(key, 0)
+        room = (
+            full
+            - table.previous.get(key, 0) * (span - now + table.start)
+            - current * span
+            - cost * span
+        )
+        if room < 0:
+            counts.denied += 1
+            return False
+        table.current[key] = current + cost
+        counts.allowed += 1
+        return True
+
+    return decide, admit, hit
 
 
 def log_deciders(
-    limit: Limit, table: Generations, clock: Clock, div: int, counts: Counts, never: Never
+    limit: Limit, table: Generations, clock: Clock, counts: Counts, never: Never
 ) -> Deciders:
-    """Sliding log (`arithmetic.sliding_log`)."""
+    """Sliding log (`arithmetic.sliding_log`): one time per unit admitted, oldest first."""
     quota = limit.limit
-    period_us = limit.period_us
+    span = period_ns(limit)
     name = limit.name
     period = limit.period_seconds
-    reset = period_us / MICROS
-    share = 1.0 / quota
-
-    def trimmed(key: str, now: int) -> list[Any]:
-        state: list[Any] | None = table.current.get(key) or table.previous.get(key)
-        if state is None:
-            state = [deque(), 0]
-            table.current[key] = state
-            return state
-        entries = state[0]
-        horizon = now - period_us
-        while entries and entries[0][0] <= horizon:
-            state[1] -= entries.popleft()[1]
-        return state
+    reset = span / NANOS
 
     def decide(key: str, cost: int) -> Decision:
         if cost.__class__ is not int or cost < 0:
             raise bad_cost(cost)
-        now = clock() // div
+        now = clock()
         if table.rotate_at <= now:
             table.rotate(now)
         if cost > quota:
             return never(key, cost, now)
-        state = trimmed(key, now)
-        total: int = state[1]
+        entries = table.current.get(key)
+        if entries is None:
+            entries = table.previous.get(key)
+            if entries is None:
+                entries = deque()
+            table.current[key] = entries
+        horizon = now - span
+        while entries and entries[0] <= horizon:
+            entries.popleft()
+        total = len(entries)
         if total + cost > quota:
             counts.denied += 1
-            counts.peak = 1.0
-            retry = arithmetic.log_retry(state, now, cost, quota, period_us)
-            last = state[0][-1][0]
+            retry = entries[total + cost - quota - 1] + span - now
             return Decision(
                 DENIED,
                 quota,
                 quota - total,
-                retry / MICROS,
-                (last + period_us - now) / MICROS,
+                retry / NANOS,
+                (entries[-1] + span - now) / NANOS,
                 0.0,
                 name,
                 period,
             )
-        state[0].append((now, cost))
-        state[1] = total = total + cost
-        table.current[key] = state
+        arithmetic.log_append(entries, now, cost)
         counts.allowed += 1
-        if total * share > counts.peak:
-            counts.peak = total * share
-        return Decision(ALLOWED, quota, quota - total, 0.0, reset, 0.0, name, period)
+        return Decision(ALLOWED, quota, quota - total - cost, 0.0, reset, 0.0, name, period)
 
     def admit(key: str, cost: int) -> bool:
         if cost.__class__ is not int or cost < 0:
             raise bad_cost(cost)
-        now = clock() // div
+        now = clock()
         if table.rotate_at <= now:
             table.rotate(now)
         if cost > quota:
             never(key, cost, now)
             return False
-        state = trimmed(key, now)
-        total = state[1] + cost
-        if total > quota:
+        entries = table.current.get(key)
+        if entries is None:
+            entries = table.previous.get(key)
+            if entries is None:
+                entries = deque()
+            table.current[key] = entries
+        horizon = now - span
+        while entries and entries[0] <= horizon:
+            entries.popleft()
+        if len(entries) + cost > quota:
             counts.denied += 1
-            counts.peak = 1.0
             return False
-        state[0].append((now, cost))
-        state[1] = total
-        table.current[key] = state
+        if cost == 1:
+            entries.append(now)
+        else:
+            arithmetic.log_append(entries, now, cost)
         counts.allowed += 1
-        if total * share > counts.peak:
-            counts.peak = total * share
         return True
 
-    return decide, admit
+    async def hit(key: str, cost: int = 1) -> bool:
+        # `admit` as a coroutine function: `Limiter.hit` itself, one call instead of two.
+        if cost.__class__ is not int or cost < 0:
+            raise bad_cost(cost)
+        now = clock()
+        if table.rotate_at <= now:
+            table.rotate(now)
+        if cost > quota:
+            never(key, cost, now)
+            return False
+        entries = table.current.get(key)
+        if entries is None:
+            entries = table.previous.get(key)
+            if entries is None:
+                entries = deque()
+            table.current[key] = entries
+        horizon = now - span
+        while entries and entries[0] <= horizon:
+            entries.popleft()
+        if len(entries) + cost > quota:
+            counts.denied += 1
+            return False
+        if cost == 1:
+            entries.append(now)
+        else:
+            arithmetic.log_append(entries, now, cost)
+        counts.allowed += 1
+        return True
+
+    return decide, admit, hit

@@ -103,6 +103,7 @@ class _Face:
         self._factor = 1.0
         self._counts = Counts()
         self._previous_peak = 0.0
+        self._refused = 0
 
     @property
     def limits(self) -> tuple[Limit, ...]:
@@ -127,21 +128,32 @@ class _Face:
         self._factor = float(factor)
 
     def stats(self) -> LimiterStats:
-        """Counts since start, and the peak utilization of this period and the last."""
+        """Counts since start, and utilization as `utilization` reads it (without a new period)."""
         counts = self._counts
-        peak = min(1.0, max(counts.peak, self._previous_peak))
+        refused = counts.denied + counts.never + counts.fail_closed
+        current = 1.0 if refused != self._refused else min(1.0, counts.peak)
+        peak = max(current, self._previous_peak, self._held())
         return LimiterStats(counts.by_outcome(), counts.errors, peak, self._factor)
 
     def utilization(self) -> float:
-        """The peak used share of any key's quota since the read before last; starts a period.
+        """The share of its quota the busiest key uses (0 to 1); each read starts a period.
 
-        Each read (a metrics collection) starts a new period and reports the peak of the one it
-        ends and the one before, so a peak is seen even when two readers share the periods.
+        1 when any request was refused in this period or the last; otherwise the highest share
+        any key holds now (memory storage) or held after a decision (other storages) in them.
+        Reporting the period before too means a refusal is seen even by the second of two
+        readers that collect in turn.
         """
         counts = self._counts
-        peak = min(1.0, max(counts.peak, self._previous_peak))
-        self._previous_peak, counts.peak = counts.peak, 0.0
+        refused = counts.denied + counts.never + counts.fail_closed
+        current = 1.0 if refused != self._refused else min(1.0, counts.peak)
+        self._refused = refused
+        peak = max(current, self._previous_peak, self._held())
+        self._previous_peak, counts.peak = current, 0.0
         return peak
+
+    def _held(self) -> float:
+        """The highest share of its quota any key holds now, where the storage can tell."""
+        return 0.0
 
     def _failed(self) -> Decision:
         """The failure policy's decision for a storage error, counted."""
@@ -193,9 +205,27 @@ class Limiter(_Face):
         if isinstance(storage, MemoryStorage):
             self._memory: MemoryBinding | None = storage.bind(self._limits, self._counts)
             self._binding = self._memory
+            self._fuse()
         else:
             self._memory = None
             self._binding = storage.bind(self._limits, name)
+
+    def _fuse(self) -> None:
+        # Over memory, `hit` is the storage's fused coroutine function itself (an instance
+        # attribute shadows the method): one Python call per decision instead of two.
+        if self._memory is not None:
+            setattr(self, "hit", self._memory.hit)  # noqa: B010 (mypy refuses assigning a method)
+
+    def scale(self, factor: float) -> None:
+        """Multiply every limit's rate by `factor` in (0, 1] from now on (throttling).
+
+        States are kept: a key that spent its quota at the full rate waits at the new one.
+        """
+        super().scale(factor)
+        self._fuse()
+
+    def _held(self) -> float:
+        return 0.0 if self._memory is None else self._memory.utilization()
 
     async def decide(self, key: str, cost: Cost = 1) -> Decision:
         """Admit `cost` for `key` under every limit, or under none of them."""
@@ -210,8 +240,6 @@ class Limiter(_Face):
 
     async def hit(self, key: str, cost: Cost = 1) -> bool:
         """Whether `cost` for `key` is admitted (and spent)."""
-        if self._memory is not None:
-            return self._memory.admit(key, cost)
         return (await self.decide(key, cost)).allowed
 
 
@@ -266,3 +294,11 @@ class SyncLimiter(_Face):
         """Multiply every limit's rate by `factor` in (0, 1] from now on (throttling)."""
         with self._lock:
             super().scale(factor)
+
+    def utilization(self) -> float:
+        """As `Limiter.utilization`, read under the limiter's lock."""
+        with self._lock:
+            return super().utilization()
+
+    def _held(self) -> float:
+        return 0.0 if self._memory is None else self._memory.utilization()

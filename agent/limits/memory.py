@@ -9,8 +9,9 @@ closure (`fast.py`); several limits go through `Slot`s, which check every limit 
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from agent.limits import arithmetic, fast
@@ -18,25 +19,28 @@ from agent.limits.counts import Counts
 from agent.limits.decision import Decision, Outcome
 from agent.limits.errors import LimitError
 from agent.limits.policy import (
-    MICROS,
+    NANOS,
     TAT_STRATEGIES,
     Cost,
     Limit,
     Strategy,
     costs,
-    interval_us,
+    interval_ns,
+    period_ns,
 )
 from agent.limits.tables import Generations, Windows
 
 Verdict = tuple[bool, int, int, int, int, Any]
 INFINITE = float("inf")
+# Keys per table generation read for the utilization gauge at each collection.
+SCAN_KEYS = 10_000
 
 
-def horizon_us(limit: Limit) -> int:
-    """How long a state written now can still change a decision of `limit`."""
+def horizon_ns(limit: Limit) -> int:
+    """How long (ns) a state written now can still change a decision of `limit`."""
     if limit.strategy in TAT_STRATEGIES:
-        return limit.capacity * interval_us(limit) + 1
-    return limit.period_us + 1
+        return limit.capacity * interval_ns(limit) + 1
+    return period_ns(limit) + 1
 
 
 class Slot:
@@ -45,9 +49,9 @@ class Slot:
     def __init__(self, limit: Limit) -> None:
         self.table: Generations | Windows
         if limit.strategy in (Strategy.FIXED_WINDOW, Strategy.SLIDING_WINDOW):
-            self.table = Windows(limit.period_us)
+            self.table = Windows(period_ns(limit))
         else:
-            self.table = Generations(horizon_us(limit))
+            self.table = Generations(horizon_ns(limit))
         self.use(limit)
 
     def use(self, limit: Limit) -> None:
@@ -57,7 +61,7 @@ class Slot:
         self.quota = limit.capacity if limit.strategy in TAT_STRATEGIES else limit.limit
         if isinstance(self.table, Generations):
             # A rescaled TAT limit may remember states for longer: never drop one early.
-            self.table.horizon = max(self.table.horizon, horizon_us(limit))
+            self.table.horizon = max(self.table.horizon, horizon_ns(limit))
 
     def check(self, key: str, now: int, cost: int) -> Verdict:
         """The limit's verdict on `cost` for `key`, changing nothing that counts."""
@@ -73,23 +77,23 @@ class Slot:
                     now,
                     cost,
                     limit.limit,
-                    limit.period_us,
+                    period_ns(limit),
                 )
             return arithmetic.sliding_window(
                 (table.start, current, table.previous.get(key, 0)),
                 now,
                 cost,
                 limit.limit,
-                limit.period_us,
+                period_ns(limit),
             )
         state = table.get(key, now)
         if self.strategy is Strategy.SLIDING_LOG:
-            return arithmetic.sliding_log(state, now, cost, limit.limit, limit.period_us)
+            return arithmetic.sliding_log(state, now, cost, limit.limit, period_ns(limit))
         return arithmetic.tat(
             state,
             now,
             cost,
-            interval_us(limit),
+            interval_ns(limit),
             limit.capacity,
             self.strategy is Strategy.LEAKY_BUCKET,
         )
@@ -112,9 +116,9 @@ class Slot:
             outcome,
             self.quota,
             verdict[1],
-            INFINITE if outcome is Outcome.NEVER else verdict[2] / MICROS,
-            verdict[3] / MICROS,
-            verdict[4] / MICROS if outcome is Outcome.ALLOWED else 0.0,
+            INFINITE if outcome is Outcome.NEVER else verdict[2] / NANOS,
+            verdict[3] / NANOS,
+            verdict[4] / NANOS if outcome is Outcome.ALLOWED else 0.0,
             self.limit.name,
             self.limit.period_seconds,
         )
@@ -126,19 +130,18 @@ class Slot:
 class MemoryBinding:
     """One limiter's limits and their states in a `MemoryStorage`, counted in `counts`.
 
-    `decide(key, cost)` returns a `Decision`; `admit(key, cost)` only whether it was admitted.
+    `decide(key, cost)` returns a `Decision`; `admit(key, cost)` only whether it was admitted,
+    and `hit(key, cost=1)` is `admit` as a coroutine function (the asyncio face's `hit`).
     Both validate `cost` (a whole number >= 0; 0 reads without spending). With several limits
     `cost` may also map each limit's name to its own cost (1 request, 350 tokens).
     """
 
     decide: Callable[[str, Cost], Decision]
     admit: Callable[[str, Cost], bool]
+    hit: Callable[..., Coroutine[Any, Any, bool]]
 
-    def __init__(
-        self, clock: Callable[[], int], div: int, limits: Sequence[Limit], counts: Counts
-    ) -> None:
+    def __init__(self, clock: Callable[[], int], limits: Sequence[Limit], counts: Counts) -> None:
         self._clock = clock
-        self._div = div
         self.counts = counts
         self._slots = [Slot(limit) for limit in limits]
         self._names = [limit.name for limit in limits]
@@ -153,6 +156,7 @@ class MemoryBinding:
         if len(limits) > 1:
             self.decide = self._decide_all
             self.admit = self._admit_all
+            self.hit = self._hit_all
             return
         limit = limits[0]
         table = self._slots[0].table
@@ -162,11 +166,10 @@ class MemoryBinding:
             Strategy.SLIDING_LOG: fast.log_deciders,
         }
         make = makers.get(limit.strategy, fast.tat_deciders)
-        self.decide, self.admit = make(
+        self.decide, self.admit, self.hit = make(
             limit,
             table,
             self._clock,
-            self._div,
             self.counts,
             self._never,
         )
@@ -178,7 +181,7 @@ class MemoryBinding:
 
     def _decide_all(self, key: str, cost: Cost) -> Decision:
         spend = costs(cost, self._names)
-        now = self._clock() // self._div
+        now = self._clock()
         parts = []
         verdicts = []
         for slot, each in zip(self._slots, spend, strict=True):
@@ -202,9 +205,30 @@ class MemoryBinding:
     def _admit_all(self, key: str, cost: Cost) -> bool:
         return self._decide_all(key, cost).allowed
 
+    async def _hit_all(self, key: str, cost: Cost = 1) -> bool:
+        return self._decide_all(key, cost).allowed
+
     def states(self) -> int:
         """How many keys hold state (both generations or windows, every limit)."""
         return sum(len(slot) for slot in self._slots)
+
+    def utilization(self) -> float:
+        """The highest share of its quota any key holds now, over every limit (0 to 1).
+
+        Read when metrics are collected, so decisions pay nothing for it; only the most recently
+        written `SCAN_KEYS` keys of each table are read, which bounds the cost of a collection.
+        """
+        now = self._clock()
+        highest = 0.0
+        for slot in self._slots:
+            table = slot.table
+            quota = slot.quota
+            for generation in (table.current, table.previous):
+                keys = list(itertools.islice(reversed(generation), SCAN_KEYS))
+                for key in keys:
+                    remaining = slot.check(key, now, 0)[1]
+                    highest = max(highest, (quota - remaining) / quota)
+        return min(1.0, highest)
 
 
 def combine(parts: Sequence[Decision]) -> Decision:
@@ -240,16 +264,14 @@ def combine(parts: Sequence[Decision]) -> Decision:
 class MemoryStorage:
     """Limiter states in this process.
 
-    `clock` returns whole microseconds and must never go back; the default reads the monotonic
-    clock. A test passes a fake one to decide at chosen times.
+    `clock` returns whole nanoseconds and must never go back; the default is the monotonic
+    clock (`time.monotonic_ns`, called directly: a wrapper would be one more Python call on
+    every decision). A test passes a fake one to decide at chosen times.
     """
 
     def __init__(self, clock: Callable[[], int] | None = None) -> None:
-        # The default clock is the C function itself, divided in place: a Python wrapper
-        # would be one more call on every decision.
         self.clock: Callable[[], int] = clock or time.monotonic_ns
-        self.div = 1 if clock else 1000
 
     def bind(self, limits: Sequence[Limit], counts: Counts) -> MemoryBinding:
         """A new, empty set of states for one limiter's limits, counted in `counts`."""
-        return MemoryBinding(self.clock, self.div, limits, counts)
+        return MemoryBinding(self.clock, limits, counts)

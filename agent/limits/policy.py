@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from agent.limits.errors import LimitError
 
 MICROS = 1_000_000
+# The memory storage counts in nanoseconds: the monotonic clock's own unit, no division.
+NANOS = 1_000_000_000
 
 
 class Strategy(enum.StrEnum):
@@ -133,3 +135,13 @@ def costs(cost: Cost, names: Sequence[str]) -> list[int]:
         if each.__class__ is not int or each < 0:
             raise LimitError(f"cost must be a whole number >= 0, not {each!r}")
     return found
+
+
+def period_ns(limit: Limit) -> int:
+    """The period in nanoseconds: the microsecond period, so memory and Redis round alike."""
+    return limit.period_us * 1000
+
+
+def interval_ns(limit: Limit) -> int:
+    """The emission interval in nanoseconds (see `interval_us`)."""
+    return interval_us(limit) * 1000

@@ -15,7 +15,7 @@ from typing import Any
 
 
 class Generations:
-    """Per-key states in two generations of `horizon` microseconds each."""
+    """Per-key states in two generations of `horizon` nanoseconds each."""
 
     __slots__ = ("current", "horizon", "previous", "rotate_at")
 
@@ -30,8 +30,8 @@ class Generations:
         """The key's state, or None when it is at rest or has expired."""
         if self.rotate_at <= now:
             self.rotate(now)
-        # States are never falsy: a TAT is a positive time, a log a non-empty pair.
-        return self.current.get(key) or self.previous.get(key)
+        state = self.current.get(key)
+        return self.previous.get(key) if state is None else state
 
     def rotate(self, now: int) -> None:
         """Start a new generation; drop the one whose states have all outlived the horizon."""

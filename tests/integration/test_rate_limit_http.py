@@ -20,13 +20,13 @@ Serve = Callable[..., Awaitable[str]]
 
 
 class Clock:
-    """A fake microsecond clock."""
+    """A fake clock moved in microseconds (`now`), read in nanoseconds like the real one."""
 
     def __init__(self) -> None:
         self.now = 5_000_000_000
 
     def __call__(self) -> int:
-        return self.now
+        return self.now * 1000
 
 
 @pytest.fixture

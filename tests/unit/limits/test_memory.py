@@ -34,13 +34,13 @@ WIDE = Limit(10**9, 1.0, Strategy.GCRA, name="wide")
 
 
 class Clock:
-    """A fake microsecond clock."""
+    """A fake clock moved in microseconds (`now`), read in nanoseconds like the real one."""
 
     def __init__(self) -> None:
         self.now = 1_000_000_000
 
     def __call__(self) -> int:
-        return self.now
+        return self.now * 1000
 
 
 @settings(max_examples=200, deadline=None)
@@ -81,6 +81,28 @@ def test_sync_and_async_faces_decide_alike(
         assert got == expected
         assert sync.hit(key, 0) is True
     assert sync.stats().decisions == asynchronous.stats().decisions
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(limits, min_size=1, max_size=2, unique_by=lambda limit: limit.strategy), arrivals)
+def test_hit_admits_as_decide_on_both_faces(
+    chosen: list[Limit], sequence: list[tuple[int, int, str]]
+) -> None:
+    """`hit` (the fused coroutine, the sync closure) admits exactly what `decide` admits."""
+    named = [
+        Limit(limit.limit, limit.period_seconds, limit.strategy, name=f"l{index}")
+        for index, limit in enumerate(chosen)
+    ]
+    clock = Clock()
+    deciding = SyncLimiter("d", named, MemoryStorage(clock))
+    sync = SyncLimiter("s", named, MemoryStorage(clock))
+    asynchronous = Limiter("a", named, MemoryStorage(clock))
+    for gap, cost, key in sequence:
+        clock.now += gap
+        expected = deciding.decide(key, cost).allowed
+        assert sync.hit(key, cost) is expected
+        assert asyncio.run(asynchronous.hit(key, cost)) is expected
+    assert sync.stats().decisions == asynchronous.stats().decisions == deciding.stats().decisions
 
 
 def test_several_limits_admit_all_or_nothing() -> None:
@@ -233,17 +255,20 @@ def test_scaling_lowers_the_rate_and_keeps_state() -> None:
             limiter.scale(factor)
 
 
-def test_stats_count_outcomes_and_the_peak_utilization() -> None:
-    """Counts by outcome grow; utilization is the peak used share, kept for one more period."""
-    limiter = SyncLimiter("api", Limit(4, 60), MemoryStorage(Clock()))
+def test_stats_count_outcomes_and_the_utilization() -> None:
+    """Counts by outcome grow; utilization is the busiest key's share, 1 for a period after a
+    refusal, and falls as the keys' states drain."""
+    clock = Clock()
+    limiter = SyncLimiter("api", Limit(4, 60, Strategy.FIXED_WINDOW), MemoryStorage(clock))
     limiter.decide("a")
     limiter.decide("b", 3)
     stats = limiter.stats()
     assert stats.decisions[Outcome.ALLOWED] == 2
     assert stats.utilization == 0.75
     assert limiter.utilization() == 0.75
-    assert limiter.utilization() == 0.75  # the previous period still counts
-    assert limiter.utilization() == 0.0
     limiter.decide("b", 2)
-    assert limiter.utilization() == 1.0
     assert limiter.stats().decisions[Outcome.DENIED] == 1
+    assert limiter.utilization() == 1.0
+    assert limiter.utilization() == 1.0  # the period before still had the refusal
+    clock.now += 60_000_000
+    assert limiter.utilization() == 0.0

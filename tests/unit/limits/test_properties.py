@@ -24,9 +24,9 @@ limits = st.builds(
 
 
 def run(limit: Limit, sequence: Sequence[tuple[int, int]]) -> list[tuple[int, int, bool]]:
-    """(time, cost, admitted) for each arrival, deciding at the arrival's time."""
+    """(time in µs, cost, admitted) for each arrival, deciding at the arrival's time."""
     now = [1_000_000_000]
-    limiter = SyncLimiter("p", limit, MemoryStorage(lambda: now[0]))
+    limiter = SyncLimiter("p", limit, MemoryStorage(lambda: now[0] * 1000))
     out = []
     for gap, cost in sequence:
         now[0] += gap
@@ -93,7 +93,7 @@ def test_a_denial_says_exactly_when_the_same_cost_fits(
 ) -> None:
     """After a denial the same cost is admitted at `retry_after`, and not a microsecond before."""
     now = [1_000_000_000]
-    limiter = SyncLimiter("p", limit, MemoryStorage(lambda: now[0]))
+    limiter = SyncLimiter("p", limit, MemoryStorage(lambda: now[0] * 1000))
     for gap, cost in sequence:
         now[0] += gap
         decision = limiter.decide("k", cost)
