@@ -72,17 +72,14 @@ def observe(
         for fallback in current_fallbacks():
             yield Observation(fallback.stats().exhausted, {"fallback": fallback.name})
 
-    names = [s.name for s in CATALOGUE if s.scope == "library"]
-    create_instruments(
-        meter,
-        names,
-        {
-            "vigil.breaker.state": [breaker_state],
-            "vigil.breaker.calls": [breaker_calls],
-            "vigil.fallback.uses": [fallback_uses],
-            "vigil.fallback.exhausted": [fallback_exhausted],
-        },
-    )
+    # The library's other primitives (work queues) publish their own signals.
+    callbacks: dict[str, list[Callback]] = {
+        "vigil.breaker.state": [breaker_state],
+        "vigil.breaker.calls": [breaker_calls],
+        "vigil.fallback.uses": [fallback_uses],
+        "vigil.fallback.exhausted": [fallback_exhausted],
+    }
+    create_instruments(meter, list(callbacks), callbacks)
 
 
 class DegradationRecorder:

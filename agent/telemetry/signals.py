@@ -51,9 +51,9 @@ class Signal:
 
     `detail` names the `CheckResult.details` key a per-kind gauge is read from; `kinds` limits it
     to the check kinds that report it. `scope` says who emits it: `checks` always, `degradation`
-    when the degradation engine is enabled, `library` whoever holds breakers and fallbacks
-    (services embedding the library, and the agent for its shared Redis store), `limits` whoever
-    holds rate limiters (services, and the agent always, for its own HTTP API).
+    when the degradation engine is enabled, `library` whoever holds breakers, fallbacks and work
+    queues (services embedding the library, and the agent for its shared Redis store), `limits`
+    whoever holds rate limiters (services, and the agent always, for its own HTTP API).
     """
 
     name: str
@@ -112,6 +112,12 @@ def _detail(
         kinds,
         informational,
     )
+
+
+def _queue(name: str, instrument: Instrument, unit: str, description: str, *labels: str) -> Signal:
+    """A work queue signal (`agent.queue`), labelled with the queue's name."""
+    buckets = DURATION_BUCKETS if instrument is Instrument.HISTOGRAM else ()
+    return Signal(name, instrument, unit, description, ("queue", *labels), buckets, scope="library")
 
 
 CATALOGUE: tuple[Signal, ...] = (
@@ -355,6 +361,28 @@ CATALOGUE: tuple[Signal, ...] = (
         "Fallback calls that every strategy failed.",
         ("fallback",),
         scope="library",
+    ),
+    # --- library: work queues (published by whoever holds them) -------------------------------
+    _queue("vigil.queue.depth", Instrument.OBSERVABLE_GAUGE, "{job}", "Jobs waiting in a queue."),
+    _queue(
+        "vigil.queue.capacity",
+        Instrument.OBSERVABLE_GAUGE,
+        "{job}",
+        "Jobs a queue can hold waiting.",
+    ),
+    _queue("vigil.queue.wait", Instrument.HISTOGRAM, "s", "Time jobs waited for a worker."),
+    _queue("vigil.queue.processing", Instrument.HISTOGRAM, "s", "Duration of job attempts."),
+    _queue(
+        "vigil.queue.items",
+        Instrument.OBSERVABLE_COUNTER,
+        "{job}",
+        "Jobs by final outcome (completed, failed, expired, rejected, cancelled) and retries "
+        "(retried).",
+        "outcome",
+    ),
+    _queue("vigil.queue.workers", Instrument.OBSERVABLE_GAUGE, "{worker}", "Workers of a queue."),
+    _queue(
+        "vigil.backpressure.active", Instrument.OBSERVABLE_GAUGE, "", "1 while backpressure is on."
     ),
     # --- rate limiters (whoever holds them: services, and the agent for its own API) ---------
     Signal(

@@ -1,0 +1,1 @@
+"""The work queue: bounded priority classes, a worker pool, deadlines, backpressure, throttling."""
