@@ -420,46 +420,59 @@ class WorkQueue:
     async def _run(self, job: Job[Any]) -> None:
         """Attempt the job until it succeeds, fails for good, or runs out of deadline."""
         policy = self._config.retry
-        try:
-            while True:
-                job.attempts += 1
-                task = asyncio.get_running_loop().create_task(self._attempt(job))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                job.task = task
-                started = self._clock.now()
-                try:
-                    await asyncio.wait((task,))
-                finally:
-                    job.task = None
-                    self._emit(Timing.PROCESSING, self._clock.now() - started)
-                if task.cancelled():
-                    cancelled = JobCancelledError(f"queue {self._name!r}: the job was cancelled")
-                    self._finish(job, Outcome.CANCELLED, error=cancelled)
-                    return
-                error = task.exception()
-                if error is None:
-                    self._finish(job, Outcome.COMPLETED, result=task.result())
-                    return
-                if policy is None or not policy.retries(error, job.attempts):
-                    self._finish(job, Outcome.FAILED, error=error)
-                    return
-                delay = policy.delay(job.attempts, self._random())
-                if self._closed or self._clock.now() + delay >= job.deadline:
-                    self._finish(job, Outcome.FAILED, error=error)
-                    return
-                self._outcomes[Outcome.RETRIED] += 1
+        while True:
+            task = await self._attempt_once(job)
+            if task.cancelled():
+                cancelled = JobCancelledError(f"queue {self._name!r}: the job was cancelled")
+                self._finish(job, Outcome.CANCELLED, error=cancelled)
+                return
+            error = task.exception()
+            if error is None:
+                self._finish(job, Outcome.COMPLETED, result=task.result())
+                return
+            if policy is None or not policy.retries(error, job.attempts):
+                self._finish(job, Outcome.FAILED, error=error)
+                return
+            delay = policy.delay(job.attempts, self._random())
+            if self._clock.now() + delay >= job.deadline:
+                self._finish(job, Outcome.FAILED, error=error)
+                return
+            self._outcomes[Outcome.RETRIED] += 1
+            try:
                 await self._clock.sleep(delay)
-                if job.future.done():
-                    self._count(job, Outcome.CANCELLED)
-                    return
+            except asyncio.CancelledError:
+                self._finish(job, Outcome.CANCELLED, error=self._shut_down())
+                raise
+            if job.future.done():  # its submitter cancelled it during the backoff
+                self._count(job, Outcome.CANCELLED)
+                return
+
+    async def _attempt_once(self, job: Job[Any]) -> asyncio.Task[Any]:
+        """Run one attempt in its own task (so that only the job is cancelled); the ended task."""
+        job.attempts += 1
+        task = asyncio.get_running_loop().create_task(self._attempt(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        job.task = task
+        started = self._clock.now()
+        try:
+            await asyncio.wait((task,))
         except asyncio.CancelledError:
-            # The worker itself is cancelled (a drain that ran out of grace): the job goes too.
-            if job.task is not None:
-                job.task.cancel()
-            message = f"queue {self._name!r} shut down: the job was cancelled"
-            self._finish(job, Outcome.CANCELLED, error=JobCancelledError(message))
+            # The worker itself is cancelled (a drain out of grace): the job goes with it.
+            if task.done() and not task.cancelled():
+                task.exception()  # ended just now; the drain's verdict stands
+            else:
+                task.cancel()
+            self._finish(job, Outcome.CANCELLED, error=self._shut_down())
             raise
+        finally:
+            job.task = None
+            self._emit(Timing.PROCESSING, self._clock.now() - started)
+        return task
+
+    def _shut_down(self) -> JobCancelledError:
+        """The error of a job cancelled because the queue shut down."""
+        return JobCancelledError(f"queue {self._name!r} shut down: the job was cancelled")
 
     async def _attempt(self, job: Job[T]) -> T:
         """One run of the job, cancelled at its deadline."""

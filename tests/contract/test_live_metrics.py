@@ -18,6 +18,10 @@ from agent.config.model import TelemetrySettings
 from agent.degradation.breaker import BreakerConfig, CircuitBreaker
 from agent.degradation.fallback import Fallback, StaticFallback
 from agent.degradation.metrics import observe
+from agent.queue.config import QueueConfig
+from agent.queue.errors import RejectedError
+from agent.queue.manager import WorkQueue
+from agent.queue.metrics import observe as observe_queues
 from agent.telemetry.signals import CATALOGUE
 from exporters.otel import Pipeline
 from tests.harness.binaries import require
@@ -221,14 +225,22 @@ async def test_live_families_and_labels_equal_catalogue(
 
 
 async def test_library_families_equal_catalogue() -> None:
-    """A breaker and a fallback published with `observe` give exactly the library signals."""
+    """Breakers, fallbacks and work queues published with their `observe` give exactly the
+    library signals."""
     breaker = CircuitBreaker("payments", BreakerConfig(window_size=4, minimum_calls=2))
     fallback: Fallback[..., str] = Fallback("prices", _fails, chain=[StaticFallback("cached")])
     assert await fallback.value() == "cached"
     with contextlib.suppress(RuntimeError):
         await breaker.call(_fails)
     pipeline = Pipeline(TelemetrySettings())
-    observe(pipeline.meter_provider.get_meter("library-test"), [breaker], [fallback])
+    meter = pipeline.meter_provider.get_meter("library-test")
+    observe(meter, [breaker], [fallback])
+    queue = WorkQueue("thumbnails", QueueConfig(capacity=3))
+    observe_queues(meter, [queue])
+    assert await queue.submit(_answers) == 42
+    with contextlib.suppress(RejectedError):
+        for _ in range(5):
+            queue.submit_nowait(_answers)
 
     text = pipeline.render().decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -240,10 +252,22 @@ async def test_library_families_equal_catalogue() -> None:
 
     assert set(families) == set(expected)
     for name, family in families.items():
-        label_sets = {frozenset(sample.labels) for sample in family.samples}
+        assert family.type == expected[name].prometheus_type, name
+        label_sets = {frozenset(k for k in sample.labels if k != "le") for sample in family.samples}
         assert label_sets == {frozenset(expected[name].attributes)}, name
     assert 'vigil_breaker_calls_total{breaker="payments",outcome="failed"} 1.0' in text
     assert 'vigil_fallback_uses_total{fallback="prices",source="static"} 1.0' in text
+    assert 'vigil_queue_items_total{queue="thumbnails",outcome="completed"} 1.0' in text
+    assert 'vigil_queue_items_total{queue="thumbnails",outcome="rejected"} 1.0' in text
+    assert 'vigil_queue_capacity{queue="thumbnails"} 3.0' in text
+    assert 'vigil_queue_depth{queue="thumbnails"} 3.0' in text
+    assert 'vigil_backpressure_active{queue="thumbnails"} 1.0' in text
+    assert 'vigil_queue_processing_seconds_count{queue="thumbnails"} 1.0' in text
+    await queue.close(grace_seconds=5)
+
+
+async def _answers() -> int:
+    return 42
 
 
 async def _fails() -> str:

@@ -81,6 +81,7 @@ class FakeClock:
         if seconds < 0:
             raise ValueError("a clock does not go back")
         target = self._now + seconds
+        await settle()  # what was started before the clock moves runs at the current time
         while self._timers and self._timers[0][0] <= target:
             when, handle, callback = heapq.heappop(self._timers)
             if handle in self._dropped:
