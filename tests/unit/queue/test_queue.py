@@ -220,7 +220,7 @@ async def test_a_job_still_running_at_its_deadline_is_cancelled() -> None:
 
     async def slow() -> None:
         try:
-            await clock.sleep(60.0)
+            await takes(clock, 60.0)()
         except asyncio.CancelledError:
             stopped.append("cancelled")
             raise
@@ -350,7 +350,7 @@ async def test_cancelling_a_submitter_cancels_its_running_job() -> None:
 
     async def long() -> None:
         try:
-            await clock.sleep(100.0)
+            await takes(clock, 100.0)()
         finally:
             stopped.append("stopped")
 
