@@ -185,6 +185,23 @@ class QueueConfig:
             "must be a RetryPolicy or None",
         )
 
+    def submission(
+        self, queue: str, fn: object, priority: str | None, deadline_seconds: float | None
+    ) -> tuple[str, float]:
+        """The class and deadline of a job submitted to `queue`, or a clear error for bad input."""
+        if not callable(fn):
+            raise TypeError(
+                "fn must be a callable that takes no arguments and returns an awaitable"
+            )
+        chosen = self.default_priority if priority is None else priority
+        if chosen not in self.priorities:
+            known = ", ".join(self.priorities)
+            raise ValueError(f"queue {queue!r}: unknown priority {chosen!r} (one of {known})")
+        seconds = self.default_deadline_seconds if deadline_seconds is None else deadline_seconds
+        if not is_finite(seconds):
+            raise ValueError(f"queue {queue!r}: deadline_seconds must be finite and > 0")
+        return chosen, seconds
+
     def depth_marks(self) -> tuple[int, int]:
         """The depth watermarks (high, low) with their defaults applied."""
         high = self.capacity if self.depth_high is None else self.depth_high

@@ -8,6 +8,8 @@ import enum
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
 
+from agent.queue.clock import Clock
+from agent.queue.errors import DeadlineExceededError
 from agent.queue.scheduler import Entry
 
 T = TypeVar("T")
@@ -95,6 +97,19 @@ class Timing(enum.StrEnum):
 
 
 TimingListener = Callable[[Timing, float], None]
+
+
+async def attempt(job: Job[T], clock: Clock, queue: str) -> T:
+    """One run of `job`, cancelled at its deadline (`DeadlineExceededError`)."""
+    started = clock.now()
+    timer: asyncio.Timeout | None = None
+    try:
+        async with clock.timeout_at(job.deadline) as timer:
+            return await job.fn()
+    except TimeoutError as exc:
+        if timer is not None and timer.expired():
+            raise DeadlineExceededError(queue, clock.now() - started) from exc
+        raise  # the job's own TimeoutError, handed over as it is
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -21,13 +22,12 @@ from agent.queue.backpressure import DrainRate, Watermarks, retry_after_seconds
 from agent.queue.clock import Clock, MonotonicClock
 from agent.queue.config import QueueConfig, is_finite
 from agent.queue.errors import (
-    DeadlineExceededError,
     ExpiredError,
     JobCancelledError,
     QueueClosedError,
     RejectedError,
 )
-from agent.queue.job import Job, Outcome, QueueStats, Timing, TimingListener
+from agent.queue.job import Job, Outcome, QueueStats, Timing, TimingListener, attempt
 from agent.queue.scheduler import Entry, FairScheduler
 
 log = structlog.get_logger("vigil.queue")
@@ -146,7 +146,9 @@ class WorkQueue:
         when it is still running at its deadline, `JobCancelledError` when a drain cancels it,
         and the job's own exception when it fails. Cancelling the caller cancels the job.
         """
-        priority, deadline_seconds = self._check(fn, priority, deadline_seconds)
+        priority, deadline_seconds = self._config.submission(
+            self._name, fn, priority, deadline_seconds
+        )
         if self._closed:
             self._outcomes[Outcome.REJECTED] += 1
             raise QueueClosedError(self._name)
@@ -170,7 +172,9 @@ class WorkQueue:
         backpressure, or has producers waiting for room, and `QueueClosedError` when closed.
         Must be called from the event loop's thread.
         """
-        priority, deadline_seconds = self._check(fn, priority, deadline_seconds)
+        priority, deadline_seconds = self._config.submission(
+            self._name, fn, priority, deadline_seconds
+        )
         if self._closed:
             self._outcomes[Outcome.REJECTED] += 1
             raise QueueClosedError(self._name)
@@ -234,25 +238,6 @@ class WorkQueue:
 
     # --- admission --------------------------------------------------------------------------
 
-    def _check(
-        self, fn: object, priority: str | None, deadline_seconds: float | None
-    ) -> tuple[str, float]:
-        """The priority and deadline to use, or a clear error for bad input."""
-        if not callable(fn):
-            raise TypeError(
-                "fn must be a callable that takes no arguments and returns an awaitable"
-            )
-        chosen = self._config.default_priority if priority is None else priority
-        if chosen not in self._config.priorities:
-            known = ", ".join(self._config.priorities)
-            raise ValueError(f"queue {self._name!r}: unknown priority {chosen!r} (one of {known})")
-        seconds = (
-            self._config.default_deadline_seconds if deadline_seconds is None else deadline_seconds
-        )
-        if not is_finite(seconds):
-            raise ValueError(f"queue {self._name!r}: deadline_seconds must be finite and > 0")
-        return chosen, seconds
-
     def _job(self, fn: Callable[[], Awaitable[T]], priority: str, seconds: float) -> Job[T]:
         """A new job whose future, once cancelled by its submitter, cancels the job."""
         now = self._clock.now()
@@ -278,14 +263,14 @@ class WorkQueue:
         except TimeoutError:
             # The timeout cancels `admitted`: only a result or an exception means it was settled.
             if admitted.cancelled():
-                self._waiters.remove(waiter)
+                _discard(self._waiters, waiter)
                 self._count(job, Outcome.EXPIRED)
                 waited = self._clock.now() - job.submitted_at
                 raise ExpiredError(self._name, waited) from None
             # Admitted as the deadline passed: the worker that dequeues it expires it.
         except asyncio.CancelledError:
             if not admitted.done() or admitted.cancelled():
-                self._waiters.remove(waiter)
+                _discard(self._waiters, waiter)
                 self._count(job, Outcome.CANCELLED)
             elif admitted.exception() is None:
                 job.cancel()
@@ -393,7 +378,7 @@ class WorkQueue:
                 await wake
         except TimeoutError:
             if wake.cancelled():  # by the timeout, not woken
-                self._idle.remove(wake)
+                _discard(self._idle, wake)
                 if len(self._workers) > self._config.min_workers:
                     # Leave the pool now, so that workers idling out together stop at the minimum.
                     self._workers.discard(asyncio.current_task())
@@ -450,7 +435,7 @@ class WorkQueue:
     async def _attempt_once(self, job: Job[Any]) -> asyncio.Task[Any]:
         """Run one attempt in its own task (so that only the job is cancelled); the ended task."""
         job.attempts += 1
-        task = asyncio.get_running_loop().create_task(self._attempt(job))
+        task = asyncio.get_running_loop().create_task(attempt(job, self._clock, self._name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         job.task = task
@@ -473,19 +458,6 @@ class WorkQueue:
     def _shut_down(self) -> JobCancelledError:
         """The error of a job cancelled because the queue shut down."""
         return JobCancelledError(f"queue {self._name!r} shut down: the job was cancelled")
-
-    async def _attempt(self, job: Job[T]) -> T:
-        """One run of the job, cancelled at its deadline."""
-        started = self._clock.now()
-        timer: asyncio.Timeout | None = None
-        try:
-            async with self._clock.timeout_at(job.deadline) as timer:
-                return await job.fn()
-        except TimeoutError as exc:
-            if timer is not None and timer.expired():
-                ran = self._clock.now() - started
-                raise DeadlineExceededError(self._name, ran) from exc
-            raise
 
     def _emit(self, timing: Timing, seconds: float) -> None:
         """Hand a duration to the timing listeners; a listener's bug never reaches the job."""
@@ -520,3 +492,9 @@ class WorkQueue:
                 await asyncio.wait(set(self._tasks))
         except TimeoutError:
             log.warning("queue.jobs.abandoned", queue=self._name, jobs=len(self._tasks))
+
+
+def _discard(waiting: collections.deque[Any], item: object) -> None:
+    """Remove `item` if it is still there: a waker may already have skipped past it."""
+    with contextlib.suppress(ValueError):
+        waiting.remove(item)
