@@ -78,6 +78,7 @@ class WorkQueue:
         self._outcomes = dict.fromkeys(Outcome, 0)
         self._closed = False
         self._timing: list[TimingListener] = []
+        self._shut_down = f"queue {name!r} shut down: the job was cancelled"
 
     @property
     def name(self) -> str:
@@ -146,12 +147,7 @@ class WorkQueue:
         when it is still running at its deadline, `JobCancelledError` when a drain cancels it,
         and the job's own exception when it fails. Cancelling the caller cancels the job.
         """
-        priority, deadline_seconds = self._config.submission(
-            self._name, fn, priority, deadline_seconds
-        )
-        if self._closed:
-            self._outcomes[Outcome.REJECTED] += 1
-            raise QueueClosedError(self._name)
+        priority, deadline_seconds = self._accept(fn, priority, deadline_seconds)
         job = self._job(fn, priority, deadline_seconds)
         if self._waiters or not self._admissible():
             await self._wait_for_room(job)
@@ -172,12 +168,7 @@ class WorkQueue:
         backpressure, or has producers waiting for room, and `QueueClosedError` when closed.
         Must be called from the event loop's thread.
         """
-        priority, deadline_seconds = self._config.submission(
-            self._name, fn, priority, deadline_seconds
-        )
-        if self._closed:
-            self._outcomes[Outcome.REJECTED] += 1
-            raise QueueClosedError(self._name)
+        priority, deadline_seconds = self._accept(fn, priority, deadline_seconds)
         if self._waiters or not self._admissible():
             self._outcomes[Outcome.REJECTED] += 1
             full = len(self._scheduler) >= self._config.capacity
@@ -237,6 +228,16 @@ class WorkQueue:
         await self.close()
 
     # --- admission --------------------------------------------------------------------------
+
+    def _accept(
+        self, fn: object, priority: str | None, deadline_seconds: float | None
+    ) -> tuple[str, float]:
+        """Check a submission (a clear error for bad input) and that the queue is open."""
+        checked = self._config.submission(self._name, fn, priority, deadline_seconds)
+        if self._closed:
+            self._outcomes[Outcome.REJECTED] += 1
+            raise QueueClosedError(self._name)
+        return checked
 
     def _job(self, fn: Callable[[], Awaitable[T]], priority: str, seconds: float) -> Job[T]:
         """A new job whose future, once cancelled by its submitter, cancels the job."""
@@ -332,22 +333,20 @@ class WorkQueue:
 
     def _dispatch(self) -> None:
         """Wake an idle worker for a new job, or start one if all are busy and there is room."""
-        while self._idle:
-            wake = self._idle.popleft()
-            if not wake.done():
-                wake.set_result(None)
-                return
-        if len(self._workers) < self._config.max_workers:
+        if not self._wake_idle(every=False) and len(self._workers) < self._config.max_workers:
             self._spawn()
         while len(self._workers) < self._config.min_workers:
             self._spawn()
 
-    def _wake_idle(self) -> None:
-        """Wake every idle worker (on close, so that they exit)."""
-        while self._idle:
+    def _wake_idle(self, every: bool = True) -> bool:
+        """Wake one idle worker, or all of them (on close, so that they exit); whether any woke."""
+        woke = False
+        while self._idle and (every or not woke):
             wake = self._idle.popleft()
             if not wake.done():
                 wake.set_result(None)
+                woke = True
+        return woke
 
     def _spawn(self) -> None:
         """Start one worker."""
@@ -426,7 +425,7 @@ class WorkQueue:
             try:
                 await self._clock.sleep(delay)
             except asyncio.CancelledError:
-                self._finish(job, Outcome.CANCELLED, error=self._shut_down())
+                self._finish(job, Outcome.CANCELLED, error=JobCancelledError(self._shut_down))
                 raise
             if job.future.done():  # its submitter cancelled it during the backoff
                 self._count(job, Outcome.CANCELLED)
@@ -435,29 +434,29 @@ class WorkQueue:
     async def _attempt_once(self, job: Job[Any]) -> asyncio.Task[Any]:
         """Run one attempt in its own task (so that only the job is cancelled); the ended task."""
         job.attempts += 1
-        task = asyncio.get_running_loop().create_task(attempt(job, self._clock, self._name))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(attempt(job, self._clock, self._name))
+        # Woken by the task's end whether it returned, raised or was cancelled (cheaper than
+        # asyncio.wait); only the worker's own cancellation raises here.
+        ended: asyncio.Future[None] = loop.create_future()
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: _ended(t, self._tasks, ended))
         job.task = task
         started = self._clock.now()
         try:
-            await asyncio.wait((task,))
+            await ended
         except asyncio.CancelledError:
             # The worker itself is cancelled (a drain out of grace): the job goes with it.
             if task.done() and not task.cancelled():
                 task.exception()  # ended just now; the drain's verdict stands
             else:
                 task.cancel()
-            self._finish(job, Outcome.CANCELLED, error=self._shut_down())
+            self._finish(job, Outcome.CANCELLED, error=JobCancelledError(self._shut_down))
             raise
         finally:
             job.task = None
             self._emit(Timing.PROCESSING, self._clock.now() - started)
         return task
-
-    def _shut_down(self) -> JobCancelledError:
-        """The error of a job cancelled because the queue shut down."""
-        return JobCancelledError(f"queue {self._name!r} shut down: the job was cancelled")
 
     def _emit(self, timing: Timing, seconds: float) -> None:
         """Hand a duration to the timing listeners; a listener's bug never reaches the job."""
@@ -498,3 +497,12 @@ def _discard(waiting: collections.deque[Any], item: object) -> None:
     """Remove `item` if it is still there: a waker may already have skipped past it."""
     with contextlib.suppress(ValueError):
         waiting.remove(item)
+
+
+def _ended(
+    task: asyncio.Task[Any], tasks: set[asyncio.Task[Any]], ended: asyncio.Future[None]
+) -> None:
+    """An attempt's task is done: forget it and wake the worker waiting on `ended`."""
+    tasks.discard(task)
+    if not ended.done():
+        ended.set_result(None)
