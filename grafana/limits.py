@@ -17,6 +17,10 @@ LAG_GROWING = "limits.md#vigilexternalqueuelaggrowing"
 NEAR_QUOTA = "limits.md#vigilratelimitnearquota"
 REJECTING = "limits.md#vigilratelimitrejectingmany"
 STORAGE_FAILING = "limits.md#vigilratelimitstoragefailing"
+QUEUE_NEAR_CAPACITY = "limits.md#vigilworkqueuenearcapacity"
+BACKPRESSURE = "limits.md#vigilbackpressureactive"
+JOBS_FAILING = "limits.md#vigilworkqueuejobsfailing"
+JOBS_EXPIRING = "limits.md#vigilworkqueuejobsexpiring"
 
 
 def _depth() -> timeseries.Panel:
@@ -151,6 +155,102 @@ def rate_limits() -> list[Sequence[AnyPanel] | builders.Row]:
     return [section("Rate limits"), [decisions, refused], [utilization, storage, factor]]
 
 
+def _quantile(metric: str) -> str:
+    """The 95th percentile of a queue histogram, per queue."""
+    return (
+        f"histogram_quantile(0.95, sum by (queue, le) (rate({sel(metric + '_bucket')}"
+        "[$__rate_interval])))"
+    )
+
+
+def work_queues() -> list[Sequence[AnyPanel] | builders.Row]:
+    """The "Work queues" section: depth, backpressure, outcomes, waits, processing, workers."""
+    depth = (
+        timeseries_panel(
+            "Depth vs capacity",
+            "Jobs waiting in each work queue as a share of its capacity (the agent's own: "
+            "queue=webhook). The alert fires above 80 % for 5 minutes.",
+            "percentunit",
+            f"{sel('vigil_queue_depth')} / {sel('vigil_queue_capacity')}",
+            legend="{{queue}}",
+            span=8,
+        )
+        .thresholds(thresholds(("green", None), ("orange", 0.8), ("red", 1.0)))
+        .min(0)
+        .links([runbook_link("queue near capacity", QUEUE_NEAR_CAPACITY)])
+    )
+    backpressure = (
+        timeseries_panel(
+            "Backpressure",
+            "1 while a queue refuses or holds back producers (its depth or wait reached the "
+            "high watermark and has not fallen below the low one).",
+            "short",
+            sel("vigil_backpressure_active"),
+            legend="{{queue}}",
+            span=8,
+        )
+        .min(0)
+        .max(1)
+        .links([runbook_link("backpressure", BACKPRESSURE)])
+    )
+    workers = (
+        timeseries_panel(
+            "Workers",
+            "Workers of each queue: the pool grows with the depth up to max_workers and "
+            "shrinks when workers stay idle.",
+            "short",
+            sel("vigil_queue_workers"),
+            legend="{{queue}}",
+            span=8,
+        )
+        .min(0)
+        .links([runbook_link("queue near capacity", QUEUE_NEAR_CAPACITY)])
+    )
+    outcomes = (
+        timeseries_panel(
+            "Jobs by outcome",
+            "Jobs per second by outcome: completed, failed (raised or cut off at the deadline), "
+            "expired (never ran), rejected (refused at submission), retried, cancelled.",
+            "ops",
+            rate_by("vigil_queue_items_total", "queue, outcome"),
+            legend="{{queue}} {{outcome}}",
+            span=8,
+        )
+        .min(0)
+        .links(
+            [
+                runbook_link("jobs failing", JOBS_FAILING),
+                runbook_link("jobs expiring", JOBS_EXPIRING),
+            ]
+        )
+    )
+    wait = (
+        timeseries_panel(
+            "Wait, 95th percentile",
+            "How long jobs waited for a worker. Waits near the deadline end in expiries.",
+            "s",
+            _quantile("vigil_queue_wait_seconds"),
+            legend="{{queue}}",
+            span=8,
+        )
+        .min(0)
+        .links([runbook_link("jobs expiring", JOBS_EXPIRING)])
+    )
+    processing = (
+        timeseries_panel(
+            "Processing, 95th percentile",
+            "How long job attempts ran.",
+            "s",
+            _quantile("vigil_queue_processing_seconds"),
+            legend="{{queue}}",
+            span=8,
+        )
+        .min(0)
+        .links([runbook_link("jobs failing", JOBS_FAILING)])
+    )
+    return [section("Work queues"), [depth, backpressure, workers], [outcomes, wait, processing]]
+
+
 def build() -> Dashboard:
     """Vigil / Queues and rate limits."""
     return dashboard(
@@ -158,6 +258,7 @@ def build() -> Dashboard:
         "Vigil / Queues and rate limits",
         "External job queues watched by the queue checks: depth against capacity, the oldest "
         "item's age, a stream group's pending entries and lag; and the rate limiters: decisions "
-        "by outcome, the busiest key's quota, storage errors and throttling.",
-        [*external_queues(), *rate_limits()],
+        "by outcome, the busiest key's quota, storage errors and throttling; and the work "
+        "queues: depth, backpressure, outcomes, waits and workers.",
+        [*external_queues(), *rate_limits(), *work_queues()],
     )

@@ -115,13 +115,35 @@ class RuleSettings(Strict):
         return self
 
 
+class WebhookQueueSettings(Strict):
+    """The work queue notifications wait in for the engine; past it the webhook answers 503."""
+
+    capacity: int = Field(default=256, ge=1, le=100_000)
+    max_workers: int = Field(default=16, ge=1, le=1_024)
+    deadline_seconds: float = Field(default=30.0, gt=0, le=600)
+    wait_high_seconds: float | None = Field(default=None, gt=0, le=600)
+    wait_low_seconds: float | None = Field(default=None, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _wait_marks(self) -> WebhookQueueSettings:
+        high, low = self.wait_high_seconds, self.wait_low_seconds
+        if (high is None) != (low is None):
+            msg = "wait_high_seconds and wait_low_seconds go together"
+            raise ValueError(msg)
+        if high is not None and low is not None and low >= high:
+            msg = "wait_low_seconds must be below wait_high_seconds"
+            raise ValueError(msg)
+        return self
+
+
 class WebhookSettings(Strict):
-    """How Alertmanager authenticates to `POST /webhooks/alertmanager`."""
+    """How Alertmanager authenticates to `POST /webhooks/alertmanager`, and its overload bound."""
 
     bearer_token_env: str | None = None
     basic_username: str | None = None
     basic_password_env: str | None = None
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
+    queue: WebhookQueueSettings = Field(default_factory=WebhookQueueSettings)
 
     @model_validator(mode="after")
     def _one_scheme(self) -> WebhookSettings:

@@ -135,7 +135,14 @@ class DegradationRecorder:
 
     def _webhook(self, _: CallbackOptions) -> Iterable[Observation]:
         counts = self._outcomes.copy()
-        for outcome in ("accepted", "unauthorized", "invalid", "too_large", "unavailable"):
+        for outcome in (
+            "accepted",
+            "unauthorized",
+            "invalid",
+            "too_large",
+            "unavailable",
+            "overloaded",
+        ):
             yield Observation(counts[outcome], {"outcome": outcome})
 
     def _pin_set(self, _: CallbackOptions) -> Iterable[Observation]:

@@ -107,6 +107,9 @@ class Agent:
                 self.degradation.webhook_outcomes,
                 self.reconciler.runs if self.reconciler else None,
             )
+            from agent.queue.metrics import observe as observe_queues
+
+            observe_queues(meter, [self.degradation.hook.queue])
 
     async def start(self) -> None:
         """Create the data directory, start serving and scheduling."""
@@ -176,6 +179,8 @@ class Agent:
             self._flag_refresher.cancel()
             await asyncio.gather(self._flag_refresher, return_exceptions=True)
         if self.degradation is not None:
+            # Notifications already queued are stored (or answered 503) before the engine stops.
+            await self.degradation.hook.queue.close()
             await self.degradation.flags.close()
             await self.degradation.engine.stop()
         if self._owner is not None:

@@ -36,7 +36,7 @@ def _responses(ok: str, *errors: int) -> dict[str, Any]:
         404: "No such flag.",
         413: "The body, decoded, is larger than allowed; nothing changed.",
         415: "The body's Content-Encoding is not identity, gzip or deflate; nothing changed.",
-        503: "The state store is unavailable; retry later.",
+        503: "The state store is unavailable (or the webhook is overloaded); retry later.",
     }
     for code in errors:
         out[str(code)] = {

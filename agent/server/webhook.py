@@ -3,14 +3,18 @@
 Credentials are compared in constant time as the bytes sent; the body is capped after decoding;
 the answer is 2xx only after the change is stored and 503 when it cannot be (Alertmanager
 retries 5xx and nothing else, so a refusal it should retry must be a 5xx, and one it should not
-must be a 4xx). Every answer is counted by outcome for `vigil_degradation_webhook_requests_total`.
+must be a 4xx). Notifications wait for the engine in a bounded work queue (`queue="webhook"`):
+when it is full or past its watermarks the answer is a fast 503 with `Retry-After`, never a 429.
+Every answer is counted by outcome for `vigil_degradation_webhook_requests_total`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
+import math
 from collections import Counter
 from typing import Any
 
@@ -26,6 +30,15 @@ from agent.degradation.audit import Actor
 from agent.degradation.engine import DegradationEngine
 from agent.degradation.errors import ConflictError, RequestError, StoreUnavailableError
 from agent.degradation.state import State
+from agent.queue.config import QueueConfig
+from agent.queue.errors import (
+    DeadlineExceededError,
+    ExpiredError,
+    JobCancelledError,
+    QueueClosedError,
+    RejectedError,
+)
+from agent.queue.manager import WorkQueue
 from agent.server.plumbing import (
     BodyError,
     authorization,
@@ -56,6 +69,19 @@ class AlertmanagerWebhook:
             else None
         )
         self.outcomes: Counter[str] = Counter()
+        hook_queue = hook.queue
+        self.queue = WorkQueue(
+            "webhook",
+            QueueConfig(
+                capacity=hook_queue.capacity,
+                max_workers=hook_queue.max_workers,
+                default_deadline_seconds=hook_queue.deadline_seconds,
+                wait_high_seconds=hook_queue.wait_high_seconds,
+                wait_low_seconds=hook_queue.wait_low_seconds,
+                # At shutdown, what is queued gets the agent's own grace to be stored.
+                drain_grace_seconds=5.0,
+            ),
+        )
 
     async def webhook(self, request: web.Request) -> web.Response:
         """Apply an Alertmanager v4 notification."""
@@ -97,11 +123,21 @@ class AlertmanagerWebhook:
                 "invalid", 400, "not an Alertmanager v4 payload", details=validation_errors(exc)
             )
         trace_id = trace_id_of(span)
+        receive = functools.partial(
+            self.engine.receive, payload, Actor("alertmanager", payload.receiver), trace_id
+        )
         try:
-            step = await self.engine.receive(
-                payload, Actor("alertmanager", payload.receiver), trace_id
-            )
-        except (StoreUnavailableError, ConflictError) as exc:
+            # Past the queue's bound or watermarks the answer is a fast 503, which Alertmanager
+            # retries (a 429 it would drop until the group is sent again).
+            job = self.queue.submit_nowait(receive)
+            step = await job
+        except RejectedError as exc:
+            return self._overloaded(f"webhook overloaded ({exc.reason})", exc.retry_after_seconds)
+        except ExpiredError:
+            return self._overloaded("webhook overloaded (waited past its deadline)", None)
+        except (QueueClosedError, JobCancelledError):
+            return self._refuse("unavailable", 503, "the agent is stopping", {"Retry-After": "1"})
+        except (StoreUnavailableError, ConflictError, DeadlineExceededError) as exc:
             return self._refuse("unavailable", 503, f"state store unavailable: {exc}")
         except RequestError as exc:  # logged with its traceback by the engine
             return self._refuse("invalid", 400, f"notification not applied: {exc}")
@@ -135,6 +171,16 @@ class AlertmanagerWebhook:
                 "vigil.degradation.version": state.version,
             },
         ).end()
+
+    def _overloaded(self, message: str, retry_after_seconds: float | None) -> web.Response:
+        """503 with `Retry-After` in whole seconds (rounded up, at least 1): nothing was applied."""
+        seconds = (
+            self.queue.retry_after_seconds()
+            if retry_after_seconds is None
+            else (retry_after_seconds)
+        )
+        retry = str(max(1, math.ceil(seconds)))
+        return self._refuse("overloaded", 503, f"{message}; retry later", {"Retry-After": retry})
 
     def _refuse(
         self,

@@ -117,7 +117,7 @@ def _detail(
 def _queue(name: str, instrument: Instrument, unit: str, description: str, *labels: str) -> Signal:
     """A work queue signal (`agent.queue`), labelled with the queue's name."""
     buckets = DURATION_BUCKETS if instrument is Instrument.HISTOGRAM else ()
-    return Signal(name, instrument, unit, description, ("queue", *labels), buckets, scope="library")
+    return Signal(name, instrument, unit, description, ("queue", *labels), buckets, scope="queue")
 
 
 CATALOGUE: tuple[Signal, ...] = (
@@ -269,7 +269,8 @@ CATALOGUE: tuple[Signal, ...] = (
         "vigil.degradation.webhook.requests",
         Instrument.OBSERVABLE_COUNTER,
         "{request}",
-        "Webhook requests by outcome (accepted, unauthorized, invalid, too_large, unavailable).",
+        "Webhook requests by outcome (accepted, unauthorized, invalid, too_large, unavailable, "
+        "overloaded).",
         ("outcome",),
         scope="degradation",
     ),

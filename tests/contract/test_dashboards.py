@@ -503,6 +503,11 @@ async def test_every_panel_query_returns_data_from_a_live_agent(
     assert flag[0] == 200
     for _ in range(3):
         assert (await agent.send("POST", "/api/v1/flags/search/evaluate", {}))[0] == 200
+    # The webhook queue's wait and processing histograms need a second job after Prometheus has
+    # scraped the first, so their rates are not zero: the repeat delivery is a no-op job.
+    await _wait(prometheus, 'vigil_queue_wait_seconds_count{job="vigil"} > 0', 20)
+    hook = await agent.send("POST", "/webhooks/alertmanager", firing, token="hook-token-5120")
+    assert hook[0] == 200
     for name in ("api", "api-tls", "disk", "cache", "orders", "db"):
         await agent.wait_status(name, "healthy")
     await agent.wait_status("broken", "unhealthy")

@@ -226,7 +226,7 @@ async def test_live_families_and_labels_equal_catalogue(
 
 async def test_library_families_equal_catalogue() -> None:
     """Breakers, fallbacks and work queues published with their `observe` give exactly the
-    library signals."""
+    library and queue signals."""
     breaker = CircuitBreaker("payments", BreakerConfig(window_size=4, minimum_calls=2))
     fallback: Fallback[..., str] = Fallback("prices", _fails, chain=[StaticFallback("cached")])
     assert await fallback.value() == "cached"
@@ -247,7 +247,7 @@ async def test_library_families_equal_catalogue() -> None:
     expected = {
         _family_name(s.prometheus_name, s.prometheus_type): s
         for s in CATALOGUE
-        if s.scope == "library"
+        if s.scope in ("library", "queue")
     }
 
     assert set(families) == set(expected)
