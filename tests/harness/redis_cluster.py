@@ -43,7 +43,15 @@ class RedisClusterServers:
                 node.start()
             addresses = [f"{node.host}:{node.port}" for node in self.nodes]
             created = subprocess.run(
-                [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *addresses,
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
                 capture_output=True,
                 text=True,
                 timeout=self.start_timeout,
@@ -60,7 +68,10 @@ class RedisClusterServers:
         for node in self.nodes:
             with node.client() as client:
                 info = client.cluster("INFO")
-                if info.get("cluster_state") != "ok" or int(info.get("cluster_known_nodes", 0)) != NODES:
+                if (
+                    info.get("cluster_state") != "ok"
+                    or int(info.get("cluster_known_nodes", 0)) != NODES
+                ):
                     return False
         return True
 

@@ -80,9 +80,7 @@ def redis_client(server: RedisServer) -> Redis:
 
 
 @pytest.fixture(params=["memory", "redis", "cluster"])
-async def world(
-    request: pytest.FixtureRequest, redis_server: RedisServer
-) -> AsyncIterator[World]:
+async def world(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[World]:
     """Each storage kind in turn (the cluster fixture is started only when needed)."""
     if request.param == "memory":
         clock = FakeMicros()

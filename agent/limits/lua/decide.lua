@@ -8,11 +8,12 @@
 -- ARGV[2..S+1]   each limit set: four integers per limit, space-separated: strategy
 --                (1 tat, 2 fixed window, 3 sliding window, 4 sliding log), then its
 --                parameters a b c (see each strategy's header)
--- then, per decision: the index of its limit set (1-based) and the cost
+-- ARGV[S+2]      per decision, the index of its limit set (1-based) and the cost, all
+--                space-separated in one string (one argument is far cheaper to send than many)
 -- KEYS           per decision, one state key per limit of its set, in the set's order
 --
--- Returns five integers per limit of each decision, in order: admitted (0/1), remaining,
--- retry µs, reset µs, delay µs. A decision writes only when every limit admits its cost;
+-- Returns one string of space-separated integers, five per limit of each decision, in order:
+-- admitted (0/1), remaining, retry µs, reset µs, delay µs. A decision writes only when every limit admits its cost;
 -- a cost above a limit's quota (the caller reports `never`) is checked as a cost of 0, and
 -- when a decision is denied the limits that would have admitted report a cost of 0 too:
 -- what they hold now, since nothing was spent.
@@ -39,12 +40,17 @@ for s = 1, count do
   sets[s] = set
 end
 
+local requests = {}
+for word in string.gmatch(ARGV[count + 2], '%S+') do
+  requests[#requests + 1] = tonumber(word)
+end
+
 local out = {}
 local k = 0
 local verdicts = {}
-for at = count + 2, #ARGV, 2 do
-  local set = sets[tonumber(ARGV[at])]
-  local cost = tonumber(ARGV[at + 1])
+for at = 1, #requests, 2 do
+  local set = sets[requests[at]]
+  local cost = requests[at + 1]
   local all = true
   for i = 1, #set do
     local limit = set[i]
@@ -68,9 +74,9 @@ for at = count + 2, #ARGV, 2 do
     elseif v[1] == 1 and v[7] > 0 then
       v = {limit[1].check(KEYS[k + i], now, 0, limit[2], limit[3], limit[4])}
     end
-    local n = #out
-    out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = v[1], v[2], v[3], v[4], v[5]
+    out[#out + 1] = string.format('%d %d %d %d %d', v[1], v[2], v[3], v[4], v[5])
   end
   k = k + #set
 end
-return out
+-- One string, not an array: a client parses one bulk reply far faster than many integers.
+return table.concat(out, ' ')

@@ -123,7 +123,9 @@ class RedisStorage:
         self._flush_scheduled = False
         queue = self._queue
         while queue and len(self._flying) < self.max_inflight:
-            batch = tuple(request for request in queue[: self.max_batch] if not request.future.done())
+            batch = tuple(
+                request for request in queue[: self.max_batch] if not request.future.done()
+            )
             del queue[: self.max_batch]
             if not batch:
                 continue
@@ -164,7 +166,7 @@ class RedisStorage:
                 if isinstance(reply, BaseException):
                     self._fail(group, failure(reply))
                 else:
-                    self._answer(group, reply)
+                    self._answer(group, list(map(int, reply.split())))
         except FAILURES as exc:  # TimeoutError (the bound above) is an OSError
             self._fail(batch, failure(exc))
         finally:
@@ -221,7 +223,7 @@ class RedisStorage:
                 index = indexes[id(limits)] = len(sets)
             keys += request.keys
             tail += (index, request.cost)
-        return [script.SHA, len(keys), *keys, len(sets), *sets, *tail]
+        return [script.SHA, len(keys), *keys, len(sets), *sets, " ".join(map(str, tail))]
 
     @staticmethod
     def _answer(group: Sequence[Request], reply: list[int]) -> None:

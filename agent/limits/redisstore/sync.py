@@ -61,15 +61,16 @@ class SyncRedisStorage:
 
     def call(self, limits: LimitSet, keys: list[str], cost: int) -> list[int]:
         """The script's reply for one decision; StorageError when Redis cannot answer."""
-        command = [script.SHA, len(keys), *keys, 1, limits.text, 1, cost]
+        command = [script.SHA, len(keys), *keys, 1, limits.text, f"1 {cost}"]
         try:
             try:
-                return list(self.client.evalsha(*command))
+                reply = self.client.evalsha(*command)
             except NoScriptError:
                 self.client.script_load(script.SCRIPT)
-                return list(self.client.evalsha(*command))
+                reply = self.client.evalsha(*command)
         except FAILURES as exc:
             raise failure(exc) from None
+        return list(map(int, reply.split()))
 
 
 class SyncRedisBinding:
