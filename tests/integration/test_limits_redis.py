@@ -70,7 +70,20 @@ limit_sets = st.lists(
     min_size=1,
     max_size=3,
 )
-requests = st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 9)), max_size=80)
+requests = st.lists(
+    st.tuples(st.sampled_from("abcd"), st.integers(0, 9) | st.lists(st.integers(0, 9), min_size=3)),
+    max_size=80,
+)
+
+
+def cost_of(cost: int | list[int], limits: Sequence[Limit]) -> int | dict[str, int]:
+    """A generated cost for `limits`: one number, or one per limit by name (several limits:
+    the memory storage takes a number only for a single limit)."""
+    if isinstance(cost, int):
+        return cost
+    if len(limits) == 1:
+        return cost[0]
+    return {limit.name: each for limit, each in zip(limits, cost, strict=False)}
 
 
 def limits_of(spec: Sequence[tuple[Strategy, int]]) -> list[Limit]:
@@ -85,13 +98,16 @@ def limits_of(spec: Sequence[tuple[Strategy, int]]) -> list[Limit]:
 )
 @given(spec=limit_sets, sequence=requests)
 def test_batched_decides_as_single_calls_and_as_memory(
-    redis_server: RedisServer, spec: list[tuple[Strategy, int]], sequence: list[tuple[str, int]]
+    redis_server: RedisServer,
+    spec: list[tuple[Strategy, int]],
+    sequence: list[tuple[str, int | list[int]]],
 ) -> None:
     """Any requests decided in one batch, one call each, and in memory: the same decisions."""
     limits = limits_of(spec)
-    smallest = min(limit.limit for limit in limits)
+    sequence = [(key, cost_of(cost, limits)) for key, cost in sequence]
 
     async def run() -> tuple[list[Decision], list[Decision], int]:
+        """Both Redis paths over fresh namespaces of one server."""
         client = client_of(redis_server)
         try:
             batched = RedisStorage(client, timeout=5.0)
@@ -105,15 +121,20 @@ def test_batched_decides_as_single_calls_and_as_memory(
             await client.aclose()
 
     first, second, calls = asyncio.run(run())
-    memory = Limiter("m", limits, MemoryStorage(lambda: 1_000_000))
+    memory = Limiter("m", limits, MemoryStorage(lambda: 10**12))
     third = [asyncio.run(memory.decide(k, c)) for k, c in sequence]
     assert [essence(d) for d in first] == [essence(d) for d in second]
     assert [essence(d) for d in first] == [essence(d) for d in third]
     assert calls <= 1
-    # The documented bound over a window that does not drain: at most the smallest quota.
+    # The documented bound over a window that does not drain: at most each limit's quota.
     for key in "abcd":
-        spent = sum(c for (k, c), d in zip(sequence, first, strict=True) if k == key and d.allowed)
-        assert spent <= smallest
+        for limit in limits:
+            spent = sum(
+                c if isinstance(c, int) else c[limit.name]
+                for (k, c), d in zip(sequence, first, strict=True)
+                if k == key and d.allowed
+            )
+            assert spent <= limit.limit
 
 
 async def test_one_tick_is_one_call(redis_server: RedisServer) -> None:

@@ -39,24 +39,24 @@ OTHER = {
 }
 
 
-class FakeMicros:
-    """The memory storage's clock: whole microseconds that move only when told."""
+class FakeNanos:
+    """The memory storage's clock: whole nanoseconds that move only when told."""
 
     def __init__(self) -> None:
-        self.now = 1_700_000_000_000_000
+        self.now = 1_700_000_000_000_000_000
 
     def __call__(self) -> int:
         return self.now
 
     def advance(self, seconds: float) -> None:
-        """Move the clock `seconds` forward, rounded up to a microsecond."""
-        self.now += math.ceil(seconds * 1_000_000)
+        """Move the clock `seconds` forward, rounded up to a nanosecond."""
+        self.now += math.ceil(seconds * 1_000_000_000)
 
 
 class World:
     """Limiters over one storage kind, and the way time passes for it."""
 
-    def __init__(self, kind: str, storage: MemoryStorage | RedisStorage, clock: FakeMicros | None):
+    def __init__(self, kind: str, storage: MemoryStorage | RedisStorage, clock: FakeNanos | None):
         self.kind = kind
         self.storage = storage
         self.clock = clock
@@ -83,7 +83,7 @@ def redis_client(server: RedisServer) -> Redis:
 async def world(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[World]:
     """Each storage kind in turn (the cluster fixture is started only when needed)."""
     if request.param == "memory":
-        clock = FakeMicros()
+        clock = FakeNanos()
         yield World("memory", MemoryStorage(clock), clock)
         return
     client: Redis | RedisCluster
@@ -226,3 +226,20 @@ async def test_keys_with_braces_and_separators_stay_apart(world: World) -> None:
     assert all(d.outcome is Outcome.ALLOWED for d in decisions)
     again = await asyncio.gather(*(limiter.decide(key) for key in keys))
     assert all(d.outcome is Outcome.DENIED for d in again)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_a_cost_per_limit(world: World, strategy: Strategy) -> None:
+    """One request of 4 tokens: the token limit binds on the third, and nothing is spent."""
+    limiter = world.limiter(
+        [Limit(3, 60, strategy, name="requests"), Limit(10, 60, OTHER[strategy], name="tokens")]
+    )
+    spend = {"requests": 1, "tokens": 4}
+    decisions = [await limiter.decide("k", spend) for _ in range(3)]
+    assert [d.outcome for d in decisions] == [Outcome.ALLOWED] * 2 + [Outcome.DENIED]
+    assert decisions[-1].policy == "tokens"
+    assert [part.remaining for part in decisions[-1].parts] == [1, 2]
+    assert (await limiter.decide("k", {"requests": 1, "tokens": 2})).outcome is Outcome.ALLOWED
+    never = await limiter.decide("k", {"requests": 0, "tokens": 11})
+    assert never.outcome is Outcome.NEVER
+    assert never.policy == "tokens"

@@ -8,15 +8,16 @@
 -- ARGV[2..S+1]   each limit set: four integers per limit, space-separated: strategy
 --                (1 tat, 2 fixed window, 3 sliding window, 4 sliding log), then its
 --                parameters a b c (see each strategy's header)
--- ARGV[S+2]      per decision, the index of its limit set (1-based) and the cost, all
+-- ARGV[S+2]      per decision, the index of its limit set (1-based) and the cost under
+--                every limit; or the index negated, then one cost per limit of the set; all
 --                space-separated in one string (one argument is far cheaper to send than many)
 -- KEYS           per decision, one state key per limit of its set, in the set's order
 --
 -- Returns one string of space-separated integers, five per limit of each decision, in order:
--- admitted (0/1), remaining, retry µs, reset µs, delay µs. A decision writes only when every limit admits its cost;
--- a cost above a limit's quota (the caller reports `never`) is checked as a cost of 0, and
--- when a decision is denied the limits that would have admitted report a cost of 0 too:
--- what they hold now, since nothing was spent.
+-- admitted (0/1), remaining, retry µs, reset µs, delay µs. A decision writes only when every
+-- limit admits its cost; a cost above a limit's quota (the caller reports `never`) is checked
+-- as a cost of 0, and when a decision is denied the limits that would have admitted report a
+-- cost of 0 too: what they hold now, since nothing was spent.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 
@@ -48,14 +49,29 @@ end
 local out = {}
 local k = 0
 local verdicts = {}
-for at = 1, #requests, 2 do
-  local set = sets[requests[at]]
-  local cost = requests[at + 1]
+local at = 1
+local costs = {}
+while at <= #requests do
+  local index = requests[at]
+  local set
+  if index > 0 then
+    set = sets[index]
+    for i = 1, #set do
+      costs[i] = requests[at + 1]
+    end
+    at = at + 2
+  else
+    set = sets[-index]
+    for i = 1, #set do
+      costs[i] = requests[at + i]
+    end
+    at = at + 1 + #set
+  end
   local all = true
   for i = 1, #set do
     local limit = set[i]
-    local spend = cost
-    if cost > limit[5] then
+    local spend = costs[i]
+    if spend > limit[5] then
       spend = 0
       all = false
     end
@@ -70,7 +86,7 @@ for at = 1, #requests, 2 do
     local limit = set[i]
     local v = verdicts[i]
     if all then
-      limit[1].commit(KEYS[k + i], now, cost, v[6], limit[2], limit[3], limit[4])
+      limit[1].commit(KEYS[k + i], now, costs[i], v[6], limit[2], limit[3], limit[4])
     elseif v[1] == 1 and v[7] > 0 then
       v = {limit[1].check(KEYS[k + i], now, 0, limit[2], limit[3], limit[4])}
     end

@@ -1,4 +1,6 @@
 -- Sliding log (arithmetic.sliding_log): every admission kept until `period` after it.
+-- The memory storage keeps one time per unit; an entry here stands for `cost` units of one
+-- time, so the k-th oldest unit is in the first entry whose running total reaches k.
 --
 -- A fragment of the script `decide.lua` runs: it defines STRATEGIES[4].
 -- KEYS     the key's log: a list of "<time µs>:<cost>:<running total>" entries, oldest first,
@@ -8,7 +10,7 @@
 -- params   a = limit, b = period (µs), c unused
 -- check    trims what left the window, returns admitted (0/1), remaining, retry µs, reset µs,
 --          delay µs (0), and the running total before this admission
--- commit   appends the admission (a cost of 0 too, as the memory storage does)
+-- commit   appends the admission (one entry for its `cost` units; a cost of 0 adds none)
 local function log_entry(key, index)
   local entry = redis.call('LINDEX', key, index)
   local stamp, spent, total = string.match(entry, '^(%d+):(%d+):(%d+)$')
@@ -55,8 +57,10 @@ local function log_check(key, now, cost, limit, period)
 end
 
 local function log_commit(key, now, cost, running, limit, period)
-  redis.call('RPUSH', key, string.format('%.0f:%.0f:%.0f', now, cost, running + cost))
-  redis.call('PEXPIRE', key, math.floor(period / 1000) + 1)
+  if cost > 0 then
+    redis.call('RPUSH', key, string.format('%.0f:%.0f:%.0f', now, cost, running + cost))
+    redis.call('PEXPIRE', key, math.floor(period / 1000) + 1)
+  end
 end
 
 STRATEGIES[4] = {check = log_check, commit = log_commit}

@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError
 
 from agent.limits.decision import Decision, Outcome
 from agent.limits.errors import LimitError, StorageError, StorageTimeoutError
-from agent.limits.policy import Limit
+from agent.limits.policy import Cost, Limit
 from agent.limits.redisstore import script
 from agent.limits.redisstore.cache import DenyCache
 from agent.limits.redisstore.common import (
@@ -31,8 +31,10 @@ from agent.limits.redisstore.common import (
     LimitSet,
     check_rescaled,
     check_settings,
+    encode_costs,
     failure,
     register_password,
+    spending,
 )
 
 monotonic = time.monotonic
@@ -47,7 +49,7 @@ class Request:
         self,
         keys: list[str],
         limits: LimitSet,
-        cost: int,
+        cost: int | list[int],
         future: asyncio.Future[Decision],
         deadline: float,
         slot: int,
@@ -222,7 +224,7 @@ class RedisStorage:
                 sets.append(limits.text)
                 index = indexes[id(limits)] = len(sets)
             keys += request.keys
-            tail += (index, request.cost)
+            tail += encode_costs(index, request.cost)
         return [script.SHA, len(keys), *keys, len(sets), *sets, " ".join(map(str, tail))]
 
     @staticmethod
@@ -267,24 +269,25 @@ class RedisBinding:
         """The Redis keys holding `key`'s states, one per limit."""
         return script.state_keys(self._start, key, self._limits.names)
 
-    async def decide(self, key: str, cost: int) -> Decision:
+    async def decide(self, key: str, cost: Cost) -> Decision:
         """Admit `cost` for `key` under every limit or none; raises StorageError."""
         now = monotonic()
         limits = self._limits
-        cache = self._cache if cost <= limits.smallest else None
+        spend, never, token = spending(limits, cost)
+        cache = None if never else self._cache
         if cache is not None:
-            cached = cache.get(key, cost, now)
+            cached = cache.get(key, token, now)
             if cached is not None:
                 return cached
         storage = self._storage
         keys = script.state_keys(self._start, key, limits.names)
         slot = key_slot(keys[0].encode()) if self._slotted else 0
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        storage.submit(Request(keys, limits, cost, future, now + storage.timeout, slot))
+        storage.submit(Request(keys, limits, spend, future, now + storage.timeout, slot))
         decision = await future
         if cache is not None:
             if decision.outcome is Outcome.DENIED:
-                cache.put(key, cost, now, decision)
-            elif decision.outcome is Outcome.ALLOWED and cost:
+                cache.put(key, token, now, decision)
+            elif decision.outcome is Outcome.ALLOWED:
                 cache.admitted(key)
         return decision

@@ -29,10 +29,13 @@ class DenyCache:
     def __init__(self, max_seconds: float, max_entries: int) -> None:
         self.max_seconds = max_seconds
         self.max_entries = max_entries
-        self.entries: dict[str, tuple[float, int, float, Decision]] = {}
+        self.entries: dict[str, tuple[float, object, float, Decision]] = {}
 
-    def get(self, key: str, cost: int, now: float) -> Decision | None:
-        """The cached denial for `key` if it still holds for `cost` at `now`, else None."""
+    def get(self, key: str, cost: object, now: float) -> Decision | None:
+        """The cached denial for `key` if it still holds for `cost` at `now`, else None.
+
+        `cost` is compared whole: a number, or a tuple of one number per limit.
+        """
         entry = self.entries.get(key)
         if entry is None:
             return None
@@ -55,7 +58,7 @@ class DenyCache:
             denial.parts,
         )
 
-    def put(self, key: str, cost: int, at: float, denial: Decision) -> None:
+    def put(self, key: str, cost: object, at: float, denial: Decision) -> None:
         """Remember `denial` of `cost` for a request submitted at `at`."""
         if len(self.entries) >= self.max_entries:
             self.entries = {k: e for k, e in self.entries.items() if e[0] > at}

@@ -9,7 +9,7 @@ from typing import Any
 import redis.exceptions as rexc
 
 from agent.limits.errors import LimitError, StorageError, StorageTimeoutError
-from agent.limits.policy import Limit
+from agent.limits.policy import Cost, Limit, costs
 from agent.limits.redisstore import script
 from agent.telemetry.redact import redactor
 
@@ -30,6 +30,23 @@ class LimitSet:
         self.size = len(limits)
         # A larger cost is `never` for some limit: Redis reports it, never the deny cache.
         self.smallest = min(self.reading.quotas)
+
+
+def spending(limits: LimitSet, cost: Cost) -> tuple[int | list[int], bool, object]:
+    """`cost` as the script takes it (one number, or one per limit), whether some limit can
+    never admit it, and the token the deny cache compares."""
+    if cost.__class__ is int:
+        return cost, cost > limits.smallest, cost
+    spend = costs(cost, limits.names)
+    never = any(each > quota for each, quota in zip(spend, limits.reading.quotas, strict=True))
+    return spend, never, tuple(spend)
+
+
+def encode_costs(index: int, spend: int | list[int]) -> list[int]:
+    """A decision's words in the script's request string: `index cost`, or `-index costs...`."""
+    if spend.__class__ is int:
+        return [index, spend]
+    return [-index, *spend]  # type: ignore[misc]
 
 
 def check_rescaled(current: LimitSet, limits: Sequence[Limit]) -> LimitSet:

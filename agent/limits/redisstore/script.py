@@ -96,11 +96,17 @@ class Reading:
         self.quotas = quotas(limits)
         self.single = len(limits) == 1
 
-    def decision(self, cost: int, reply: Sequence[int], at: int) -> Decision:
-        """The decision for `cost` from `reply[at:]` (five integers per limit)."""
-        if self.single:
-            return self._part(0, cost, reply, at)
-        parts = [self._part(i, cost, reply, at + 5 * i) for i in range(len(self.limits))]
+    def decision(self, cost: int | Sequence[int], reply: Sequence[int], at: int) -> Decision:
+        """The decision for `cost` (one for every limit, or one each) from `reply[at:]`."""
+        if cost.__class__ is int:
+            if self.single:
+                return self._part(0, cost, reply, at)
+            spend: Sequence[int] = [cost] * len(self.limits)
+        else:
+            spend = cost  # type: ignore[assignment]
+            if self.single:
+                return self._part(0, spend[0], reply, at)
+        parts = [self._part(i, spend[i], reply, at + 5 * i) for i in range(len(self.limits))]
         return combine(parts)
 
     def _part(self, index: int, cost: int, reply: Sequence[int], at: int) -> Decision:

@@ -15,7 +15,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from agent.limits.decision import Decision, Outcome
-from agent.limits.policy import Limit
+from agent.limits.policy import Cost, Limit
 from agent.limits.redisstore import script
 from agent.limits.redisstore.cache import DenyCache
 from agent.limits.redisstore.common import (
@@ -24,8 +24,10 @@ from agent.limits.redisstore.common import (
     LimitSet,
     check_rescaled,
     check_settings,
+    encode_costs,
     failure,
     register_password,
+    spending,
 )
 
 monotonic = time.monotonic
@@ -59,9 +61,10 @@ class SyncRedisStorage:
         """The limits of the limiter named `namespace` (its keys' namespace in Redis)."""
         return SyncRedisBinding(self, limits, namespace)
 
-    def call(self, limits: LimitSet, keys: list[str], cost: int) -> list[int]:
+    def call(self, limits: LimitSet, keys: list[str], spend: int | list[int]) -> list[int]:
         """The script's reply for one decision; StorageError when Redis cannot answer."""
-        command = [script.SHA, len(keys), *keys, 1, limits.text, f"1 {cost}"]
+        words = " ".join(map(str, encode_costs(1, spend)))
+        command = [script.SHA, len(keys), *keys, 1, limits.text, words]
         try:
             try:
                 reply = self.client.evalsha(*command)
@@ -96,20 +99,21 @@ class SyncRedisBinding:
         """The Redis keys holding `key`'s states, one per limit."""
         return script.state_keys(self._start, key, self._limits.names)
 
-    def decide(self, key: str, cost: int) -> Decision:
+    def decide(self, key: str, cost: Cost) -> Decision:
         """Admit `cost` for `key` under every limit or none; raises StorageError."""
         now = monotonic()
         limits = self._limits
-        cache = self._cache if cost <= limits.smallest else None
+        spend, never, token = spending(limits, cost)
+        cache = None if never else self._cache
         if cache is not None:
-            cached = cache.get(key, cost, now)
+            cached = cache.get(key, token, now)
             if cached is not None:
                 return cached
-        reply = self._storage.call(limits, script.state_keys(self._start, key, limits.names), cost)
-        decision = limits.reading.decision(cost, reply, 0)
+        keys = script.state_keys(self._start, key, limits.names)
+        decision = limits.reading.decision(spend, self._storage.call(limits, keys, spend), 0)
         if cache is not None:
             if decision.outcome is Outcome.DENIED:
-                cache.put(key, cost, now, decision)
-            elif decision.outcome is Outcome.ALLOWED and cost:
+                cache.put(key, token, now, decision)
+            elif decision.outcome is Outcome.ALLOWED:
                 cache.admitted(key)
         return decision
