@@ -43,6 +43,7 @@ bench: sysdeps $(VENV)/.test-installed
 	$(BIN)/python benchmarks/soak.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/footprint.py
+	$(BIN)/python benchmarks/ratelimit.py
 
 # Mutation testing of the pure cores (`[tool.mutmut]` in pyproject.toml) against their unit tests,
 # then the score per file against the 90 % floor (tests/mutation/score.py). Takes minutes, so it is

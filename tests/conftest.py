@@ -17,6 +17,7 @@ from tests.harness.otlp_sink import OTLPSink
 from tests.harness.postgres import PostgresServer
 from tests.harness.prometheus import PrometheusServer
 from tests.harness.redis import RedisServer
+from tests.harness.redis_cluster import RedisClusterServers
 from tests.harness.victoriametrics import VictoriaMetricsServer
 
 _Server = TypeVar("_Server", PostgresServer, RedisServer)
@@ -85,6 +86,17 @@ def fresh_redis() -> Iterator[Callable[..., RedisServer]]:
     """Factory for Redis servers owned by one test (``RedisServer`` kwargs), torn down after."""
     with _owned(RedisServer) as make:
         yield make
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A three-node Redis Cluster shared by the session (all slots assigned, no replicas)."""
+    cluster = RedisClusterServers()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
 
 
 @pytest.fixture
