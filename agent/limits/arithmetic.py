@@ -16,7 +16,7 @@ from collections import deque
 
 Verdict = tuple[bool, int, int, int, int, object]
 
-# A sliding log: the time of every unit admitted in the last period, oldest first.
+# A sliding log: when each unit admitted in the last period leaves it, oldest first.
 Log = deque[int]
 
 
@@ -114,29 +114,28 @@ def sliding_log(
 ) -> tuple[bool, int, int, int, int, Log | None]:
     """Every admission kept until `period` after it: at most `limit` in any such interval.
 
-    The log holds one time per unit admitted, oldest first, and is trimmed in place (what left
-    the window is gone for every later decision too). An admission does not append to it: the
-    caller appends with `log_append` once every limit checked with it has admitted too.
+    The log holds, for every unit admitted, the time it leaves the window (its admission plus
+    `period`), oldest first, and is trimmed in place (what left the window is gone for every
+    later decision too). An admission does not append to it: the caller appends with
+    `log_append` once every limit checked with it has admitted too.
     """
     if state is None:
         state = deque()
     else:
-        horizon = now - period
-        while state and state[0] <= horizon:
+        while state and state[0] <= now:
             state.popleft()
     total = len(state)
     if total + cost > limit:
         # The oldest units leave first: the request fits once `excess` of them have left.
         excess = total + cost - limit
-        retry = state[excess - 1] + period - now
-        return False, limit - total, retry, state[-1] + period - now, 0, state
+        return False, limit - total, state[excess - 1] - now, state[-1] - now, 0, state
     return True, limit - total - cost, 0, period, 0, state
 
 
-def log_append(state: Log, now: int, cost: int) -> Log:
-    """The admitted log `sliding_log` returned, with the admission recorded."""
+def log_append(state: Log, leaves: int, cost: int) -> Log:
+    """The admitted log `sliding_log` returned, with `cost` units leaving at `leaves`."""
     if cost == 1:
-        state.append(now)
+        state.append(leaves)
     else:
-        state.extend(itertools.repeat(now, cost))
+        state.extend(itertools.repeat(leaves, cost))
     return state

@@ -13,14 +13,14 @@ any sequence of calls).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from agent.limits import arithmetic
 from agent.limits.counts import Counts
 from agent.limits.decision import Decision, Outcome
 from agent.limits.errors import LimitError
-from agent.limits.policy import NANOS, Limit, Strategy, interval_ns, period_ns
+from agent.limits.policy import NANOS, Limit, Strategy, costs, interval_ns, period_ns
 from agent.limits.tables import Generations, Windows
 
 Clock = Callable[[], int]
@@ -33,7 +33,23 @@ Deciders = tuple[
     Callable[..., Coroutine[Any, Any, bool]],
 ]
 ALLOWED = Outcome.ALLOWED
+# The unit cost, compared by identity: CPython keeps one object for each small int, so
+# `cost is ONE` holds for every int 1 and for nothing else (not True, not 1.0), which lets the
+# commonest call skip the type check.
+ONE = 1
 DENIED = Outcome.DENIED
+
+
+def single_cost(name: str) -> Callable[[object], int]:
+    """The slow path of a cost that is not a plain whole number: `{name: cost}` is accepted
+    (as the Redis storage does), anything else is refused with `LimitError`."""
+
+    def only(cost: object) -> int:
+        if isinstance(cost, Mapping):
+            return costs(cost, [name])[0]
+        raise bad_cost(cost)
+
+    return only
 
 
 def bad_cost(cost: object) -> LimitError:
@@ -45,6 +61,7 @@ def tat_deciders(
     limit: Limit, table: Generations, clock: Clock, counts: Counts, never: Never
 ) -> Deciders:
     """GCRA, token bucket and leaky bucket (`arithmetic.tat`)."""
+    only = single_cost(limit.name)
     interval = interval_ns(limit)
     capacity = limit.capacity
     window = capacity * interval
@@ -54,7 +71,7 @@ def tat_deciders(
 
     def decide(key: str, cost: int) -> Decision:
         if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
+            cost = only(cost)
         now = clock()
         if table.rotate_at <= now:
             table.rotate(now)
@@ -91,7 +108,7 @@ def tat_deciders(
 
     def admit(key: str, cost: int) -> bool:
         if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
+            cost = only(cost)
         now = clock()
         if table.rotate_at <= now:
             table.rotate(now)
@@ -111,7 +128,7 @@ def tat_deciders(
     async def hit(key: str, cost: int = 1) -> bool:
         # `admit` as a coroutine function: `Limiter.hit` itself, one call instead of two.
         if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
+            cost = only(cost)
         now = clock()
         if table.rotate_at <= now:
             table.rotate(now)
@@ -135,13 +152,14 @@ def fixed_deciders(
     limit: Limit, table: Windows, clock: Clock, counts: Counts, never: Never
 ) -> Deciders:
     """Fixed window (`arithmetic.fixed_window`)."""
+    only = single_cost(limit.name)
     quota = limit.limit
     name = limit.name
     period = limit.period_seconds
 
     def decide(key: str, cost: int) -> Decision:
         if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
+            cost = only(cost)
         now = clock()
         if now >= table.end:
             table.roll(now)
@@ -159,7 +177,7 @@ def fixed_deciders(
 
     def admit(key: str, cost: int) -> bool:
         if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
+            cost = only(cost)
         now = clock()
         if now >= table.end:
             table.roll(now)
@@ -177,7 +195,7 @@ def fixed_deciders(
     async def hit(key: str, cost: int = 1) -> bool:
         # `admit` as a coroutine function: `Limiter.hit` itself, one call instead of two.
         if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
+            cost = only(cost)
         now = clock()
         if now >= table.end:
             table.roll(now)
@@ -199,6 +217,7 @@ def sliding_deciders(
     limit: Limit, table: Windows, clock: Clock, counts: Counts, never: Never
 ) -> Deciders:
     """Sliding window counter (`arithmetic.sliding_window`)."""
+    only = single_cost(limit.name)
     quota = limit.limit
     span = period_ns(limit)
     full = quota * span
@@ -207,7 +226,7 @@ def sliding_deciders(
 
     def decide(key: str, cost: int) -> Decision:
         if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
+            cost = only(cost)
         now = clock()
         if now >= table.end:
             table.roll(now)
@@ -240,14 +259,18 @@ def sliding_deciders(
 
     def admit(key: str, cost: int) -> bool:
         if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
+            cost = only(cost)
         now = clock()
         if now >= table.end:
             table.roll(now)
+        current = table.current.get(key, 0)
+        if current + cost > quota and cost <= quota:
+            # This window alone is over quota, whatever the previous one weighs.
+            counts.denied += 1
+            return False
         if cost > quota:
             never(key, cost, now)
             return False
-        current = table.current.get(key, 0)
         room = (
             full
             - table.previous.get(key, 0) * (span - now + table.start)
@@ -264,14 +287,18 @@ def sliding_deciders(
     async def hit(key: str, cost: int = 1) -> bool:
         # `admit` as a coroutine function: `Limiter.hit` itself, one call instead of two.
         if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
+            cost = only(cost)
         now = clock()
         if now >= table.end:
             table.roll(now)
+        current = table.current.get(key, 0)
+        if current + cost > quota and cost <= quota:
+            # This window alone is over quota, whatever the previous one weighs.
+            counts.denied += 1
+            return False
         if cost > quota:
             never(key, cost, now)
             return False
-        current = table.current.get(key, 0)
         room = (
             full
             - table.previous.get(key, 0) * (span - now + table.start)
@@ -291,7 +318,11 @@ def sliding_deciders(
 def log_deciders(
     limit: Limit, table: Generations, clock: Clock, counts: Counts, never: Never
 ) -> Deciders:
-    """Sliding log (`arithmetic.sliding_log`): one time per unit admitted, oldest first."""
+    """Sliding log (`arithmetic.sliding_log`): when each unit admitted leaves, oldest first."""
+    only = single_cost(limit.name)
+    # Closure cells, not globals or builtins: each of those is a dictionary lookup per call.
+    one = ONE
+    size = len
     quota = limit.limit
     span = period_ns(limit)
     name = limit.name
@@ -300,7 +331,7 @@ def log_deciders(
 
     def decide(key: str, cost: int) -> Decision:
         if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
+            cost = only(cost)
         now = clock()
         if table.rotate_at <= now:
             table.rotate(now)
@@ -312,31 +343,36 @@ def log_deciders(
             if entries is None:
                 entries = deque()
             table.current[key] = entries
-        horizon = now - span
-        while entries and entries[0] <= horizon:
+        while entries and entries[0] <= now:
             entries.popleft()
         total = len(entries)
         if total + cost > quota:
             counts.denied += 1
-            retry = entries[total + cost - quota - 1] + span - now
+            retry = entries[total + cost - quota - 1] - now
             return Decision(
                 DENIED,
                 quota,
                 quota - total,
                 retry / NANOS,
-                (entries[-1] + span - now) / NANOS,
+                (entries[-1] - now) / NANOS,
                 0.0,
                 name,
                 period,
             )
-        arithmetic.log_append(entries, now, cost)
+        arithmetic.log_append(entries, now + span, cost)
         counts.allowed += 1
         return Decision(ALLOWED, quota, quota - total - cost, 0.0, reset, 0.0, name, period)
 
     def admit(key: str, cost: int) -> bool:
-        if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
         now = clock()
+        if cost is one:
+            entries = table.current.get(key)
+            if entries is not None and size(entries) >= quota and entries[0] > now:
+                # Full, with nothing old enough to leave: a refusal, without the trimming.
+                counts.denied += 1
+                return False
+        elif cost.__class__ is not int or cost < 0:
+            cost = only(cost)
         if table.rotate_at <= now:
             table.rotate(now)
         if cost > quota:
@@ -348,24 +384,29 @@ def log_deciders(
             if entries is None:
                 entries = deque()
             table.current[key] = entries
-        horizon = now - span
-        while entries and entries[0] <= horizon:
+        while entries and entries[0] <= now:
             entries.popleft()
         if len(entries) + cost > quota:
             counts.denied += 1
             return False
         if cost == 1:
-            entries.append(now)
+            entries.append(now + span)
         else:
-            arithmetic.log_append(entries, now, cost)
+            arithmetic.log_append(entries, now + span, cost)
         counts.allowed += 1
         return True
 
     async def hit(key: str, cost: int = 1) -> bool:
         # `admit` as a coroutine function: `Limiter.hit` itself, one call instead of two.
-        if cost.__class__ is not int or cost < 0:
-            raise bad_cost(cost)
         now = clock()
+        if cost is one:
+            entries = table.current.get(key)
+            if entries is not None and size(entries) >= quota and entries[0] > now:
+                # Full, with nothing old enough to leave: a refusal, without the trimming.
+                counts.denied += 1
+                return False
+        elif cost.__class__ is not int or cost < 0:
+            cost = only(cost)
         if table.rotate_at <= now:
             table.rotate(now)
         if cost > quota:
@@ -377,16 +418,15 @@ def log_deciders(
             if entries is None:
                 entries = deque()
             table.current[key] = entries
-        horizon = now - span
-        while entries and entries[0] <= horizon:
+        while entries and entries[0] <= now:
             entries.popleft()
         if len(entries) + cost > quota:
             counts.denied += 1
             return False
         if cost == 1:
-            entries.append(now)
+            entries.append(now + span)
         else:
-            arithmetic.log_append(entries, now, cost)
+            arithmetic.log_append(entries, now + span, cost)
         counts.allowed += 1
         return True
 

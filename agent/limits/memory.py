@@ -104,7 +104,7 @@ class Slot:
         if isinstance(self.table, Windows):
             self.table.current[key] = new[1]
         elif self.strategy is Strategy.SLIDING_LOG:
-            self.table.current[key] = arithmetic.log_append(new, now, cost)
+            self.table.current[key] = arithmetic.log_append(new, now + period_ns(self.limit), cost)
         else:
             self.table.current[key] = new
 

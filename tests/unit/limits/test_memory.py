@@ -166,6 +166,16 @@ def test_leaky_bucket_spaces_admissions_out() -> None:
     assert not limiter.decide("k").allowed
 
 
+async def test_one_limit_takes_its_cost_by_name_too() -> None:
+    """`{name: cost}` spends like `cost` on a one-limit limiter, as on the Redis storage."""
+    limiter = Limiter("api", Limit(3, 60, Strategy.SLIDING_LOG, name="calls"))
+    assert (await limiter.decide("k", {"calls": 2})).remaining == 1
+    assert await limiter.hit("k", {"calls": 1})
+    assert not SyncLimiter("s", Limit(1, 60)).hit("k", {"default": 2})
+    with pytest.raises(LimitError, match="costs must name each limit once"):
+        await limiter.hit("k", {"other": 1})
+
+
 def test_cost_zero_reads_without_spending() -> None:
     """A cost of 0 is always admitted and reports what is left."""
     limiter = SyncLimiter("api", Limit(3, 1), MemoryStorage(Clock()))
