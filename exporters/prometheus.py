@@ -33,7 +33,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 
-from agent.telemetry.signals import prometheus_name
+from agent.telemetry.catalogue.model import prometheus_name
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _CUMULATIVE = dict.fromkeys(

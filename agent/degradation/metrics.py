@@ -22,8 +22,8 @@ from agent.degradation.engine import DegradationEngine
 from agent.degradation.fallback import Fallback, FallbackSource
 from agent.degradation.flags import Flags
 from agent.degradation.levels import Level
+from agent.telemetry.catalogue import CATALOGUE
 from agent.telemetry.instruments import Callback, create_instruments
-from agent.telemetry.signals import CATALOGUE
 
 
 def observe(

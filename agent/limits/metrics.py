@@ -13,8 +13,8 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from agent.limits.decision import Outcome
 from agent.limits.limiter import Limiter, SyncLimiter
+from agent.telemetry.catalogue import CATALOGUE
 from agent.telemetry.instruments import create_instruments
-from agent.telemetry.signals import CATALOGUE
 
 AnyLimiter = Limiter | SyncLimiter
 

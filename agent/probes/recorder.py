@@ -16,8 +16,9 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from agent import __version__
 from agent.probes.board import Scoreboard
 from agent.probes.result import CheckResult, Reason, Status
+from agent.telemetry.catalogue import CATALOGUE
+from agent.telemetry.catalogue.model import Signal
 from agent.telemetry.instruments import Callback, create_instruments
-from agent.telemetry.signals import CATALOGUE, Signal
 
 _STATES = tuple(Status)
 

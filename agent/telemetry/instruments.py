@@ -7,7 +7,8 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from agent.telemetry.signals import BY_NAME, Instrument
+from agent.telemetry.catalogue import BY_NAME
+from agent.telemetry.catalogue.model import Instrument
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 

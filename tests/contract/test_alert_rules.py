@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.telemetry.signals import CATALOGUE
+from agent.telemetry.catalogue import CATALOGUE
 from tests.harness.binaries import require
 from tests.harness.prometheus import promtool
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 import yaml
 
-from agent.telemetry.signals import CATALOGUE
+from agent.telemetry.catalogue import CATALOGUE
 from grafana import build
 from grafana.frame import dashboard
 from grafana.panels import stat_panel, timeseries_panel

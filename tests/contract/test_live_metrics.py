@@ -22,7 +22,7 @@ from agent.queue.config import QueueConfig
 from agent.queue.errors import RejectedError
 from agent.queue.manager import WorkQueue
 from agent.queue.metrics import observe as observe_queues
-from agent.telemetry.signals import CATALOGUE
+from agent.telemetry.catalogue import CATALOGUE
 from exporters.otel import Pipeline
 from tests.harness.binaries import require
 

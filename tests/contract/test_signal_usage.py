@@ -3,7 +3,7 @@ says it is informational (kept for people and ad-hoc queries, not for automation
 
 from __future__ import annotations
 
-from agent.telemetry.signals import CATALOGUE
+from agent.telemetry.catalogue import CATALOGUE
 from tests.contract.test_alert_rules import _metrics_and_labels, _rules
 from tests.contract.test_dashboards import _all_queries
 

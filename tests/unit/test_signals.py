@@ -8,7 +8,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from agent.cli import main
-from agent.telemetry.signals import CATALOGUE, Instrument, Signal
+from agent.telemetry.catalogue import CATALOGUE
+from agent.telemetry.catalogue.model import Instrument, Signal
 
 DOC = Path(__file__).parents[2] / "docs" / "signals.md"
 

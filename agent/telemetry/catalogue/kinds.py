@@ -1,0 +1,190 @@
+"""Per-kind gauges, each read from a key of the latest result's details."""
+
+from __future__ import annotations
+
+from agent.telemetry.catalogue.model import QUEUE_KINDS, Instrument, Signal, detail
+
+KINDS: tuple[Signal, ...] = (
+    # --- postgres -----------------------------------------------------------------------------
+    detail(
+        "vigil.postgres.connections.used",
+        "{connection}",
+        "Client backends connected to the server.",
+        "connections_used",
+        "postgres",
+    ),
+    detail(
+        "vigil.postgres.connections.max",
+        "{connection}",
+        "The server's max_connections.",
+        "connections_max",
+        "postgres",
+    ),
+    detail(
+        "vigil.postgres.replication.lag",
+        "s",
+        "Replay lag of a replica (absent on a primary).",
+        "replication_lag_seconds",
+        "postgres",
+        informational=True,
+    ),
+    detail(
+        "vigil.postgres.replica",
+        "",
+        "1 when the server is in recovery (a replica).",
+        "replica",
+        "postgres",
+        informational=True,
+    ),
+    detail(
+        "vigil.postgres.wal_receiver.up",
+        "",
+        "1 when a standby's WAL receiver runs (absent on a primary).",
+        "wal_receiver_up",
+        "postgres",
+        informational=True,
+    ),
+    # --- redis --------------------------------------------------------------------------------
+    detail("vigil.redis.memory.used", "By", "used_memory from INFO.", "memory_used_bytes", "redis"),
+    detail(
+        "vigil.redis.memory.max",
+        "By",
+        "maxmemory from INFO; 0 means no limit.",
+        "memory_max_bytes",
+        "redis",
+    ),
+    detail(
+        "vigil.redis.clients.connected",
+        "{client}",
+        "connected_clients from INFO.",
+        "clients_connected",
+        "redis",
+        informational=True,
+    ),
+    detail(
+        "vigil.redis.clients.blocked",
+        "{client}",
+        "blocked_clients from INFO.",
+        "clients_blocked",
+        "redis",
+        informational=True,
+    ),
+    Signal(
+        "vigil.redis.connections.rejected",
+        Instrument.OBSERVABLE_COUNTER,
+        "{connection}",
+        "rejected_connections from INFO (resets when the server restarts).",
+        ("check",),
+        (),
+        "rejected_connections",
+        ("redis",),
+        informational=True,
+    ),
+    Signal(
+        "vigil.redis.keys.evicted",
+        Instrument.OBSERVABLE_COUNTER,
+        "{key}",
+        "evicted_keys from INFO (resets when the server restarts).",
+        ("check",),
+        (),
+        "evicted_keys",
+        ("redis",),
+        informational=True,
+    ),
+    detail(
+        "vigil.redis.rdb.last_save.success",
+        "",
+        "1 when the last RDB save succeeded.",
+        "rdb_last_save_ok",
+        "redis",
+        informational=True,
+    ),
+    detail(
+        "vigil.redis.replica",
+        "",
+        "1 when the server's role is replica.",
+        "replica",
+        "redis",
+        informational=True,
+    ),
+    detail(
+        "vigil.redis.replication.link.up",
+        "",
+        "1 when a replica's link to its primary is up (absent on a primary).",
+        "replication_link_up",
+        "redis",
+        informational=True,
+    ),
+    # --- external queues ----------------------------------------------------------------------
+    detail(
+        "vigil.external_queue.depth",
+        "{item}",
+        "Items waiting in a watched queue (a stream group: pending plus lag).",
+        "depth",
+        *QUEUE_KINDS,
+    ),
+    detail(
+        "vigil.external_queue.capacity",
+        "{item}",
+        "Configured capacity of a watched queue.",
+        "capacity",
+        *QUEUE_KINDS,
+    ),
+    detail(
+        "vigil.external_queue.oldest.age",
+        "s",
+        "Age of the oldest waiting item; 0 when the queue is empty.",
+        "oldest_age_seconds",
+        "redis_stream",
+        "postgres_queue",
+    ),
+    detail(
+        "vigil.external_queue.pending",
+        "{entry}",
+        "Stream entries delivered to the consumer group and not acknowledged.",
+        "pending",
+        "redis_stream",
+    ),
+    detail(
+        "vigil.external_queue.lag",
+        "{entry}",
+        "Stream entries not yet delivered to the consumer group.",
+        "lag",
+        "redis_stream",
+    ),
+    # --- http ---------------------------------------------------------------------------------
+    detail(
+        "vigil.http.status_code", "", "Status code of the latest response.", "status_code", "http"
+    ),
+    detail(
+        "vigil.tls.cert.expiry.timestamp",
+        "s",
+        "Unix time the served certificate expires.",
+        "cert_expiry_timestamp",
+        "http",
+    ),
+    # --- disk ---------------------------------------------------------------------------------
+    detail(
+        "vigil.disk.free",
+        "By",
+        "Bytes available to the agent at the path.",
+        "free_bytes",
+        "disk",
+        informational=True,
+    ),
+    detail(
+        "vigil.disk.total",
+        "By",
+        "Size of the file system at the path.",
+        "total_bytes",
+        "disk",
+        informational=True,
+    ),
+    detail(
+        "vigil.disk.free.ratio",
+        "",
+        "Share of the file system available, 0 to 1.",
+        "free_ratio",
+        "disk",
+    ),
+)
