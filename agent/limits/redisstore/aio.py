@@ -24,12 +24,11 @@ from agent.limits.decision import Decision, Outcome
 from agent.limits.errors import LimitError, StorageError, StorageTimeoutError
 from agent.limits.policy import Cost, Limit
 from agent.limits.redisstore import script
-from agent.limits.redisstore.cache import DenyCache
 from agent.limits.redisstore.common import (
     DEFAULT_PREFIX,
     FAILURES,
+    BindingBase,
     LimitSet,
-    check_rescaled,
     check_settings,
     encode_costs,
     failure,
@@ -245,29 +244,19 @@ class RedisStorage:
                 request.future.set_exception(type(error)(*error.args))
 
 
-class RedisBinding:
+class RedisBinding(BindingBase):
     """One limiter's limits in a RedisStorage: `await decide(key, cost)`."""
 
     def __init__(self, storage: RedisStorage, limits: Sequence[Limit], namespace: str) -> None:
-        self._storage = storage
-        self._limits = LimitSet(limits)
-        self._start = script.key_prefix(storage.prefix, namespace)
-        self._slotted = storage.cluster
-        self._cache = (
-            DenyCache(storage.deny_cache_seconds, storage.deny_cache_entries)
-            if storage.deny_cache_seconds > 0
-            else None
+        super().__init__(
+            storage.prefix,
+            limits,
+            namespace,
+            storage.deny_cache_seconds,
+            storage.deny_cache_entries,
         )
-
-    def use(self, limits: Sequence[Limit]) -> None:
-        """Decide by these (rescaled) limits from now on; cached denials are forgotten."""
-        self._limits = check_rescaled(self._limits, limits)
-        if self._cache is not None:
-            self._cache.clear()
-
-    def keys(self, key: str) -> list[str]:
-        """The Redis keys holding `key`'s states, one per limit."""
-        return script.state_keys(self._start, key, self._limits.names)
+        self._storage = storage
+        self._slotted = storage.cluster
 
     async def decide(self, key: str, cost: Cost) -> Decision:
         """Admit `cost` for `key` under every limit or none; raises StorageError."""

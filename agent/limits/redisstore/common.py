@@ -11,6 +11,7 @@ import redis.exceptions as rexc
 from agent.limits.errors import LimitError, StorageError, StorageTimeoutError
 from agent.limits.policy import Cost, Limit, costs
 from agent.limits.redisstore import script
+from agent.limits.redisstore.cache import DenyCache
 from agent.telemetry.redact import redactor
 
 DEFAULT_PREFIX = "vigil:ratelimit:"
@@ -90,3 +91,31 @@ def failure(exc: BaseException) -> StorageError:
     if isinstance(exc, rexc.TimeoutError | TimeoutError):
         return StorageTimeoutError(message)
     return StorageError(message)
+
+
+class BindingBase:
+    """What both storages' bindings share: the limits, the key prefix, the deny cache."""
+
+    def __init__(
+        self,
+        prefix: str,
+        limits: Sequence[Limit],
+        namespace: str,
+        deny_cache_seconds: float,
+        deny_cache_entries: int,
+    ) -> None:
+        self._limits = LimitSet(limits)
+        self._start = script.key_prefix(prefix, namespace)
+        self._cache = (
+            DenyCache(deny_cache_seconds, deny_cache_entries) if deny_cache_seconds > 0 else None
+        )
+
+    def use(self, limits: Sequence[Limit]) -> None:
+        """Decide by these (rescaled) limits from now on; cached denials are forgotten."""
+        self._limits = check_rescaled(self._limits, limits)
+        if self._cache is not None:
+            self._cache.clear()
+
+    def keys(self, key: str) -> list[str]:
+        """The Redis keys holding `key`'s states, one per limit."""
+        return script.state_keys(self._start, key, self._limits.names)

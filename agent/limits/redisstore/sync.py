@@ -17,12 +17,11 @@ from redis.exceptions import NoScriptError
 from agent.limits.decision import Decision, Outcome
 from agent.limits.policy import Cost, Limit
 from agent.limits.redisstore import script
-from agent.limits.redisstore.cache import DenyCache
 from agent.limits.redisstore.common import (
     DEFAULT_PREFIX,
     FAILURES,
+    BindingBase,
     LimitSet,
-    check_rescaled,
     check_settings,
     encode_costs,
     failure,
@@ -76,28 +75,18 @@ class SyncRedisStorage:
         return list(map(int, reply.split()))
 
 
-class SyncRedisBinding:
+class SyncRedisBinding(BindingBase):
     """One limiter's limits in a SyncRedisStorage: `decide(key, cost)` from any thread."""
 
     def __init__(self, storage: SyncRedisStorage, limits: Sequence[Limit], namespace: str) -> None:
-        self._storage = storage
-        self._limits = LimitSet(limits)
-        self._start = script.key_prefix(storage.prefix, namespace)
-        self._cache = (
-            DenyCache(storage.deny_cache_seconds, storage.deny_cache_entries)
-            if storage.deny_cache_seconds > 0
-            else None
+        super().__init__(
+            storage.prefix,
+            limits,
+            namespace,
+            storage.deny_cache_seconds,
+            storage.deny_cache_entries,
         )
-
-    def use(self, limits: Sequence[Limit]) -> None:
-        """Decide by these (rescaled) limits from now on; cached denials are forgotten."""
-        self._limits = check_rescaled(self._limits, limits)
-        if self._cache is not None:
-            self._cache.clear()
-
-    def keys(self, key: str) -> list[str]:
-        """The Redis keys holding `key`'s states, one per limit."""
-        return script.state_keys(self._start, key, self._limits.names)
+        self._storage = storage
 
     def decide(self, key: str, cost: Cost) -> Decision:
         """Admit `cost` for `key` under every limit or none; raises StorageError."""
