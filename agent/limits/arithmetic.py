@@ -54,12 +54,18 @@ def fixed_window(
 
 
 def sliding_window(
-    state: tuple[int, int, int] | None, now: int, cost: int, limit: int, period: int
+    state: tuple[int, int, int] | None,
+    now: int,
+    cost: int,
+    limit: int,
+    period: int,
+    grain: int = 1,
 ) -> tuple[bool, int, int, int, int, tuple[int, int, int] | None]:
     """The weighted two-window counter: previous * (unexpired share) + current <= limit.
 
     State is (window start, current count, previous count); all products stay integers by
-    comparing everything multiplied by `period`.
+    comparing everything multiplied by `period`. The wait is rounded up to a multiple of
+    `grain` (see `sliding_retry`).
     """
     start = now - now % period
     current = previous = 0
@@ -72,7 +78,7 @@ def sliding_window(
     weighted = previous * (period - elapsed) + current * period
     room = limit * period - weighted
     if cost * period > room:
-        retry = sliding_retry(current, previous, elapsed, cost, limit, period)
+        retry = sliding_retry(current, previous, elapsed, cost, limit, period, grain)
         return (
             False,
             max(0, room // period),
@@ -88,16 +94,30 @@ def sliding_window(
 
 
 def sliding_retry(
-    current: int, previous: int, elapsed: int, cost: int, limit: int, period: int
+    current: int,
+    previous: int,
+    elapsed: int,
+    cost: int,
+    limit: int,
+    period: int,
+    grain: int = 1,
 ) -> int:
-    """Time until `cost` fits, as the previous window's weight decays."""
+    """Time until `cost` fits, as the previous window's weight decays, rounded up to `grain`.
+
+    The memory storage counts in nanoseconds and passes a grain of 1000, so its waits are the
+    Redis storage's, which counts in microseconds: the two decide alike (`ceil(ns / 1000)` of
+    the exact wait is the wait computed in microseconds), and a wait rounded up is still one
+    after which the cost fits.
+    """
     if current + cost <= limit:
         # Later in this window: previous * (period - e) <= (limit - current - cost) * period.
         needed = period - (limit - current - cost) * period // previous
-        return needed - elapsed
-    # In the next window, where this window's count is the previous one.
-    needed = period - (limit - cost) * period // current
-    return period - elapsed + needed
+        wait = needed - elapsed
+    else:
+        # In the next window, where this window's count is the previous one.
+        needed = period - (limit - cost) * period // current
+        wait = period - elapsed + needed
+    return -(-wait // grain) * grain
 
 
 def sliding_reset(current: int, previous: int, elapsed: int, period: int) -> int:

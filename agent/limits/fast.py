@@ -33,6 +33,8 @@ Deciders = tuple[
     Callable[..., Coroutine[Any, Any, bool]],
 ]
 ALLOWED = Outcome.ALLOWED
+# Waits are rounded up to whole microseconds, as the Redis storage counts them.
+GRAIN = 1000
 # The unit cost, compared by identity: CPython keeps one object for each small int, so
 # `cost is ONE` holds for every int 1 and for nothing else (not True, not 1.0), which lets the
 # commonest call skip the type check.
@@ -238,7 +240,7 @@ def sliding_deciders(
         room = full - previous * (span - elapsed) - current * span
         if cost * span > room:
             counts.denied += 1
-            retry = arithmetic.sliding_retry(current, previous, elapsed, cost, quota, span)
+            retry = arithmetic.sliding_retry(current, previous, elapsed, cost, quota, span, GRAIN)
             reset = arithmetic.sliding_reset(current, previous, elapsed, span)
             return Decision(
                 DENIED,

@@ -85,6 +85,7 @@ class Slot:
                 cost,
                 limit.limit,
                 period_ns(limit),
+                fast.GRAIN,
             )
         state = table.get(key, now)
         if self.strategy is Strategy.SLIDING_LOG:

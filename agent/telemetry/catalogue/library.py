@@ -78,7 +78,8 @@ LIBRARY: tuple[Signal, ...] = (
         "vigil.ratelimit.utilization",
         Instrument.OBSERVABLE_GAUGE,
         "",
-        "Peak used share (0 to 1) of any key's quota since the collection before last.",
+        "The busiest key's used share of its quota, 0 to 1: 1 after a refusal since the "
+        "collection before last.",
         ("limiter",),
         scope="limits",
     ),

@@ -90,3 +90,17 @@ def test_a_throttle_scales_a_limiter_by_load_and_by_degradation_level() -> None:
         throttle.tick()
     assert limiter.factor == 1.0
     assert limiter.limits[0].limit == 100
+
+
+def test_sliding_window_waits_are_whole_microseconds_as_on_redis() -> None:
+    """A wait that falls between microseconds is rounded up to the next one (as Redis, which
+    counts in microseconds, computes it), and the cost fits once it has passed."""
+    clock = Clock(10 * SECOND - 1)
+    limiter = _limiter(Strategy.SLIDING_WINDOW, clock)
+    assert [limiter.hit("k") for _ in range(3)] == [True, True, True]
+    clock.now += 1  # a new window: the previous 3 weigh fully
+    wait = limiter.decide("k").retry_after
+    nanoseconds = round(wait * 1_000_000_000)
+    assert nanoseconds == 333_334_000  # a third of a second, up to the next microsecond
+    clock.now += nanoseconds // 1000
+    assert limiter.hit("k")
