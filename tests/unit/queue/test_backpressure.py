@@ -109,3 +109,35 @@ def test_retry_after_stays_in_bounds(
         assert value == ceiling
     elif floor <= waiting / rate <= ceiling:
         assert value == waiting / rate
+
+
+def test_a_slow_drain_gives_a_long_retry() -> None:
+    """Half a job a second drains 2 waiting jobs in 4 s (a rate under 1 is still a rate)."""
+    assert retry_after_seconds(2, 0.5, 0.1, 60.0) == 4.0
+    assert retry_after_seconds(2, 0.0, 0.1, 60.0) == 60.0
+
+
+def test_the_drain_rate_remembers_the_last_1024_dequeues() -> None:
+    """Only the most recent `keep` (1024 by default) dequeues count, however many there were."""
+    rate = DrainRate(window_seconds=10_000.0)
+    for second in range(1100):
+        rate.record(float(second))
+    # The oldest remembered dequeue is at 1100 - 1024 = 76 s.
+    assert rate.per_second(1099.0) == 1024 / (1099 - 76)
+
+
+def test_the_drain_rate_window_includes_its_start() -> None:
+    """A dequeue exactly `window_seconds` ago still counts; one just before does not."""
+    rate = DrainRate(window_seconds=10.0)
+    rate.record(0.0)
+    rate.record(4.0)
+    assert rate.per_second(10.0) == 2 / 10
+    assert rate.per_second(10.5) == 1 / 6.5
+
+
+def test_watermark_transitions_are_counted() -> None:
+    """Every turn on and every turn off counts one transition."""
+    marks = Watermarks(depth_high=10, depth_low=2)
+    for depth in (10, 1, 10, 1):
+        marks.update(depth, 0.0)
+    assert marks.transitions == 4

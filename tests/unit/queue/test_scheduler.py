@@ -81,7 +81,9 @@ def test_drain_takes_every_waiting_entry() -> None:
 def test_bad_shares_are_refused() -> None:
     """Shares must be positive ints and there must be at least one class."""
     for shares in ({}, {"a": 0}, {"a": 1.5}, {"a": True}):
-        with pytest.raises(ValueError, match="shares"):
+        with pytest.raises(
+            ValueError, match=r"^shares must map at least one class to an int share >= 1$"
+        ):
             FairScheduler(shares)  # type: ignore[arg-type]
 
 
@@ -138,3 +140,14 @@ def test_every_pushed_item_is_popped_once_unless_removed(ops: list[tuple[str, bo
         popped[entry.name].append(entry.item)
 
     assert popped == kept
+
+
+def test_a_popped_entry_cannot_be_removed_again() -> None:
+    """Removing an entry a worker already took is a no-op: nothing is counted twice."""
+    scheduler: FairScheduler[str] = FairScheduler({"normal": 1})
+    entry = scheduler.push("normal", "a", 0.0)
+    scheduler.push("normal", "b", 1.0)
+    assert scheduler.pop() is entry
+    assert scheduler.remove(entry) is False
+    assert len(scheduler) == 1
+    assert scheduler.waiting("normal") == 1
