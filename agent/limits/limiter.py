@@ -129,10 +129,8 @@ class _Face:
 
     def stats(self) -> LimiterStats:
         """Counts since start, and utilization as `utilization` reads it (without a new period)."""
+        _, peak = self._peak()
         counts = self._counts
-        refused = counts.denied + counts.never + counts.fail_closed
-        current = 1.0 if refused != self._refused else min(1.0, counts.peak)
-        peak = max(current, self._previous_peak, self._held())
         return LimiterStats(counts.by_outcome(), counts.errors, peak, self._factor)
 
     def utilization(self) -> float:
@@ -143,17 +141,30 @@ class _Face:
         Reporting the period before too means a refusal is seen even by the second of two
         readers that collect in turn.
         """
+        current, peak = self._peak()
         counts = self._counts
-        refused = counts.denied + counts.never + counts.fail_closed
-        current = 1.0 if refused != self._refused else min(1.0, counts.peak)
-        self._refused = refused
-        peak = max(current, self._previous_peak, self._held())
+        self._refused = counts.denied + counts.never + counts.fail_closed
         self._previous_peak, counts.peak = current, 0.0
         return peak
 
-    def _held(self) -> float:
-        """The highest share of its quota any key holds now, where the storage can tell."""
-        return 0.0
+    def _peak(self) -> tuple[float, float]:
+        """This period's peak, and the one reported: with the last period's and what is held."""
+        counts = self._counts
+        refused = counts.denied + counts.never + counts.fail_closed
+        current = 1.0 if refused != self._refused else min(1.0, counts.peak)
+        held = 0.0 if self._memory is None else self._memory.utilization()
+        return current, max(current, self._previous_peak, held)
+
+    def _bind(self, storage: MemoryStorage | AsyncStorage | SyncStorage | None) -> None:
+        """Bind the limits to `storage` (this process's memory when None)."""
+        storage = MemoryStorage() if storage is None else storage
+        self._memory: MemoryBinding | None
+        if isinstance(storage, MemoryStorage):
+            self._memory = storage.bind(self._limits, self._counts)
+            self._binding = self._memory
+        else:
+            self._memory = None
+            self._binding = storage.bind(self._limits, self.name)
 
     def _failed(self) -> Decision:
         """The failure policy's decision for a storage error, counted."""
@@ -201,14 +212,8 @@ class Limiter(_Face):
         on_error: FailurePolicy = FailurePolicy.OPEN,
     ) -> None:
         super().__init__(name, limits, on_error)
-        storage = MemoryStorage() if storage is None else storage
-        if isinstance(storage, MemoryStorage):
-            self._memory: MemoryBinding | None = storage.bind(self._limits, self._counts)
-            self._binding = self._memory
-            self._fuse()
-        else:
-            self._memory = None
-            self._binding = storage.bind(self._limits, name)
+        self._bind(storage)
+        self._fuse()
 
     def _fuse(self) -> None:
         # Over memory, `hit` is the storage's fused coroutine function itself (an instance
@@ -223,9 +228,6 @@ class Limiter(_Face):
         """
         super().scale(factor)
         self._fuse()
-
-    def _held(self) -> float:
-        return 0.0 if self._memory is None else self._memory.utilization()
 
     async def decide(self, key: str, cost: Cost = 1) -> Decision:
         """Admit `cost` for `key` under every limit, or under none of them."""
@@ -259,15 +261,9 @@ class SyncLimiter(_Face):
         on_error: FailurePolicy = FailurePolicy.OPEN,
     ) -> None:
         super().__init__(name, limits, on_error)
-        storage = MemoryStorage() if storage is None else storage
         # One lock guards the memory states, and the counts over any storage.
         self._lock = threading.Lock()
-        if isinstance(storage, MemoryStorage):
-            self._memory: MemoryBinding | None = storage.bind(self._limits, self._counts)
-            self._binding = self._memory
-        else:
-            self._memory = None
-            self._binding = storage.bind(self._limits, name)
+        self._bind(storage)
 
     def decide(self, key: str, cost: Cost = 1) -> Decision:
         """Admit `cost` for `key` under every limit, or under none of them."""
@@ -299,6 +295,3 @@ class SyncLimiter(_Face):
         """As `Limiter.utilization`, read under the limiter's lock."""
         with self._lock:
             return super().utilization()
-
-    def _held(self) -> float:
-        return 0.0 if self._memory is None else self._memory.utilization()

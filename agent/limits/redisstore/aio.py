@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
-from agent.limits.decision import Decision, Outcome
+from agent.limits.decision import Decision
 from agent.limits.errors import LimitError, StorageError, StorageTimeoutError
 from agent.limits.policy import Cost, Limit
 from agent.limits.redisstore import script
@@ -263,20 +263,12 @@ class RedisBinding(BindingBase):
         now = monotonic()
         limits = self._limits
         spend, never, token = spending(limits, cost)
-        cache = None if never else self._cache
-        if cache is not None:
-            cached = cache.get(key, token, now)
-            if cached is not None:
-                return cached
+        cached = self._recall(key, token, now, never)
+        if cached is not None:
+            return cached
         storage = self._storage
         keys = script.state_keys(self._start, key, limits.names)
         slot = key_slot(keys[0].encode()) if self._slotted else 0
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         storage.submit(Request(keys, limits, spend, future, now + storage.timeout, slot))
-        decision = await future
-        if cache is not None:
-            if decision.outcome is Outcome.DENIED:
-                cache.put(key, token, now, decision)
-            elif decision.outcome is Outcome.ALLOWED:
-                cache.admitted(key)
-        return decision
+        return self._remember(key, token, now, never, await future)

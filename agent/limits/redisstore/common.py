@@ -8,6 +8,7 @@ from typing import Any
 
 import redis.exceptions as rexc
 
+from agent.limits.decision import Decision, Outcome
 from agent.limits.errors import LimitError, StorageError, StorageTimeoutError
 from agent.limits.policy import Cost, Limit, costs
 from agent.limits.redisstore import script
@@ -119,3 +120,21 @@ class BindingBase:
     def keys(self, key: str) -> list[str]:
         """The Redis keys holding `key`'s states, one per limit."""
         return script.state_keys(self._start, key, self._limits.names)
+
+    def _recall(self, key: str, token: object, now: float, never: bool) -> Decision | None:
+        """A denial of this key and cost still cached at `now`, or None (ask Redis)."""
+        if never or self._cache is None:
+            return None
+        return self._cache.get(key, token, now)
+
+    def _remember(
+        self, key: str, token: object, now: float, never: bool, decision: Decision
+    ) -> Decision:
+        """Cache a denial until its retry-after, forget one on an admission; `decision`."""
+        if never or self._cache is None:
+            return decision
+        if decision.outcome is Outcome.DENIED:
+            self._cache.put(key, token, now, decision)
+        elif decision.outcome is Outcome.ALLOWED:
+            self._cache.admitted(key)
+        return decision

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from agent.limits.decision import Decision, Outcome
+from agent.limits.decision import Decision
 from agent.limits.policy import Cost, Limit
 from agent.limits.redisstore import script
 from agent.limits.redisstore.common import (
@@ -93,16 +93,9 @@ class SyncRedisBinding(BindingBase):
         now = monotonic()
         limits = self._limits
         spend, never, token = spending(limits, cost)
-        cache = None if never else self._cache
-        if cache is not None:
-            cached = cache.get(key, token, now)
-            if cached is not None:
-                return cached
+        cached = self._recall(key, token, now, never)
+        if cached is not None:
+            return cached
         keys = script.state_keys(self._start, key, limits.names)
         decision = limits.reading.decision(spend, self._storage.call(limits, keys, spend), 0)
-        if cache is not None:
-            if decision.outcome is Outcome.DENIED:
-                cache.put(key, token, now, decision)
-            elif decision.outcome is Outcome.ALLOWED:
-                cache.admitted(key)
-        return decision
+        return self._remember(key, token, now, never, decision)
