@@ -39,6 +39,17 @@ class FakeClock:
 Describe = str | Callable[[], str]
 
 
+class MicroClock:
+    """A rate limiter's fake clock: moved in whole microseconds (`now`), read in nanoseconds as
+    the memory storage reads `time.monotonic_ns`."""
+
+    def __init__(self, now: int = 1_000_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now * 1000
+
+
 async def poll_until(
     condition: Callable[[], T | Awaitable[T]],
     timeout: float,  # noqa: ASYNC109 - bounds a series of calls, which asyncio.timeout cannot

@@ -14,19 +14,10 @@ from hypothesis import strategies as st
 
 from agent.limits import Limit, Limiter, MemoryStorage, Strategy
 from agent.limits.middleware import rate_limit
+from tests.harness.wait import MicroClock
 from tests.integration.conftest import RunningAgent
 
 Serve = Callable[..., Awaitable[str]]
-
-
-class Clock:
-    """A fake clock moved in microseconds (`now`), read in nanoseconds like the real one."""
-
-    def __init__(self) -> None:
-        self.now = 5_000_000_000
-
-    def __call__(self) -> int:
-        return self.now * 1000
 
 
 @pytest.fixture
@@ -58,7 +49,7 @@ async def serve() -> AsyncIterator[Serve]:
 
 async def test_limited_responses_carry_the_ietf_headers_and_a_denial_is_429(serve: Serve) -> None:
     """Allowed answers show quota and what is left; a denial is 429, Retry-After rounded up."""
-    clock = Clock()
+    clock = MicroClock(5_000_000_000)
     limiter = Limiter("api", Limit(2, 10, Strategy.FIXED_WINDOW, name="api"), MemoryStorage(clock))
     base = await serve(limiter)
     async with aiohttp.ClientSession() as session:
@@ -82,7 +73,7 @@ async def test_limited_responses_carry_the_ietf_headers_and_a_denial_is_429(serv
 
 async def test_errors_raised_by_handlers_carry_the_headers_too(serve: Serve) -> None:
     """A handler's HTTP error still tells the client its quota."""
-    base = await serve(Limiter("api", Limit(5, 60), MemoryStorage(Clock())))
+    base = await serve(Limiter("api", Limit(5, 60), MemoryStorage(MicroClock(5_000_000_000))))
     async with aiohttp.ClientSession() as session, session.get(base + "/missing") as response:
         assert response.status == 404
         assert response.headers["RateLimit"] == '"default";r=4;t=12'
@@ -93,7 +84,7 @@ async def test_several_limits_are_listed_and_the_binding_one_denies(serve: Serve
     limiter = Limiter(
         "api",
         [Limit(3, 1, name="second"), Limit(100, 3600, Strategy.SLIDING_LOG, name="hour")],
-        MemoryStorage(Clock()),
+        MemoryStorage(MicroClock(5_000_000_000)),
     )
     base = await serve(limiter)
     async with aiohttp.ClientSession() as session:
@@ -110,7 +101,7 @@ async def test_several_limits_are_listed_and_the_binding_one_denies(serve: Serve
 
 async def test_keys_and_applies_choose_what_is_limited(serve: Serve) -> None:
     """Requests `applies` skips, and those without a key, are never limited or counted."""
-    limiter = Limiter("tenants", Limit(1, 60), MemoryStorage(Clock()))
+    limiter = Limiter("tenants", Limit(1, 60), MemoryStorage(MicroClock(5_000_000_000)))
     base = await serve(
         limiter,
         key=lambda request: request.headers.get("X-Tenant"),
@@ -202,7 +193,7 @@ async def test_any_header_gets_an_answer_never_a_5xx(
     serve: Serve, headers: dict[str, str], path: str
 ) -> None:
     """Whatever the headers and path, the middleware answers 200, 404 or 429, never 5xx."""
-    limiter = Limiter("prop", Limit(2, 60), MemoryStorage(Clock()))
+    limiter = Limiter("prop", Limit(2, 60), MemoryStorage(MicroClock(5_000_000_000)))
     base = await serve(limiter, key=lambda request: request.headers.get("X-Tenant", "anon"))
     async with aiohttp.ClientSession() as session:
         for _ in range(3):

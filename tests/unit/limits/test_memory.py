@@ -17,6 +17,7 @@ from agent.limits import (
     Strategy,
     SyncLimiter,
 )
+from tests.harness.wait import MicroClock
 
 arrivals = st.lists(
     st.tuples(st.integers(0, 400_000), st.integers(0, 5), st.sampled_from(["a", "b"])),
@@ -33,23 +34,13 @@ limits = st.builds(
 WIDE = Limit(10**9, 1.0, Strategy.GCRA, name="wide")
 
 
-class Clock:
-    """A fake clock moved in microseconds (`now`), read in nanoseconds like the real one."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000_000
-
-    def __call__(self) -> int:
-        return self.now * 1000
-
-
 @settings(max_examples=200, deadline=None)
 @given(limits, arrivals)
 def test_the_fused_path_decides_as_the_pure_arithmetic(
     limit: Limit, sequence: list[tuple[int, int, str]]
 ) -> None:
     """One limit's fused closure gives the same decision, field by field, as `arithmetic`."""
-    clock = Clock()
+    clock = MicroClock()
     storage = MemoryStorage(clock)
     fused = SyncLimiter("fused", limit, storage)
     general = SyncLimiter("general", [limit, WIDE], storage)
@@ -67,7 +58,7 @@ def test_sync_and_async_faces_decide_alike(
     limit: Limit, sequence: list[tuple[int, int, str]]
 ) -> None:
     """`SyncLimiter` and `Limiter` give the same decisions for the same calls at the same times."""
-    clock = Clock()
+    clock = MicroClock()
     sync = SyncLimiter("s", limit, MemoryStorage(clock))
     asynchronous = Limiter("a", limit, MemoryStorage(clock))
 
@@ -93,7 +84,7 @@ def test_hit_admits_as_decide_on_both_faces(
         Limit(limit.limit, limit.period_seconds, limit.strategy, name=f"l{index}")
         for index, limit in enumerate(chosen)
     ]
-    clock = Clock()
+    clock = MicroClock()
     deciding = SyncLimiter("d", named, MemoryStorage(clock))
     sync = SyncLimiter("s", named, MemoryStorage(clock))
     asynchronous = Limiter("a", named, MemoryStorage(clock))
@@ -107,7 +98,7 @@ def test_hit_admits_as_decide_on_both_faces(
 
 def test_several_limits_admit_all_or_nothing() -> None:
     """A request denied by one limit spends nothing from the others."""
-    clock = Clock()
+    clock = MicroClock()
     limiter = SyncLimiter(
         "api",
         [Limit(5, 60, name="requests"), Limit(10, 60, Strategy.FIXED_WINDOW, name="tokens")],
@@ -128,7 +119,7 @@ def test_several_limits_admit_all_or_nothing() -> None:
 
 def test_a_cost_that_can_never_fit_gets_its_own_outcome() -> None:
     """A cost above the capacity is `never`, with an infinite wait and no Retry-After header."""
-    limiter = SyncLimiter("api", Limit(5, 1, burst=8), MemoryStorage(Clock()))
+    limiter = SyncLimiter("api", Limit(5, 1, burst=8), MemoryStorage(MicroClock()))
 
     decision = limiter.decide("k", 9)
 
@@ -143,7 +134,7 @@ def test_a_cost_that_can_never_fit_gets_its_own_outcome() -> None:
 
 def test_retry_after_header_rounds_up_and_is_never_zero() -> None:
     """`Retry-After` is whole seconds rounded up, at least 1 for any denial."""
-    clock = Clock()
+    clock = MicroClock()
     limiter = SyncLimiter("api", Limit(1, 2.5, Strategy.FIXED_WINDOW), MemoryStorage(clock))
     clock.now = 10_000_000
     assert limiter.decide("k").allowed
@@ -158,7 +149,7 @@ def test_retry_after_header_rounds_up_and_is_never_zero() -> None:
 
 def test_leaky_bucket_spaces_admissions_out() -> None:
     """The leaky bucket admits a burst but asks each request to wait for its slot."""
-    limiter = SyncLimiter("shape", Limit(4, 1, Strategy.LEAKY_BUCKET), MemoryStorage(Clock()))
+    limiter = SyncLimiter("shape", Limit(4, 1, Strategy.LEAKY_BUCKET), MemoryStorage(MicroClock()))
 
     delays = [limiter.decide("k").delay for _ in range(4)]
 
@@ -178,7 +169,7 @@ async def test_one_limit_takes_its_cost_by_name_too() -> None:
 
 def test_cost_zero_reads_without_spending() -> None:
     """A cost of 0 is always admitted and reports what is left."""
-    limiter = SyncLimiter("api", Limit(3, 1), MemoryStorage(Clock()))
+    limiter = SyncLimiter("api", Limit(3, 1), MemoryStorage(MicroClock()))
     assert limiter.decide("k", 2).remaining == 1
     assert limiter.decide("k", 0).remaining == 1
     assert limiter.decide("k", 0).remaining == 1
@@ -238,7 +229,7 @@ def test_limits_of_one_limiter_need_distinct_names() -> None:
 @pytest.mark.parametrize("strategy", list(Strategy))
 def test_states_expire_without_a_sweeper(strategy: Strategy) -> None:
     """Keys not seen for two horizons are dropped by later decisions; recent ones are kept."""
-    clock = Clock()
+    clock = MicroClock()
     limiter = SyncLimiter("api", Limit(5, 1, strategy), MemoryStorage(clock))
     binding = limiter._binding  # the storage's own count of states
     for index in range(100):
@@ -253,7 +244,7 @@ def test_states_expire_without_a_sweeper(strategy: Strategy) -> None:
 
 def test_scaling_lowers_the_rate_and_keeps_state() -> None:
     """`scale(0.5)` halves the quota from now on; bad factors are refused."""
-    limiter = SyncLimiter("api", Limit(10, 60, Strategy.FIXED_WINDOW), MemoryStorage(Clock()))
+    limiter = SyncLimiter("api", Limit(10, 60, Strategy.FIXED_WINDOW), MemoryStorage(MicroClock()))
     assert limiter.decide("k", 4).allowed
     limiter.scale(0.5)
     assert limiter.limits[0].limit == 5
@@ -268,7 +259,7 @@ def test_scaling_lowers_the_rate_and_keeps_state() -> None:
 def test_stats_count_outcomes_and_the_utilization() -> None:
     """Counts by outcome grow; utilization is the busiest key's share, 1 for a period after a
     refusal, and falls as the keys' states drain."""
-    clock = Clock()
+    clock = MicroClock()
     limiter = SyncLimiter("api", Limit(4, 60, Strategy.FIXED_WINDOW), MemoryStorage(clock))
     limiter.decide("a")
     limiter.decide("b", 3)
