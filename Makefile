@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the test suite starts private instances of (and the benchmark's anchor).
-SYSTEM_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter
-SYSTEM_BINARIES := redis-server prometheus promtool prometheus-alertmanager amtool prometheus-blackbox-exporter
+SYSTEM_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter age zstd
+SYSTEM_BINARIES := redis-server prometheus promtool prometheus-alertmanager amtool prometheus-blackbox-exporter age zstd
 
 .PHONY: run test lint format bench mutate lock sysdeps clean
 

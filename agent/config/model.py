@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.config.backup import BackupSettings
 from agent.config.base import Strict
 from agent.config.checks import CheckConfig
 from agent.config.matchers import Matcher
@@ -266,6 +267,7 @@ class VigilConfig(Strict):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     degradation: DegradationSettings = Field(default_factory=DegradationSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     checks: list[CheckConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -1,0 +1,546 @@
+"""Artifacts: a byte stream compressed (zstd with its frame checksum, or gzip), encrypted to age
+recipients, and hashed (SHA-256 of the stored bytes) in one pass as it is written; and read back
+the other way, with every layer's own check (age's authenticated chunks, zstd's checksum, gzip's
+CRC) on top of the stored hash.
+
+Writing is pushed (`ArtifactWriter.write`), reading is pumped (`pump` into any writer, or `Plain`,
+a readable stream for consumers that pull, such as `tarfile`). age encryption runs in a thread of
+its own behind a pipe, since pyrage pulls from a reader and pushes to a writer; zstd compresses in
+its own worker threads. A stored file is created exclusively and fsynced before it counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import gzip
+import hashlib
+import os
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, Protocol
+
+import pyrage  # type: ignore[import-untyped]  # ships no type information
+import zstandard
+
+from agent.backup.errors import BackupError, IntegrityError, Reason
+
+Compression = Literal["zstd", "gzip", "none"]
+
+CHUNK = 1 << 17
+"""Bytes per read when pumping an artifact."""
+
+_PIPE_BYTES = 1 << 20
+_EXTENSIONS = {"zstd": ".zst", "gzip": ".gz", "none": ""}
+_DEFAULT_LEVEL = {"zstd": 3, "gzip": 6}
+
+
+class Writable(Protocol):
+    """Anything bytes can be written to."""
+
+    def write(self, data: bytes | memoryview, /) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Codec:
+    """How an artifact is encoded: compression, its level and threads, and age recipients (none:
+    not encrypted)."""
+
+    compression: Compression = "zstd"
+    level: int | None = None
+    threads: int = 0
+    recipients: tuple[str, ...] = ()
+
+    def suffix(self) -> str:
+        """The file name ending: `.zst`, `.gz` or nothing, then `.age` when encrypted."""
+        return _EXTENSIONS[self.compression] + (".age" if self.recipients else "")
+
+    @property
+    def key_id(self) -> str | None:
+        """A short, stable name of the recipient set (public keys only), or None."""
+        if not self.recipients:
+            return None
+        joined = "\n".join(sorted(self.recipients)).encode()
+        return "age:" + hashlib.sha256(joined).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    """What was stored: the file's name, sizes before and after encoding, and its SHA-256."""
+
+    name: str
+    plain_bytes: int
+    stored_bytes: int
+    sha256: str
+    compression: Compression
+    key_id: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The manifest's record of this artifact."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ArtifactInfo:
+        """The record read back; IntegrityError when it lacks a field or has a wrong type."""
+        try:
+            info = cls(
+                name=str(data["name"]),
+                plain_bytes=int(data["plain_bytes"]),
+                stored_bytes=int(data["stored_bytes"]),
+                sha256=str(data["sha256"]),
+                compression=data["compression"],
+                key_id=None if data["key_id"] is None else str(data["key_id"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"artifact record is malformed: {exc!r}") from None
+        if info.compression not in _EXTENSIONS or "/" in info.name or info.name.startswith("."):
+            raise IntegrityError(f"artifact record is malformed: {info.name!r}")
+        return info
+
+
+def storage_error(exc: OSError, what: str) -> BackupError:
+    """An OSError of the repository as a BackupError: a full disk is `space`."""
+    reason = Reason.SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Reason.STORAGE
+    return BackupError(reason, f"{what}: {exc.strerror or exc}")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a new or renamed file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Sink:
+    """The stored file: created exclusively, hashed and counted as bytes reach it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.hash = hashlib.sha256()
+        self.size = 0
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot create {path}") from None
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        self.hash.update(view)
+        self.size += len(view)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write {self.path}") from None
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered here (pyrage and gzip call it)."""
+
+    def finish(self) -> None:
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot sync {self.path}") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+class _Pipe:
+    """A kernel pipe between a writing thread and a reading one, as file objects."""
+
+    def __init__(self) -> None:
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        # A bigger pipe means fewer switches between the two threads per megabyte.
+        for fd in (read_fd, write_fd):
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+            except OSError:
+                break  # above /proc/sys/fs/pipe-max-size: keep the default
+        self.reader = os.fdopen(read_fd, "rb", buffering=0)
+        self._write_fd = write_fd
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._write_fd, view) :]
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
+
+    def close_writer(self) -> None:
+        if self._write_fd >= 0:
+            fd, self._write_fd = self._write_fd, -1
+            os.close(fd)
+
+
+class _Worker:
+    """One function on a thread of its own, its exception kept for the caller."""
+
+    def __init__(self, name: str, work: Callable[[], None]) -> None:
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # handed to the caller by `join`
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def join(self) -> BaseException | None:
+        self._thread.join()
+        return self.error
+
+
+def _recipients(recipients: Sequence[str]) -> list[Any]:
+    try:
+        return [pyrage.x25519.Recipient.from_str(r) for r in recipients]
+    except Exception as exc:  # pyrage raises its own RecipientError
+        raise BackupError(Reason.ENCRYPTION, f"not an age recipient: {exc}") from None
+
+
+class ArtifactWriter:
+    """Encodes what is written to it into the new file `path`; `finish` returns its record.
+
+    On any error, or when closed without `finish`, the partial file is removed.
+    """
+
+    def __init__(
+        self, path: Path, codec: Codec, progress: Callable[[int], None] | None = None
+    ) -> None:
+        self.path = path
+        self.codec = codec
+        self.plain_bytes = 0
+        self._progress = progress
+        self._sink = _Sink(path)
+        self._pipe: _Pipe | None = None
+        self._encryptor: _Worker | None = None
+        target: Any = self._sink
+        try:
+            if codec.recipients:
+                recipients = _recipients(codec.recipients)
+                pipe = self._pipe = _Pipe()
+                sink = self._sink
+
+                def encrypt() -> None:
+                    try:
+                        pyrage.encrypt_io(pipe.reader, sink, recipients)
+                    finally:
+                        pipe.reader.close()  # a writer blocked on a full pipe gets EPIPE
+
+                self._encryptor = _Worker("vigil-age", encrypt)
+                target = pipe
+            self._stream = self._compressor(target)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _compressor(self, target: Any) -> Any:
+        codec = self.codec
+        level = codec.level or _DEFAULT_LEVEL.get(codec.compression, 0)
+        if codec.compression == "zstd":
+            threads = codec.threads or min(4, os.cpu_count() or 1)
+            compressor = zstandard.ZstdCompressor(
+                level=level, threads=threads, write_checksum=True, write_content_size=False
+            )
+            return compressor.stream_writer(target, closefd=False, write_return_read=True)
+        if codec.compression == "gzip":
+            return gzip.GzipFile(fileobj=target, mode="wb", compresslevel=level, mtime=0)
+        return target
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Encode `data`; raises BackupError (storage, space) when the file cannot take it."""
+        try:
+            self._stream.write(data)
+        except BrokenPipeError:
+            raise self._encryption_failure() from None
+        size = len(data)
+        self.plain_bytes += size
+        if self._progress is not None:
+            self._progress(size)
+        return size
+
+    def finish(self) -> ArtifactInfo:
+        """Flush every layer, fsync the file, and return its record."""
+        try:
+            if self.codec.compression != "none":
+                self._stream.close()  # ends the one frame (a flush first would add an empty one)
+            if self._pipe is not None and self._encryptor is not None:
+                self._pipe.close_writer()
+                error = self._encryptor.join()
+                if error is not None:
+                    raise self._as_backup_error(error)
+            self._sink.finish()
+        except BrokenPipeError:
+            self.abort()
+            raise self._encryption_failure() from None
+        except BaseException:
+            self.abort()
+            raise
+        return ArtifactInfo(
+            name=self.path.name,
+            plain_bytes=self.plain_bytes,
+            stored_bytes=self._sink.size,
+            sha256=self._sink.hash.hexdigest(),
+            compression=self.codec.compression,
+            key_id=self.codec.key_id,
+        )
+
+    def abort(self) -> None:
+        """Stop and remove the partial file."""
+        if self._pipe is not None:
+            self._pipe.close_writer()
+        if self._encryptor is not None:
+            self._encryptor.join()
+        self._sink.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _encryption_failure(self) -> BackupError:
+        error = self._encryptor.join() if self._encryptor is not None else None
+        self.abort()
+        return self._as_backup_error(error)
+
+    @staticmethod
+    def _as_backup_error(error: BaseException | None) -> BackupError:
+        if isinstance(error, BackupError):
+            return error
+        return BackupError(Reason.ENCRYPTION, f"age encryption failed: {error!r}")
+
+    def __enter__(self) -> ArtifactWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self.abort()
+
+
+def load_identities(text: str) -> list[Any]:
+    """age identities from `age-keygen` output (comments and blank lines allowed)."""
+    identities = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            identities.append(pyrage.x25519.Identity.from_str(line))
+        except Exception:
+            # Never put the line in the message: it is a secret key.
+            raise BackupError(Reason.ENCRYPTION, "the age identity is malformed") from None
+    if not identities:
+        raise BackupError(Reason.ENCRYPTION, "the age identity holds no key")
+    return identities
+
+
+class _HashingReader:
+    """The stored file read from the start, hashed and counted."""
+
+    def __init__(self, path: Path, progress: Callable[[int], None] | None) -> None:
+        self.path = path
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self._progress = progress
+        try:
+            self._file: BinaryIO = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        except FileNotFoundError:
+            raise IntegrityError(f"{path.name} is missing from the repository") from None
+        except OSError as exc:
+            raise storage_error(exc, f"cannot read {path}") from None
+
+    def read(self, size: int = CHUNK) -> bytes:
+        try:
+            data = self._file.read(size if size > 0 else CHUNK)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot read {self.path}") from None
+        self.hash.update(data)
+        self.size += len(data)
+        if self._progress is not None and data:
+            self._progress(len(data))
+        return data or b""
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Decompressor:
+    """Decodes pushed bytes into `out`; `finish` insists the stream ended where it should."""
+
+    def __init__(self, name: str, compression: Compression, out: Writable) -> None:
+        self.name = name
+        self.compression = compression
+        self.out = out
+        self.plain_bytes = 0
+        self._zstd: Any = None
+        self._zlib: Any = None
+        if compression == "zstd":
+            self._zstd = zstandard.ZstdDecompressor().decompressobj(read_across_frames=False)
+        elif compression == "gzip":
+            self._zlib = zlib.decompressobj(wbits=31)
+
+    def write(self, data: bytes | memoryview) -> int:
+        try:
+            if self._zstd is not None:
+                if self._zstd.eof:
+                    raise IntegrityError(f"{self.name}: data follows the end of the zstd frame")
+                plain = self._zstd.decompress(data)
+            elif self._zlib is not None:
+                if self._zlib.eof:
+                    raise IntegrityError(f"{self.name}: data follows the end of the gzip stream")
+                plain = self._zlib.decompress(data)
+            else:
+                plain = data
+        except (zstandard.ZstdError, zlib.error) as exc:
+            raise IntegrityError(
+                f"{self.name}: {self.compression} stream is corrupt: {exc}"
+            ) from None
+        if plain:
+            self.plain_bytes += len(plain)
+            self.out.write(plain)
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is held back."""
+
+    def finish(self) -> None:
+        ended = True
+        if self._zstd is not None:
+            ended = self._zstd.eof and not self._zstd.unused_data
+        elif self._zlib is not None:
+            ended = self._zlib.eof and not self._zlib.unused_data
+        if not ended:
+            raise IntegrityError(
+                f"{self.name}: {self.compression} stream is truncated or has trailing data"
+            )
+
+
+def pump(
+    path: Path,
+    info: ArtifactInfo,
+    out: Writable,
+    identities: Sequence[Any] = (),
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Decode the stored artifact `path` into `out`, checking every layer and, at the end, its
+    size and SHA-256 against `info`. Raises IntegrityError or BackupError (encryption) on any
+    doubt; what reached `out` before is then not to be trusted."""
+    source = _HashingReader(path, progress)
+    decoder = _Decompressor(path.name, info.compression, out)
+    try:
+        if info.key_id is not None:
+            if not identities:
+                raise BackupError(
+                    Reason.ENCRYPTION, f"{path.name} is encrypted ({info.key_id}); no identity"
+                )
+            try:
+                pyrage.decrypt_io(source, decoder, list(identities))
+            except BackupError:
+                raise
+            except Exception as exc:  # pyrage.DecryptError and what our writers raised inside
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, BackupError):
+                    raise cause from None
+                raise _decrypt_error(path, exc) from None
+        else:
+            while data := source.read(CHUNK):
+                decoder.write(data)
+        decoder.finish()
+        # Read to the end: trailing bytes after the age stream would otherwise go unhashed.
+        while source.read(CHUNK):
+            pass
+    finally:
+        source.close()
+    if source.size != info.stored_bytes or source.hash.hexdigest() != info.sha256:
+        raise IntegrityError(
+            f"{path.name}: {source.size} bytes with SHA-256 {source.hash.hexdigest()[:16]}...,"
+            f" the manifest says {info.stored_bytes} bytes, {info.sha256[:16]}..."
+        )
+    if decoder.plain_bytes != info.plain_bytes:
+        raise IntegrityError(
+            f"{path.name}: decoded to {decoder.plain_bytes} bytes, not {info.plain_bytes}"
+        )
+
+
+def _decrypt_error(path: Path, exc: Exception) -> BackupError:
+    text = str(exc)
+    if "No matching keys" in text or "no identity matched" in text.lower():
+        return BackupError(Reason.ENCRYPTION, f"{path.name}: not encrypted to this identity")
+    return IntegrityError(f"{path.name}: age decryption failed: {text}")
+
+
+class _Null:
+    def write(self, data: bytes | memoryview) -> int:
+        return len(data)
+
+
+def verify(
+    path: Path,
+    info: ArtifactInfo,
+    identities: Sequence[Any] = (),
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Read the whole artifact through every layer, keeping nothing; raises on any doubt."""
+    pump(path, info, _Null(), identities, progress)
+
+
+class Plain:
+    """The decoded artifact as a readable stream (decoding on a thread, behind a pipe).
+
+    `close` (or the end of the `with` block) waits for the decoder and raises its error: a
+    consumer must close before it trusts what it read.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        info: ArtifactInfo,
+        identities: Sequence[Any] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        pipe = self._pipe = _Pipe()
+
+        def decode() -> None:
+            try:
+                pump(path, info, pipe, identities, progress)
+            finally:
+                pipe.close_writer()
+
+        self._worker = _Worker("vigil-decode", decode)
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = []
+            while data := self._pipe.reader.read(CHUNK):
+                chunks.append(data)
+            return b"".join(chunks)
+        return self._pipe.reader.read(size) or b""
+
+    def close(self) -> None:
+        """Stop reading and raise the decoder's error, if any."""
+        self._pipe.reader.close()
+        error = self._worker.join()
+        if error is not None and not isinstance(error, BrokenPipeError):
+            raise error
+
+    def __enter__(self) -> Plain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            with contextlib.suppress(BaseException):  # the consumer's own error goes on
+                self.close()
