@@ -18,12 +18,28 @@ BackupType = Literal["full", "differential", "incremental"]
 Compression = Literal["zstd", "gzip", "none"]
 
 
+_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def cron_fields(value: str) -> str:
+    """The five fields of a cron expression, `@daily` and friends spelled out."""
+    return _ALIASES.get(value.strip().lower(), value)
+
+
 def check_cron(value: str) -> str:
-    """A cron expression (5 fields, `@daily` and friends) that cronsim accepts."""
+    """A cron expression (5 fields, or `@daily` and friends) that cronsim accepts."""
     from datetime import UTC, datetime
 
     try:
-        next(iter(CronSim(value, datetime(2026, 1, 1, tzinfo=UTC))))
+        next(iter(CronSim(cron_fields(value), datetime(2026, 1, 1, tzinfo=UTC))))
     except (CronSimError, StopIteration) as exc:
         msg = f"not a usable cron expression: {exc or 'it never fires'}"
         raise ValueError(msg) from None

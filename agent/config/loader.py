@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import yaml
 from pydantic import ValidationError
 
+from agent.config.backup import PostgresJob
 from agent.config.checks import KINDS, HttpCheck, PostgresTarget, RedisTarget
 from agent.config.model import VigilConfig
 from agent.telemetry.redact import redactor
@@ -101,6 +102,11 @@ def _missing_environment(config: VigilConfig) -> Iterator[str]:
             refs.append(("degradation.redis.password_env", degradation.redis.password_env))
         if degradation.admin_token_env:
             refs.append(("degradation.admin_token_env", degradation.admin_token_env))
+    for i, job in enumerate(config.backup.jobs):
+        if isinstance(job, PostgresJob) and job.password_env:
+            refs.append((f"backup.jobs[{i}].password_env", job.password_env))
+    if config.backup.encryption.identity_env:
+        refs.append(("backup.encryption.identity_env", config.backup.encryption.identity_env))
     for where, variable in refs:
         value = os.environ.get(variable)
         if value is None:
@@ -166,6 +172,8 @@ def _describe(error: Any) -> str:
     # A discriminated union inserts the chosen kind into the path; users never wrote it.
     if len(loc) >= 3 and loc[0] == "checks" and isinstance(loc[1], int) and loc[2] in KINDS:
         del loc[2]
+    if loc[:2] == ["backup", "jobs"] and len(loc) >= 4 and loc[3] in ("files", "postgres"):
+        del loc[3]
     path = ""
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
