@@ -22,7 +22,7 @@ from pathlib import Path
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from grafana import checks, degradation, limits, overview
+from grafana import backup, checks, degradation, limits, overview
 
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 DASHBOARDS: tuple[Callable[[], Dashboard], ...] = (
@@ -30,6 +30,7 @@ DASHBOARDS: tuple[Callable[[], Dashboard], ...] = (
     checks.build,
     degradation.build,
     limits.build,
+    backup.build,
 )
 
 

@@ -14,6 +14,7 @@ _SCOPE_NOTES = {
     "degradation": " Emitted when the degradation engine is enabled.",
     "library": " Emitted by whoever holds these library objects and calls its `observe`.",
     "limits": " Emitted by whoever holds rate limiters; the agent always, for its own API.",
+    "backup": " Emitted by the agent when `backup.jobs` are configured.",
     "queue": (
         " Emitted by whoever holds work queues; the agent for its Alertmanager webhook"
         ' (`queue="webhook"`) when the degradation engine is enabled.'
