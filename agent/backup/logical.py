@@ -14,16 +14,15 @@ import dataclasses
 import os
 import re
 import shutil
-import stat
 import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.backup.artifact import CHUNK, ArtifactInfo, Codec, Plain, Writable, pump, verify
+from agent.backup.artifact import ArtifactInfo, Codec, pump, storage_error, verify
+from agent.backup.dumpdir import untar, write_tar
 from agent.backup.errors import BackupError, IntegrityError, Reason
 from agent.backup.manifest import Kind, Manifest
 from agent.backup.pgprocess import Process, remaining
@@ -51,7 +50,6 @@ __all__ = [
     "restore",
     "tool_version",
     "validate",
-    "write_tar",
 ]
 
 Format = Literal["custom", "directory"]
@@ -60,9 +58,6 @@ ARTIFACTS: dict[Format, str] = {"custom": "dump", "directory": "dump.tar"}
 """The artifact's name (before the codec's suffix) per pg_dump format."""
 
 READ_BYTES = 1 << 20
-_BLOCK = 512
-# What pg_dump -Fd writes: toc.dat, <dumpId>.dat, blobs.toc, blob_<oid>.dat; flat, plain names.
-_MEMBER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
 _VERSION = re.compile(r"\)\s+(\d+)(?:\.(\d+))?")
 
 Progress = Callable[[int], None] | None
@@ -181,72 +176,6 @@ def _dump_directory(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def write_tar(folder: Path, out: Writable, deadline: float | None = None) -> int:
-    """Write the files of pg_dump's output directory as a PAX tar (toc.dat first); the count."""
-    names = sorted(os.listdir(folder), key=lambda n: (n != "toc.dat", n))
-    for name in names:
-        remaining(deadline)
-        path = folder / name
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or not _MEMBER.match(name):
-            raise BackupError(Reason.TOOL, f"pg_dump wrote {name!r}, which is not a dump file")
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = st.st_size, 0o600, int(st.st_mtime)
-        out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        left = st.st_size
-        with open(path, "rb") as file:
-            while left and (chunk := file.read(min(READ_BYTES, left))):
-                out.write(chunk)
-                left -= len(chunk)
-        if left:
-            raise BackupError(Reason.INTERNAL, f"{name} shrank while it was archived")
-        out.write(bytes(-st.st_size % _BLOCK))
-    out.write(bytes(2 * _BLOCK))
-    return len(names)
-
-
-def _untar(
-    path: Path,
-    info: ArtifactInfo,
-    identities: Sequence[Any],
-    dest: Path,
-    progress: Progress,
-    wanted: frozenset[str] | None = None,
-) -> None:
-    """Decode a directory-format artifact into the new directory `dest` (only the `wanted`
-    members, when given), refusing any member pg_dump does not write: a path, a link, a device.
-    Every byte is decoded and checked before this returns."""
-    dest.mkdir(mode=0o700)
-    plain = Plain(path, info, identities, progress)
-    seen: set[str] = set()
-    try:
-        with tarfile.open(fileobj=plain, mode="r|", bufsize=READ_BYTES) as tar:  # type: ignore[call-overload]
-            for member in tar:
-                if not member.isreg() or not _MEMBER.match(member.name) or member.name in seen:
-                    raise IntegrityError(f"{info.name}: {member.name!r} is not a pg_dump file")
-                seen.add(member.name)
-                if wanted is not None and member.name not in wanted:
-                    continue
-                source = tar.extractfile(member)
-                assert source is not None
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                with os.fdopen(os.open(dest / member.name, flags, 0o600), "wb") as out:
-                    shutil.copyfileobj(source, out, READ_BYTES)
-        # Read to the end, so the decoder checks the hash of the whole artifact.
-        while plain.read(CHUNK):
-            pass
-    except tarfile.TarError as exc:
-        plain.close()  # the decoder's error (a wrong key, a bad hash) is the real cause
-        raise IntegrityError(f"{info.name}: not a valid tar: {exc}") from None
-    except BaseException:
-        with contextlib.suppress(BackupError):  # the error raised here says more
-            plain.close()
-        raise
-    plain.close()
-    if "toc.dat" not in seen:
-        raise IntegrityError(f"{info.name}: holds no toc.dat")
-
-
 def dump_artifact(manifest: Manifest) -> tuple[Format, ArtifactInfo]:
     """The pg_dump format and the one artifact of a logical backup's manifest."""
     if manifest.kind is not Kind.POSTGRES_LOGICAL:
@@ -345,6 +274,8 @@ def restore(
     deadline = _deadline(timeout)
     tick = _ticking(progress, deadline)
     pg_restore = binary("pg_restore", target.bin_dir)
+    if fmt == "directory" or jobs > 1:
+        _check_space(scratch, info)
     state = database_state(target, dbname)
     if state is DatabaseState.ABSENT and not create:
         raise BackupError(
@@ -373,8 +304,9 @@ def restore(
         try:
             run_restore()
         except BaseException:
-            if created:
-                drop_database(target, dbname)  # leave nothing half-made behind
+            if created:  # leave nothing half-made behind; the restore's error is the one to see
+                with contextlib.suppress(BackupError):
+                    drop_database(target, dbname)
             raise
         return created
 
@@ -392,9 +324,22 @@ def restore(
             if fmt == "custom":
                 _decode_file(path, info, identities, source, tick)
             else:
-                _untar(path, info, identities, source, tick)
+                untar(path, info, identities, source, tick)
             created = into_database(lambda: Process([*argv, str(source)], env, deadline).finish())
     return RestoreResult(dbname, created, fmt, jobs, info.plain_bytes)
+
+
+def _check_space(scratch: Path | None, info: ArtifactInfo) -> None:
+    folder = scratch if scratch is not None else Path(tempfile.gettempdir())
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise storage_error(exc, f"cannot use {folder} for scratch files") from None
+    if free < info.plain_bytes:
+        raise BackupError(
+            Reason.SPACE,
+            f"{folder} has {free} bytes free; the decoded dump needs {info.plain_bytes}",
+        )
 
 
 def _decode_file(
@@ -412,13 +357,14 @@ def list_contents(
     bin_dir: str | None = None,
     scratch: Path | None = None,
     timeout: float | None = None,
+    progress: Progress = None,
 ) -> int:
     """`pg_restore --list` over the decoded dump: the number of its table-of-contents entries.
     The whole artifact is read and checked; a corrupt or unreadable dump raises."""
     fmt, info = dump_artifact(manifest)
     path = backup_dir / info.name
     deadline = _deadline(timeout)
-    tick = _ticking(None, deadline)
+    tick = _ticking(progress, deadline)
     pg_restore = binary("pg_restore", bin_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     with tempfile.TemporaryFile(dir=scratch) as listing:
@@ -435,7 +381,7 @@ def list_contents(
         else:
             with tempfile.TemporaryDirectory(prefix="vigil-list-", dir=scratch) as tmp:
                 source = Path(tmp) / "dump"
-                _untar(path, info, identities, source, tick, wanted=frozenset({"toc.dat"}))
+                untar(path, info, identities, source, tick, wanted=frozenset({"toc.dat"}))
                 Process(
                     [pg_restore, "--list", str(source)], env, deadline, stdout=listing.fileno()
                 ).finish()
