@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -33,6 +34,7 @@ from agent.backup.pgsql import (
     create_scratch_database,
     database_state,
     drop_database,
+    end_sessions,
     validate,
 )
 from agent.backup.pgtools import PgTarget, binary, run
@@ -80,6 +82,11 @@ def _ticking(progress: Progress, deadline: float | None) -> Progress:
     return tick
 
 
+def _appname(what: str) -> str:
+    """A name of this run's own for its program's sessions, so they can be found and ended."""
+    return f"vigil-backup-{what}-{secrets.token_hex(6)}"
+
+
 def tool_version(path: str) -> tuple[str, int]:
     """A PostgreSQL program's version (`15.20`) and major version (15)."""
     out = run([path, "--version"], timeout=30).stdout.decode(errors="replace")
@@ -112,11 +119,18 @@ def dump(
                 " (set the job's bin_dir to a newer one)",
             )
         argv = [pg_dump, "--no-password", "--compress=0", f"--snapshot={snapshot.id}"]
-        env = target.env(target.dbname)
-        if job.format == "custom":
-            info = _dump_custom(argv, env, staging, codec, progress, deadline)
-        else:
-            info = _dump_directory(argv, env, job.jobs, staging, codec, progress, deadline)
+        appname = _appname("dump")
+        env = {**target.env(target.dbname), "PGAPPNAME": appname}
+        try:
+            if job.format == "custom":
+                info = _dump_custom(argv, env, staging, codec, progress, deadline)
+            else:
+                info = _dump_directory(argv, env, job.jobs, staging, codec, progress, deadline)
+        except BaseException:
+            # A killed pg_dump's backend waiting for a lock notices only once it gets it; queued
+            # meanwhile, it holds up every later locker of the table.
+            snapshot.end_sessions(appname)
+            raise
         details = {
             **snapshot.facts,
             "pg_dump_version": version,
@@ -294,7 +308,8 @@ def restore(
     argv += ["--no-owner"] if no_owner else []
     # One transaction: a failed restore leaves the database as it was. pg_restore -j cannot.
     argv += ["--single-transaction"] if jobs == 1 else [f"--jobs={jobs}"]
-    env = target.env(dbname)
+    appname = _appname("restore")
+    env = {**target.env(dbname), "PGAPPNAME": appname}
     encoding = manifest.details.get("encoding")
 
     def into_database(run_restore: Callable[[], None]) -> bool:
@@ -304,6 +319,7 @@ def restore(
         try:
             run_restore()
         except BaseException:
+            end_sessions(target, appname)  # as in `dump`: none may stay queued for a lock
             if created:  # leave nothing half-made behind; the restore's error is the one to see
                 with contextlib.suppress(BackupError):
                     drop_database(target, dbname)

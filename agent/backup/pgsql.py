@@ -92,11 +92,13 @@ class Snapshot:
     until the dump has ended, since an exported snapshot lives as long as its transaction."""
 
     def __init__(self, target: PgTarget, dbname: str) -> None:
-        self.conn = connect(target, dbname, autocommit=False)
+        self.conn = connect(target, dbname)
         try:
             # A server-side idle timeout would end the transaction, and the snapshot with it.
             self.conn.execute("SET idle_in_transaction_session_timeout = 0")
-            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            self.conn.autocommit = False
+            self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self.conn.read_only = True
             row = self.conn.execute(
                 "SELECT pg_export_snapshot(), extract(epoch FROM now())::float8,"
                 " current_setting('server_version'), current_setting('server_version_num')::int,"
@@ -124,6 +126,10 @@ class Snapshot:
             "tables": tables[0],
         }
 
+    def end_sessions(self, application_name: str) -> None:
+        """Terminate the server sessions named `application_name` (best effort)."""
+        _terminate(self.conn, application_name)
+
     def close(self) -> None:
         """End the transaction (and the snapshot) and the session."""
         self.conn.close()
@@ -133,6 +139,25 @@ class Snapshot:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _terminate(conn: psycopg.Connection[Any], application_name: str) -> None:
+    # Best effort: a failure to clean up must not hide the error being handled.
+    with contextlib.suppress(psycopg.Error):
+        # pg_stat_activity is read once per transaction unless told to read it afresh.
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (application_name,),
+        )
+
+
+def end_sessions(target: PgTarget, application_name: str) -> None:
+    """Terminate the target's sessions named `application_name`, a killed program's backends
+    (best effort: nothing is raised)."""
+    with contextlib.suppress(BackupError), _maintenance(target) as conn:
+        _terminate(conn, application_name)
 
 
 def database_state(target: PgTarget, dbname: str) -> DatabaseState:

@@ -23,6 +23,7 @@ from agent.backup.pgtools import PgTarget
 from agent.backup.repository import Repository
 from agent.config.backup import PostgresJob, ValidationQuery
 from tests.harness.postgres import PostgresServer
+from tests.harness.process import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -268,14 +269,19 @@ def test_stalled_dump_is_killed_at_the_timeout(
         conn.execute("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(BackupError) as caught:
             logical.dump(_job(fmt), _target(source), staging, Codec(), timeout=1.0)
+        # While the lock is still held, nothing of the dump is left on the server: a backend
+        # queued for the lock would hold up every later locker of the table.
+        wait_until(lambda: _dump_sessions(source) == 0, 5.0, "the dump's sessions to end")
         conn.rollback()
     assert caught.value.reason is Reason.TIMEOUT
     assert list(staging.path.iterdir()) == []
-    # Its session is gone too: nothing of the dump holds a lock or a snapshot any more.
-    left = source.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'vigil-backup'"
+
+
+def _dump_sessions(server: PostgresServer) -> int:
+    rows = server.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'vigil-%%'"
     )
-    assert left == [(0,)]
+    return int(rows[0][0])
 
 
 @pytest.fixture(scope="module")
@@ -369,6 +375,31 @@ def test_occupied_or_missing_destination_refused(
 
     assert not result.created
     assert _fingerprint(source, name) == _fingerprint(source, SOURCE)
+
+
+def test_stalled_restore_is_killed_and_changes_nothing(
+    source: PostgresServer, backups: dict[str, Backup], restored: list[str]
+) -> None:
+    """A clean restore blocked by a lock past its timeout is killed, its session ended while the
+    lock is still held, and the database is as it was (one transaction)."""
+    backup = backups["custom"]
+    target = _target(source)
+    name = "vigil_locked"
+    restored.append(name)
+    logical.restore(backup.manifest, backup.dir, target, name, create=True)
+    with psycopg.connect(source.dsn(dbname=name), autocommit=True) as conn:
+        conn.execute("DELETE FROM orders WHERE id % 3 = 0")
+    before = _fingerprint(source, name)
+
+    with psycopg.connect(source.dsn(dbname=name)) as conn:
+        conn.execute("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(BackupError) as caught:
+            logical.restore(backup.manifest, backup.dir, target, name, clean=True, timeout=1.0)
+        wait_until(lambda: _dump_sessions(source) == 0, 5.0, "the restore's session to end")
+        conn.rollback()
+
+    assert caught.value.reason is Reason.TIMEOUT
+    assert _fingerprint(source, name) == before
 
 
 def test_restore_into_an_existing_empty_database(
