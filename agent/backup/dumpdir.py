@@ -82,7 +82,12 @@ def untar(
         while plain.read(CHUNK):
             pass
     except tarfile.TarError as exc:
-        plain.close()  # the decoder's error (a wrong key, a bad hash) is the real cause
+        # The decoder's error (a wrong key, a bad hash) is the real cause, if it has one; read
+        # to the end so that it finishes rather than being cut off.
+        with contextlib.suppress(OSError):
+            while plain.read(CHUNK):
+                pass
+        plain.close()
         raise IntegrityError(f"{info.name}: not a valid tar: {exc}") from None
     except BaseException:
         with contextlib.suppress(BackupError):  # the error raised here says more

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyrage  # type: ignore[import-untyped]
 import pytest
 
-from agent.backup.artifact import ArtifactInfo, ArtifactWriter, Codec, Plain
+from agent.backup.artifact import CHUNK, ArtifactInfo, ArtifactWriter, Codec, Plain
 from agent.backup.dumpdir import untar, write_tar
 from agent.backup.errors import BackupError, IntegrityError, Reason
 from agent.backup.logical import dump_artifact, tool_version
@@ -58,8 +58,12 @@ def test_directory_round_trip_toc_first(tmp_path: Path) -> None:
     for name in os.listdir(folder):
         assert (tmp_path / "out" / name).read_bytes() == (folder / name).read_bytes()
         assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o600
-    with Plain(path, info, [IDENTITY]) as plain, tarfile.open(fileobj=plain, mode="r|") as tar:
-        assert next(m.name for m in tar) == "toc.dat"
+    with Plain(path, info, [IDENTITY]) as plain:
+        with tarfile.open(fileobj=plain, mode="r|") as tar:
+            names = [m.name for m in tar]
+        while plain.read(CHUNK):  # to the end: the decoder must not be cut off mid-stream
+            pass
+    assert names[0] == "toc.dat"
 
 
 def test_wanted_members_only_but_whole_artifact_checked(tmp_path: Path) -> None:
@@ -138,11 +142,16 @@ def test_untar_without_toc_or_tar(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(_member("3345.dat"), io.BytesIO(b"x"))
-    for n, data in enumerate([buffer.getvalue(), os.urandom(5000)]):
-        path = tmp_path / f"dump{n}.tar.zst"
-        info = _store(path, data, Codec())
-        with pytest.raises(IntegrityError):
-            untar(path, info, [], tmp_path / f"out{n}")
+    cases = [
+        (buffer.getvalue(), Codec(), "holds no toc.dat"),
+        (os.urandom(3_000_000), Codec(), "not a valid tar"),
+        (os.urandom(3_000_000), CODEC, "not a valid tar"),
+    ]
+    for n, (data, codec, expected) in enumerate(cases):
+        path = tmp_path / f"dump{n}.tar{codec.suffix()}"
+        info = _store(path, data, codec)
+        with pytest.raises(IntegrityError, match=expected):
+            untar(path, info, [IDENTITY], tmp_path / f"out{n}")
 
 
 def test_untar_wrong_identity_is_an_encryption_error(tmp_path: Path) -> None:
