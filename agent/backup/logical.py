@@ -106,7 +106,9 @@ def dump(
     timeout: float | None = None,
 ) -> tuple[list[ArtifactInfo], dict[str, Any]]:
     """Dump the job's database into one artifact of `staging`: its record and the details (server
-    and pg_dump versions, database, its size, table count, the snapshot's time)."""
+    and pg_dump versions, database, its size, table count, and the snapshot's time: the recovery
+    point). `progress` counts the dump's bytes before compression; nothing is left behind on
+    failure."""
     deadline = _deadline(timeout)
     pg_dump = binary("pg_dump", target.bin_dir)
     version, major = tool_version(pg_dump)
@@ -282,7 +284,10 @@ def restore(
 ) -> RestoreResult:
     """Restore a logical backup into `dbname` on the target (created when `create`); refused
     into a database with objects unless `clean`. The artifact is checked whole before pg_restore
-    runs; with one job the restore is one transaction. Scratch files go under `scratch`."""
+    runs; with one job the restore is one transaction. Scratch files go under `scratch` (the
+    system's temporary directory by default); `progress` counts stored bytes read."""
+    if jobs < 1:
+        raise BackupError(Reason.REFUSED, f"jobs must be at least 1, not {jobs}")
     fmt, info = dump_artifact(manifest)
     path = backup_dir / info.name
     deadline = _deadline(timeout)

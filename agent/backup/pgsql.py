@@ -219,7 +219,8 @@ def validate(
     statement_timeout_seconds: float = 60.0,
 ) -> list[tuple[str, bool, str]]:
     """Run each query in a read-only transaction of its own: (name, passed, why) for each; a
-    query passes when it returns one row whose first column is true."""
+    query passes when it returns one row whose first column is true. BackupError (source) when
+    the database cannot be reached at all."""
     results: list[tuple[str, bool, str]] = []
     timeout_ms = str(max(1, int(statement_timeout_seconds * 1000)))
     with connect(target, dbname) as conn:
