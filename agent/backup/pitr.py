@@ -129,6 +129,9 @@ def _strict(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None
     a cluster without tablespaces holds no links, devices or FIFOs."""
     if not (member.isreg() or member.isdir()):
         raise IntegrityError(f"{member.name}: not a file or directory, refused")
+    # The data filter would quietly strip a leading "/": pg_basebackup never writes one.
+    if member.name.startswith("/") or ".." in member.name.split("/"):
+        raise IntegrityError(f"{member.name}: a path outside the data directory, refused")
     return tarfile.data_filter(member, destination)
 
 
@@ -167,6 +170,36 @@ def restore(
         raise BackupError(Reason.REFUSED, f"{manifest.id} is not a physical backup")
     folder = repository.backup_path(manifest.job, manifest.id)
     _prepare(destination, force)
+    try:
+        return _restore(
+            manifest,
+            folder,
+            destination,
+            identities,
+            target,
+            progress,
+            config_path,
+            program,
+            bin_dir,
+        )
+    except BaseException:
+        # Half a data directory must not look like a restored one: leave it empty.
+        _prepare(destination, force=True)
+        raise
+
+
+def _restore(
+    manifest: Manifest,
+    folder: Path,
+    destination: Path,
+    identities: Sequence[Any],
+    target: RecoveryTarget | None,
+    progress: Callable[[int], None] | None,
+    config_path: Path,
+    program: Sequence[str] | None,
+    bin_dir: str | None,
+) -> dict[str, Any]:
+    """`restore` once the destination is ready."""
     started = time.monotonic()
     for info in manifest.artifacts:
         verify(folder / info.name, info, identities, progress)

@@ -194,7 +194,7 @@ def archiving() -> Iterator[Archiving]:
 
 
 def _recover(
-    setup: Archiving, target: RecoveryTarget, name: str, repository: Repository | None = None
+    setup: Archiving, target: RecoveryTarget | None, name: str, repository: Repository | None = None
 ) -> tuple[Path, list[int], tuple[str, ...]]:
     """Restore the base into a new directory, recover to `target`, and read the orders."""
     repository = repository or setup.repository
@@ -263,6 +263,15 @@ def test_recovery_to_an_lsn(archiving: Archiving) -> None:
     _, rows, proof = _recover(archiving, RecoveryTarget(lsn=archiving.lsn), "to-lsn")
     assert rows == list(range(1, archiving.lsn_rows + 1))
     assert any("recovery stopping after WAL location (LSN)" in line for line in proof)
+
+
+def test_recovery_to_the_end_of_the_archive(archiving: Archiving) -> None:
+    """Without a target, recovery replays the whole archive: wal-fetch's "not archived" (exit 1)
+    ends it, and every commit is there."""
+    _, rows, proof = _recover(archiving, None, "to-end")
+    assert rows == list(range(1, archiving.all_rows + 1))
+    assert any("archive recovery complete" in line for line in proof)
+    assert not any("recovery stopping" in line for line in proof)
 
 
 def test_a_missing_segment_fails_the_recovery(archiving: Archiving) -> None:
@@ -350,11 +359,33 @@ def test_the_wrong_key_is_refused_before_extraction(archiving: Archiving) -> Non
     assert list(destination.iterdir()) == []
 
 
-def test_archiver_status_counts_the_archived_segments(archiving: Archiving) -> None:
-    """The archiver status reads pg_stat_archiver: segments archived, none failed, none waiting."""
-    status = archiver_status(PgTarget.of(archiving.job))
-    assert status.archived_count >= 5
-    assert status.failed_count == 0
-    assert status.pending == 0
-    assert not status.failing
-    assert status.last_archived_age_seconds is not None
+def test_archiver_status_reports_failures_and_recovery(archiving: Archiving) -> None:
+    """The archiver status counts archived segments; while wal-push cannot write it shows the
+    failures and the waiting files, and once it can again, the backlog drains."""
+    server, target = archiving.server, PgTarget.of(archiving.job)
+    healthy = archiver_status(target)
+    assert healthy.archived_count >= 5
+    assert (healthy.failed_count, healthy.pending, healthy.failing) == (0, 0, False)
+    assert healthy.last_archived_age_seconds is not None
+    segment = server.execute("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    folder = archiving.repository.root / "wal" / "main" / segment[:16]
+    folder.chmod(0o555)
+    try:
+        server.execute("INSERT INTO orders VALUES (100)")
+        server.execute("SELECT pg_switch_wal()")
+        failing = poll_until_sync(
+            lambda: (s := archiver_status(target)).failing and s.pending >= 1 and s,
+            30,
+            what="the archiver to fail",
+        )
+        assert failing.failed_count >= 1
+    finally:
+        folder.chmod(0o755)
+    server.execute("INSERT INTO orders VALUES (101)")
+    server.execute("SELECT pg_switch_wal()")
+    drained = poll_until_sync(
+        lambda: (s := archiver_status(target)).pending == 0 and not s.failing and s,
+        30,
+        what="the archiver to catch up",
+    )
+    assert drained.archived_count >= healthy.archived_count + 2
