@@ -5,7 +5,8 @@ for a physical job's WAL archive.
     restore_command = 'vigil wal-fetch --config /etc/vigil.yaml --job main %f "%p"'
 
 wal-push exits 0 only once the file is durably stored, 1 on any failure (PostgreSQL counts it in
-`pg_stat_archiver.failed_count` and retries), 3 on a bad config. wal-fetch exits 0 when the file
+`pg_stat_archiver.failed_count` and retries), 2 on bad arguments, 3 on a bad config (never above
+125, which PostgreSQL would not count). wal-fetch exits 0 when the file
 was fetched and verified, 1 only when the archive does not hold it (the normal end of recovery),
 and 126 on every other doubt, a bad config or bad arguments included: PostgreSQL treats an exit
 above 125 as fatal and stops recovery instead of ending it early on a storage error, a corrupt
@@ -121,7 +122,8 @@ def identities_of(config: VigilConfig) -> list[Any]:
     return []
 
 
-@click.command(name="wal-push", cls=_FatalUsage)
+# A usage error of wal-push exits 2, as click's do: a failure PostgreSQL counts and retries.
+@click.command(name="wal-push")
 @config_option
 @job_option
 @click.argument("wal_path", metavar="PATH", type=click.Path(dir_okay=False, path_type=Path))
@@ -168,12 +170,15 @@ _commands.add_command(wal_fetch)
 
 
 def _main() -> None:
-    """Run `_commands`; a usage error there (an unknown command) stops recovery too."""
+    """Run `_commands`; a usage error of the group itself (an unknown command) exits 126, since
+    it may be a restore_command."""
     try:
         _commands.main(standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(FETCH_FAILED_EXIT)
+        ctx = getattr(exc, "ctx", None)
+        own = ctx is not None and ctx.command is not _commands  # the command's own exit code
+        sys.exit(exc.exit_code if own else FETCH_FAILED_EXIT)
     except click.Abort:
         sys.exit(FETCH_FAILED_EXIT)
 

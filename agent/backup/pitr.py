@@ -17,6 +17,7 @@ import pwd
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import tarfile
 import time
@@ -28,7 +29,7 @@ from typing import Any
 from agent.backup.artifact import Plain, pump, verify
 from agent.backup.errors import BackupError, IntegrityError, Reason
 from agent.backup.manifest import Kind, Manifest
-from agent.backup.pgtools import binary, run
+from agent.backup.pgtools import binary, failure, run
 from agent.backup.physical import BASE, MANIFEST
 from agent.backup.repository import Repository
 from agent.backup.walnames import parse_lsn
@@ -112,12 +113,15 @@ def choose_base(manifests: Iterable[Manifest], target: RecoveryTarget | None) ->
     return max(candidates, key=lambda m: (_ended(m), m.id))
 
 
+def _fetch_argv(config_path: Path, job: str, program: Sequence[str] | None) -> list[str]:
+    argv = list(program) if program else [sys.executable, "-m", "agent.wal_cli"]
+    return [*argv, "wal-fetch", "--config", str(config_path.absolute()), "--job", job]
+
+
 def restore_command(config_path: Path, job: str, program: Sequence[str] | None = None) -> str:
     """The `restore_command` line running our wal-fetch for `job` (default program: this
     interpreter with `-m agent.wal_cli`)."""
-    argv = list(program) if program else [sys.executable, "-m", "agent.wal_cli"]
-    argv += ["wal-fetch", "--config", str(config_path.absolute()), "--job", job]
-    return " ".join(shlex.quote(a) for a in argv) + ' %f "%p"'
+    return " ".join(shlex.quote(a) for a in _fetch_argv(config_path, job, program)) + ' %f "%p"'
 
 
 def _conf(value: str) -> str:
@@ -294,6 +298,45 @@ def _chown_tree(root: Path) -> None:
             os.chown(os.path.join(parent, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
+_SETTING = re.compile(r"^\s*restore_command\s*=\s*'((?:[^'\\]|''|\\.)*)'\s*(?:#.*)?$", re.M)
+
+
+def unquote(body: str) -> str:
+    """A setting's value from between its quotes in a PostgreSQL config file (`''` and `\\x`
+    escapes undone)."""
+    return re.sub(r"''|\\(.)", lambda m: "'" if m.group(0) == "''" else m.group(1), body)
+
+
+def check_restore_command(data_dir: Path) -> None:
+    """Run the restored cluster's `restore_command` as postgres will (as `postgres` when we are
+    root, in the data directory) for a file no archive holds; BackupError (tool) unless it
+    answers "not archived" (exit 1), which proves it starts, reads its config and finds its job.
+    Without this, a root-only interpreter or config shows only as a failed recovery."""
+    try:
+        text = (data_dir / "postgresql.auto.conf").read_text(errors="replace")
+    except OSError as exc:
+        raise BackupError(Reason.STORAGE, f"cannot read {data_dir}: {exc.strerror}") from None
+    found = _SETTING.findall(text)
+    if not found:
+        raise BackupError(Reason.REFUSED, f"{data_dir} has no restore_command")
+    command = unquote(found[-1])
+    line = command.replace("%f", "FFFFFFFF.history").replace("%p", "pg_wal/VIGILPREFLIGHT")
+    try:
+        proc = subprocess.run(
+            _as_postgres(["/bin/sh", "-c", line.replace("%%", "%")]),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            cwd=data_dir,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BackupError(Reason.TOOL, f"cannot run the restore command: {exc}") from None
+    if proc.returncode != 1:
+        who = OS_USER if os.geteuid() == 0 else "this user"
+        raise failure(f"restore_command (run as {who})", proc.returncode, proc.stderr)
+
+
 def _state(data_dir: Path, bin_dir: str | None) -> str:
     out = run([binary("pg_controldata", bin_dir), str(data_dir)], timeout=30).stdout.decode()
     match = re.search(r"^Database cluster state:\s*(.+)$", out, re.M)
@@ -329,6 +372,7 @@ def start_cluster(
     }
     _append_settings(data_dir, overrides, "started by Vigil on a private port")
     _chown_tree(data_dir)
+    check_restore_command(data_dir)
     pg_ctl = binary("pg_ctl", bin_dir)
     argv = [pg_ctl, "-D", str(data_dir), "-l", str(log_path), "-w", "-t", str(int(timeout))]
     deadline = time.monotonic() + timeout

@@ -142,7 +142,9 @@ def find(repository: Repository, job: str, wal: str) -> Stored | None:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    fd = os.open(folder / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # Read-only and 0644: flock needs no write access, so whoever pushes next (the postgres user
+    # after an operator's push as root) can take the lock too.
+    fd = os.open(folder / _LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held for a rename: waiting is brief
         yield

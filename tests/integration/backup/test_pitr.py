@@ -324,6 +324,28 @@ def test_a_tampered_base_file_fails_pg_verifybackup(archiving: Archiving) -> Non
     assert victim.relative_to(destination).as_posix() in str(failed.value)
 
 
+def test_a_restore_command_that_cannot_work_is_caught_before_starting(
+    archiving: Archiving,
+) -> None:
+    """A restore_command postgres cannot use (here: a bad option) stops start_cluster
+    before PostgreSQL runs."""
+    destination = archiving.base / "bad-command"
+    restore(
+        archiving.repository,
+        archiving.manifest,
+        destination,
+        load_identities(f"{IDENTITY}\n"),
+        None,
+        config_path=archiving.config,
+        program=[*wal_program(), "--bogus-option"],
+    )
+    with pytest.raises(BackupError) as failed:
+        start_cluster(destination, free_port(), timeout=30)
+    assert failed.value.reason is Reason.TOOL
+    assert "restore_command" in str(failed.value)
+    assert not (destination / "postmaster.pid").exists()
+
+
 def test_restore_refuses_a_non_empty_destination(archiving: Archiving) -> None:
     """A destination holding anything is refused unless forced."""
     destination = archiving.base / "occupied"

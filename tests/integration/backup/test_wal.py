@@ -158,7 +158,7 @@ def test_a_push_of_other_content_under_an_archived_name_fails(tmp_path: Path) ->
 
 def test_a_bad_config_or_usage_stops_recovery(tmp_path: Path) -> None:
     """A missing config, an unknown job or a bad argument is fatal for wal-fetch (126) and a
-    failure for wal-push (3)."""
+    failure for wal-push (3, or 2 for bad arguments: never above 125, which goes uncounted)."""
     config = _config(tmp_path)
     missing = tmp_path / "nowhere.yaml"
     assert _fetch(missing, SEGMENT, tmp_path / "x").returncode == 126
@@ -166,6 +166,7 @@ def test_a_bad_config_or_usage_stops_recovery(tmp_path: Path) -> None:
     assert _vigil("wal-fetch", "--config", config, "--job", "main", SEGMENT).returncode == 126
     assert _vigil("wal-fetch", "--config", config, "--jbo", "main", SEGMENT, "x").returncode == 126
     assert _push(missing, _wal_file(tmp_path)).returncode == 3
+    assert _vigil("wal-push", "--config", config, "--jbo", "main", "x").returncode == 2
     assert _push(config, tmp_path / "pg_wal" / "000000010000000000000009").returncode == 1
 
 

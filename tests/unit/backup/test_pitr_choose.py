@@ -116,3 +116,13 @@ def test_settings_and_restore_command() -> None:
     assert line == (
         "/opt/py -m agent.wal_cli wal-fetch --config '/etc/vigil it.yaml' --job main %f \"%p\""
     )
+
+
+@given(st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\0\n")))
+def test_config_quoting_round_trips(value: str) -> None:
+    """A value written into postgresql.auto.conf reads back unchanged."""
+    from agent.backup.pitr import _SETTING, _conf, unquote
+
+    quoted = _conf(value)
+    assert unquote(quoted[1:-1]) == value
+    assert _SETTING.findall(f"restore_command = {quoted}\n") == [quoted[1:-1]]
