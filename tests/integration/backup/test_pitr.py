@@ -23,18 +23,12 @@ import yaml
 
 from agent.backup import wal
 from agent.backup.artifact import Codec, load_identities
+from agent.backup.cluster import start_cluster, stop_cluster
 from agent.backup.errors import BackupError, IntegrityError, Reason
 from agent.backup.manifest import BackupType, Kind, Manifest, backup_id
 from agent.backup.pgtools import PgTarget
 from agent.backup.physical import archiver_status, base_backup
-from agent.backup.pitr import (
-    RecoveryTarget,
-    check_backup,
-    choose_base,
-    restore,
-    start_cluster,
-    stop_cluster,
-)
+from agent.backup.pitr import RecoveryTarget, check_backup, choose_base, restore
 from agent.backup.repository import Repository
 from agent.config.backup import PostgresJob
 from tests.harness.ports import free_port

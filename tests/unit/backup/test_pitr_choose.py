@@ -4,11 +4,13 @@ server's clock; a target older than every backup is refused."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.backup.cluster import _SETTING, conf_quote, unquote
 from agent.backup.errors import BackupError, Reason
 from agent.backup.manifest import BackupType, Kind, Manifest
 from agent.backup.pitr import RecoveryTarget, choose_base, restore_command
@@ -110,8 +112,6 @@ def test_settings_and_restore_command() -> None:
         "recovery_target_lsn": "0/3000060",
         "recovery_target_inclusive": "off",
     }
-    from pathlib import Path
-
     line = restore_command(Path("/etc/vigil it.yaml"), "main", ["/opt/py", "-m", "agent.wal_cli"])
     assert line == (
         "/opt/py -m agent.wal_cli wal-fetch --config '/etc/vigil it.yaml' --job main %f \"%p\""
@@ -121,8 +121,6 @@ def test_settings_and_restore_command() -> None:
 @given(st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\0\n")))
 def test_config_quoting_round_trips(value: str) -> None:
     """A value written into postgresql.auto.conf reads back unchanged."""
-    from agent.backup.pitr import _SETTING, _conf, unquote
-
-    quoted = _conf(value)
+    quoted = conf_quote(value)
     assert unquote(quoted[1:-1]) == value
     assert _SETTING.findall(f"restore_command = {quoted}\n") == [quoted[1:-1]]
