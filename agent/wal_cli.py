@@ -43,6 +43,7 @@ class _FatalUsage(click.Command):
     stop recovery, not look like the end of the archive (click's usage exit is 2)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse as click does; a usage error gets our exit code."""
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
@@ -62,6 +63,7 @@ job_option = click.option("--job", "job_name", required=True, help="The physical
 
 
 def _fail(message: str, code: int) -> NoReturn:
+    """Say what failed on stderr (PostgreSQL logs it) and exit `code`."""
     click.echo(f"vigil: {message}", err=True)
     sys.exit(code)
 
@@ -88,6 +90,7 @@ def _job(config_path: Path, job_name: str, bad_config: int) -> tuple[VigilConfig
 
 
 def _repository(config: VigilConfig) -> Repository:
+    """The repository of the config."""
     from agent.backup.repository import Repository
 
     return Repository(Path(config.backup.repository.path))

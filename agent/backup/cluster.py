@@ -53,12 +53,14 @@ class Started:
 
 
 def _as_postgres(argv: list[str]) -> list[str]:
+    """`argv` run as the `postgres` user when we are root, else as is."""
     if os.geteuid() != 0:
         return argv
     return [shutil.which("runuser") or "/usr/sbin/runuser", "-u", OS_USER, "--", *argv]
 
 
 def _chown_tree(root: Path) -> None:
+    """Give `root` and everything in it to `postgres` when we are root."""
     if os.geteuid() != 0:
         return
     entry = pwd.getpwnam(OS_USER)
@@ -108,12 +110,14 @@ def check_restore_command(data_dir: Path) -> None:
 
 
 def _state(data_dir: Path, bin_dir: str | None) -> str:
+    """The cluster state pg_controldata reports (`in production` once promoted)."""
     out = run([binary("pg_controldata", bin_dir), str(data_dir)], timeout=30).stdout.decode()
     match = re.search(r"^Database cluster state:\s*(.+)$", out, re.M)
     return match.group(1).strip() if match else ""
 
 
 def _alive(data_dir: Path) -> bool:
+    """Whether the postmaster of `data_dir` runs."""
     try:
         pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         os.kill(pid, 0)
@@ -170,6 +174,7 @@ def stop_cluster(data_dir: Path, bin_dir: str | None = None, timeout: float = 60
 
 
 def _log(path: Path) -> list[str]:
+    """The lines of the server log, none when it cannot be read."""
     try:
         return path.read_text(errors="replace").splitlines()
     except OSError:

@@ -71,6 +71,7 @@ class _TarTap:
         self._meta_kind = b""
 
     def write(self, data: bytes | memoryview) -> int:
+        """Pass `data` on and walk the headers it holds."""
         self.out.write(data)
         view = memoryview(data)
         while view:
@@ -95,6 +96,7 @@ class _TarTap:
         return len(data)
 
     def _take(self, chunk: memoryview) -> None:
+        """Route a piece of the current member's data to whoever keeps it."""
         if self._meta is not None:
             self._meta += chunk
         elif self._into is self.manifest:
@@ -105,6 +107,7 @@ class _TarTap:
             self._into += chunk
 
     def _begin(self, block: bytes) -> None:
+        """Start the member whose 512-byte header is `block`."""
         if not any(block):
             return  # end-of-archive blocks
         size = _octal(block[124:136])
@@ -128,6 +131,7 @@ class _TarTap:
             self._member_done()
 
     def _member_done(self) -> None:
+        """End the current member; a long name or PAX path applies to the next one."""
         if self._meta is not None:
             raw = bytes(self._meta)
             self._meta = None
@@ -140,6 +144,7 @@ class _TarTap:
 
 
 def _octal(field: bytes) -> int:
+    """A tar header number: octal text, or base-256 when its first bit is set."""
     if field[0] & 0x80:  # base-256, for members of 8 GiB and more
         return int.from_bytes(field[1:], "big")
     text = field.rstrip(b"\0 ").strip()
@@ -147,6 +152,7 @@ def _octal(field: bytes) -> int:
 
 
 def _name(block: bytes) -> str:
+    """A ustar header's member name, its prefix field joined in front."""
     name = block[:100].split(b"\0", 1)[0]
     if block[257:262] == b"ustar":
         prefix = block[345:500].split(b"\0", 1)[0]
@@ -239,6 +245,7 @@ def _stream(argv: list[str], env: dict[str, str], out: _TarTap, timeout: float |
     expired = threading.Event()
 
     def expire() -> None:
+        """Kill pg_basebackup, remembering why."""
         expired.set()
         proc.kill()
 

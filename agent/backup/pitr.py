@@ -101,6 +101,7 @@ def choose_base(manifests: Iterable[Manifest], target: RecoveryTarget | None) ->
 
 
 def _fetch_argv(config_path: Path, job: str, program: Sequence[str] | None) -> list[str]:
+    """The wal-fetch command line for `job`, without the file arguments."""
     argv = list(program) if program else [sys.executable, "-m", "agent.wal_cli"]
     return [*argv, "wal-fetch", "--config", str(config_path.absolute()), "--job", job]
 

@@ -119,6 +119,7 @@ def job_dir(repository: Repository, job: str) -> Path:
 
 
 def _directory(repository: Repository, job: str, wal: str) -> Path:
+    """The folder a WAL file of `job` is stored in."""
     base = job_dir(repository, job)
     return base if wal.endswith(".history") else base / wal[:16]
 
@@ -142,6 +143,7 @@ def find(repository: Repository, job: str, wal: str) -> Stored | None:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
+    """Hold the WAL lock of `folder` (a flock, released by the kernel if we die)."""
     # Read-only and 0644: flock needs no write access, so whoever pushes next (the postgres user
     # after an operator's push as root) can take the lock too.
     fd = os.open(folder / _LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -235,6 +237,7 @@ class _HashingFile:
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> int:
+        """Hash, count and write all of `data`."""
         view = memoryview(data)
         self.hash.update(view)
         self.size += len(view)
@@ -283,6 +286,7 @@ def fetch(
 
 
 def _stored_files(repository: Repository, job: str) -> Iterator[Stored]:
+    """Every stored WAL file of `job`, folder by folder in name order."""
     base = job_dir(repository, job)
     if not base.is_dir():
         return

@@ -85,6 +85,13 @@ def test_push_then_fetch_gives_the_same_bytes(tmp_path: Path) -> None:
     assert fetched.returncode == 0, fetched.stderr
     assert (tmp_path / "RECOVERYXLOG").read_bytes() == CONTENT
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # The same through `vigil` (python -m agent), where the commands are registered too.
+    argv = ["wal-fetch", "--config", str(config), "--job", "main", SEGMENT, "again"]
+    vigil = subprocess.run(
+        [sys.executable, "-m", "agent", *argv], cwd=tmp_path, capture_output=True, timeout=60
+    )
+    assert vigil.returncode == 0, vigil.stderr
+    assert (tmp_path / "again").read_bytes() == CONTENT
 
 
 def test_fetch_of_a_file_not_archived_exits_1(tmp_path: Path) -> None:
@@ -218,3 +225,37 @@ def test_archived_ranges_gaps_and_cleanup(tmp_path: Path) -> None:
     assert wal.fetch(repo, "main", names[7], out)
     assert out.read_bytes() == bytes([7]) * 100
     assert not wal.fetch(repo, "main", names[0], out)
+
+
+def test_concurrent_pushes_of_one_name_store_one_file(tmp_path: Path) -> None:
+    """Pushers racing with different content under one name: exactly one wins, the others are
+    refused, and the archive holds the winner's bytes; racing with the same content all win."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agent.backup.errors import IntegrityError
+
+    repo = Repository(tmp_path / "repo")
+    sources = []
+    for i in range(6):
+        folder = tmp_path / f"src{i}"
+        folder.mkdir()
+        (folder / SEGMENT).write_bytes(bytes([i]) * 50_000)
+        sources.append(folder / SEGMENT)
+
+    def attempt(path: Path) -> bytes | None:
+        try:
+            wal.push(repo, "main", path, Codec(level=1, threads=1))
+        except IntegrityError:
+            return None
+        return path.read_bytes()
+
+    with ThreadPoolExecutor(len(sources)) as pool:
+        results = list(pool.map(attempt, sources))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert wal.fetch(repo, "main", SEGMENT, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == winners[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        same = list(pool.map(attempt, [sources[results.index(winners[0])]] * 4))
+    assert same == [winners[0]] * 4
