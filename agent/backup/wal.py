@@ -109,6 +109,8 @@ class Archived:
     histories: tuple[str, ...]
     backup_labels: tuple[str, ...]
     stored_bytes: int
+    last_stored: float | None
+    """When the newest file was stored (its mtime), None for an empty archive."""
 
 
 def job_dir(repository: Repository, job: str) -> Path:
@@ -311,10 +313,15 @@ def archived(
     histories: list[str] = []
     labels: list[str] = []
     total = 0
+    newest: float | None = None
     try:
         for stored in _stored_files(repository, job):
-            with contextlib.suppress(FileNotFoundError):
-                total += stored.path.stat().st_size
+            try:
+                stat = stored.path.stat()
+            except FileNotFoundError:
+                continue  # removed by a cleanup meanwhile
+            total += stat.st_size
+            newest = stat.st_mtime if newest is None else max(newest, stat.st_mtime)
             if stored.wal.endswith(".history"):
                 histories.append(stored.wal)
             elif stored.wal.endswith(".backup"):
@@ -323,6 +330,8 @@ def archived(
                 segments.append(parse_segment(stored.wal, segment_bytes))
     except OSError as exc:
         raise storage_error(exc, f"cannot list the WAL archive of {job}") from None
+    except ValueError as exc:  # a segment number the segment size cannot have
+        raise IntegrityError(f"the WAL archive of {job} holds {exc}") from None
     ranges = []
     gaps = missing(segments)
     for timeline in sorted({s.timeline for s in segments}):
@@ -337,14 +346,17 @@ def archived(
             )
         )
     histories.sort(key=history_timeline)
-    return Archived(tuple(ranges), tuple(histories), tuple(sorted(labels)), total)
+    return Archived(tuple(ranges), tuple(histories), tuple(sorted(labels)), total, newest)
 
 
 def cleanup(repository: Repository, job: str, oldest_needed_wal: str) -> list[str]:
     """Remove the archived segments, labels and partial files older than `oldest_needed_wal` (a
     segment or `.backup` name), on every timeline, as `pg_archivecleanup` does; history files
     stay. Returns the WAL names removed."""
-    cut = cleanup_key(oldest_needed_wal)
+    try:
+        cut = cleanup_key(oldest_needed_wal)
+    except ValueError as exc:
+        raise BackupError(Reason.REFUSED, str(exc)) from None
     removed = []
     touched: set[Path] = set()
     try:

@@ -13,6 +13,8 @@ import re
 
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 """`wal_segment_size` unless initdb was told otherwise."""
+SEGMENT_SIZES = frozenset(1 << k for k in range(20, 31))
+"""The sizes initdb accepts: powers of two from 1 MiB to 1 GiB."""
 
 _SEGMENT = r"[0-9A-F]{24}"
 WAL_NAME = re.compile(
@@ -37,9 +39,11 @@ class Segment:
 
 def segments_per_log(segment_bytes: int) -> int:
     """Segments per "log" id (the middle 8 hex digits): 256 for 16 MiB segments."""
-    if segment_bytes <= 0 or segment_bytes & (segment_bytes - 1):
-        raise ValueError(f"a WAL segment size is a power of two, not {segment_bytes}")
-    return 0x1_0000_0000 // segment_bytes
+    if segment_bytes not in SEGMENT_SIZES:
+        raise ValueError(
+            f"a WAL segment size is a power of two from 1 MiB to 1 GiB, not {segment_bytes}"
+        )
+    return (1 << 32) // segment_bytes
 
 
 def is_wal_name(name: str) -> bool:

@@ -15,6 +15,7 @@ import yaml
 
 from agent.backup import wal
 from agent.backup.artifact import Codec
+from agent.backup.errors import BackupError, Reason
 from agent.backup.repository import Repository
 
 pytestmark = pytest.mark.integration
@@ -212,6 +213,11 @@ def test_archived_ranges_gaps_and_cleanup(tmp_path: Path) -> None:
     assert (two.first, two.last, two.missing) == (names[6], names[7], ())
     assert listing.histories == ("00000002.history",)
     assert listing.backup_labels == (names[2],)
+    assert listing.last_stored is not None
+    assert listing.stored_bytes > 0
+    with pytest.raises(BackupError) as refused:
+        wal.cleanup(repo, "main", "00000002.history")
+    assert refused.value.reason is Reason.REFUSED
 
     removed = wal.cleanup(repo, "main", "000000020000000100000000")
     assert sorted(removed) == sorted(names[:4])

@@ -64,6 +64,13 @@ def test_known_names() -> None:
     assert parse_segment("0000000100000001000000FF") == Segment(1, 0x1FF)
     assert history_timeline("0000000A.history") == 10
     assert format_lsn(parse_lsn("0/16B3748")) == "0/16B3748"
+    assert parse_segment("0000000110000000000000FF") == Segment(1, 0x10000000 * 256 + 0xFF)
+    assert parse_segment("000000010000000100000003", 1 << 30) == Segment(1, 4 + 3)
+    assert history_timeline("0000001F.history") == 31
+    assert cleanup_key("0000000A0000001F000000B3.00000028.backup") == "0000001F000000B3"
+    assert format_lsn((1 << 64) - 1) == "FFFFFFFF/FFFFFFFF"
+    assert segments_per_log(1 << 20) == 4096
+    assert segments_per_log(1 << 30) == 4
 
 
 @pytest.mark.parametrize(
@@ -89,8 +96,33 @@ def test_a_segment_part_out_of_range_is_refused() -> None:
     """With 16 MiB segments the last 8 digits stop at FF."""
     with pytest.raises(ValueError, match="not a segment of"):
         parse_segment("000000010000000000000100")
+    with pytest.raises(ValueError, match="not a segment of"):
+        parse_segment("000000010000000010000000")
+    with pytest.raises(ValueError, match="not a segment of"):
+        parse_segment("000000010000000000000004", 1 << 30)
+
+
+@pytest.mark.parametrize("size", [0, 1, 3 << 20, 1 << 19, 1 << 31, -(1 << 24)])
+def test_only_sizes_initdb_accepts(size: int) -> None:
+    """A segment size is a power of two from 1 MiB to 1 GiB."""
     with pytest.raises(ValueError, match="power of two"):
-        segments_per_log(3 << 20)
+        segments_per_log(size)
+
+
+def test_names_of_the_wrong_kind_are_refused() -> None:
+    """History names have no segment; segment names are no history; LSNs stay in 64 bits."""
+    for call in (parse_segment, cleanup_key):
+        with pytest.raises(ValueError, match=r"00000002\.history"):
+            call("00000002.history")
+        with pytest.raises(ValueError, match=r"x\.history"):
+            call("x.history")
+    with pytest.raises(ValueError, match="not a timeline history file name"):
+        history_timeline("000000010000000000000001")
+    with pytest.raises(ValueError, match="not a timeline history file name"):
+        history_timeline("0000000G.history")
+    for value in (-1, 1 << 64):
+        with pytest.raises(ValueError, match="not an LSN"):
+            format_lsn(value)
     with pytest.raises(ValueError, match="not an LSN"):
         parse_lsn("12345")
 
