@@ -50,6 +50,8 @@ class Started:
     log_path: Path
     proof: tuple[str, ...]
     """The log lines saying where recovery started and stopped."""
+    timeline: int | None
+    """The timeline the promoted cluster started ("selected new timeline ID")."""
 
 
 def _as_postgres(argv: list[str]) -> list[str]:
@@ -79,11 +81,18 @@ def unquote(body: str) -> str:
     return re.sub(r"''|\\(.)", lambda m: "'" if m.group(0) == "''" else m.group(1), body)
 
 
+_TIMELINE = re.compile(r"selected new timeline ID: (\d+)")
+_FIRST_WAL = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$", re.M)
+_PROBE = "pg_wal/VIGILPREFLIGHT"
+
+
 def check_restore_command(data_dir: Path) -> None:
     """Run the restored cluster's `restore_command` as postgres will (as `postgres` when we are
-    root, in the data directory) for a file no archive holds; BackupError (tool) unless it
-    answers "not archived" (exit 1), which proves it starts, reads its config and finds its job.
-    Without this, a root-only interpreter or config shows only as a failed recovery."""
+    root, in the data directory) for the backup's first WAL segment (from its backup_label);
+    BackupError (tool) unless it fetches it (exit 0: the interpreter, the config, the job and
+    the identity all work) or answers "not archived" (exit 1: all but the identity shown to
+    work). Without this, a root-only interpreter or a missing key shows only as a failed
+    recovery."""
     try:
         text = (data_dir / "postgresql.auto.conf").read_text(errors="replace")
     except OSError as exc:
@@ -92,7 +101,13 @@ def check_restore_command(data_dir: Path) -> None:
     if not found:
         raise BackupError(Reason.REFUSED, f"{data_dir} has no restore_command")
     command = unquote(found[-1])
-    line = command.replace("%f", "FFFFFFFF.history").replace("%p", "pg_wal/VIGILPREFLIGHT")
+    try:
+        label = (data_dir / "backup_label").read_text(errors="replace")
+    except OSError:
+        label = ""
+    first = _FIRST_WAL.search(label)
+    wal = first.group(1) if first else "FFFFFFFF.history"  # no label: a name never archived
+    line = command.replace("%f", wal).replace("%p", _PROBE)
     try:
         proc = subprocess.run(
             _as_postgres(["/bin/sh", "-c", line.replace("%%", "%")]),
@@ -104,7 +119,9 @@ def check_restore_command(data_dir: Path) -> None:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BackupError(Reason.TOOL, f"cannot run the restore command: {exc}") from None
-    if proc.returncode != 1:
+    finally:
+        (data_dir / _PROBE).unlink(missing_ok=True)
+    if proc.returncode not in (0, 1):
         who = OS_USER if os.geteuid() == 0 else "this user"
         raise failure(f"restore_command (run as {who})", proc.returncode, proc.stderr)
 
@@ -162,7 +179,8 @@ def start_cluster(
         tail = "\n".join(_log(log_path)[-15:])
         raise BackupError(exc.reason, f"{exc}; server log:\n{tail}") from None
     proof = tuple(line for line in _log(log_path) if PROOF.search(line))
-    return Started(port, data_dir, log_path, proof)
+    chosen = [m.group(1) for m in map(_TIMELINE.search, proof) if m]
+    return Started(port, data_dir, log_path, proof, int(chosen[-1]) if chosen else None)
 
 
 def stop_cluster(data_dir: Path, bin_dir: str | None = None, timeout: float = 60.0) -> None:

@@ -238,6 +238,7 @@ def test_recovery_to_a_time(archiving: Archiving) -> None:
     target = RecoveryTarget(time=archiving.time)
     assert choose_base([archiving.manifest], target) == archiving.manifest
     _, rows, proof = _recover(archiving, target, "to-time")
+    assert any("selected new timeline ID: 2" in line for line in proof)
     assert rows == list(range(1, archiving.time_rows + 1))
     text = "\n".join(proof)
     assert "starting point-in-time recovery to" in text
@@ -338,6 +339,34 @@ def test_a_restore_command_that_cannot_work_is_caught_before_starting(
     assert failed.value.reason is Reason.TOOL
     assert "restore_command" in str(failed.value)
     assert not (destination / "postmaster.pid").exists()
+
+
+def test_a_wrong_identity_for_wal_fetch_is_caught_before_starting(archiving: Archiving) -> None:
+    """When the restored cluster's wal-fetch would read the archive with the wrong key, the
+    check before starting fetches the backup's first segment and fails on it."""
+    other = archiving.base / "other-identity.txt"
+    other.write_text(f"{pyrage.x25519.Identity.generate()}\n")
+    doc = yaml.safe_load(archiving.config.read_text())
+    doc["backup"]["encryption"]["identity_file"] = str(other)
+    config = archiving.base / "other-key.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    _give_to_postgres(archiving.base)
+    destination = archiving.base / "other-key"
+    restore(
+        archiving.repository,
+        archiving.manifest,
+        destination,
+        load_identities(f"{IDENTITY}\n"),
+        None,
+        config_path=config,
+        program=wal_program(),
+    )
+    with pytest.raises(BackupError) as failed:
+        start_cluster(destination, free_port(), timeout=30)
+    assert "exited 126" in str(failed.value)
+    assert "not encrypted to this identity" in str(failed.value)
+    assert not (destination / "postmaster.pid").exists()
+    assert not (destination / "pg_wal" / "VIGILPREFLIGHT").exists()
 
 
 def test_restore_refuses_a_non_empty_destination(archiving: Archiving) -> None:
