@@ -19,6 +19,7 @@ from agent.server import loop
 from agent.state_cli import state
 from agent.telemetry import reference
 from agent.telemetry.logging import configure_logging
+from agent.wal_cli import wal_fetch, wal_push
 from exporters.otel import otlp_target
 
 _COLOURS = {
@@ -162,7 +163,10 @@ def validate(file: Path) -> None:
 
 
 # The admin API client commands live beside: `vigil degradation ...`, `vigil flags ...`; and the
-# database's copies: `vigil state ...`.
+# database's copies: `vigil state ...`; PostgreSQL's archive and restore commands: `vigil wal-push`,
+# `vigil wal-fetch`.
 main.add_command(degradation)
 main.add_command(flags)
 main.add_command(state)
+main.add_command(wal_push)
+main.add_command(wal_fetch)

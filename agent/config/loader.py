@@ -37,8 +37,12 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> VigilConfig:
-    """Read, validate and check the environment of a config file, or the embedded default."""
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, environment: bool = True
+) -> VigilConfig:
+    """Read, validate and check the environment of a config file, or the embedded default;
+    `environment=False` skips the `*_env` check, for commands run by others (PostgreSQL's
+    archive_command) that use none of those variables."""
     if path is None:
         source = DEFAULT_SOURCE
         text = resources.files("agent.config").joinpath("default.yaml").read_text("utf-8")
@@ -48,10 +52,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> VigilConfig:
             text = Path(path).read_text("utf-8")
         except OSError as exc:
             raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from None
-    return parse_config(text, source)
+    return parse_config(text, source, environment=environment)
 
 
-def parse_config(text: str, source: str) -> VigilConfig:
+def parse_config(text: str, source: str, *, environment: bool = True) -> VigilConfig:
     """Validate YAML `text`; `source` names it in errors."""
     try:
         data = yaml.safe_load(text)
@@ -67,7 +71,7 @@ def parse_config(text: str, source: str) -> VigilConfig:
         config = VigilConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
-    missing = list(_missing_environment(config))
+    missing = list(_missing_environment(config)) if environment else []
     if missing:
         raise ConfigError(source, missing)
     _register_embedded_credentials(config)
