@@ -11,6 +11,7 @@ import click
 
 from agent import __version__
 from agent.admin_cli import degradation, flags
+from agent.backup_cli import backup
 from agent.config import ConfigError, VigilConfig, load_config
 from agent.config.loader import CONFIG_ERROR_EXIT
 from agent.probes import PROBES
@@ -161,8 +162,9 @@ def validate(file: Path) -> None:
     click.echo(f"{file}: valid ({len(loaded.checks)} checks)")
 
 
-# The admin API client commands live beside: `vigil degradation ...`, `vigil flags ...`; and the
-# database's copies: `vigil state ...`.
+# The admin API client commands live beside: `vigil degradation ...`, `vigil flags ...`; the
+# database's copies: `vigil state ...`; backups: `vigil backup ...`.
+main.add_command(backup)
 main.add_command(degradation)
 main.add_command(flags)
 main.add_command(state)
