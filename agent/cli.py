@@ -11,6 +11,7 @@ import click
 
 from agent import __version__
 from agent.admin_cli import degradation, flags
+from agent.backup_cli import backup
 from agent.config import ConfigError, VigilConfig, load_config
 from agent.config.loader import CONFIG_ERROR_EXIT
 from agent.probes import PROBES
@@ -70,7 +71,7 @@ def run(config_path: Path | None) -> None:
     from agent.server.agent import Agent
 
     try:
-        loop.run(Agent(config).serve_until_signalled())
+        loop.run(Agent(config, config_path=config_path).serve_until_signalled())
     except (OSError, StateError, FlagStoreError, StoreUnavailableError) as exc:
         click.echo(f"vigil: cannot start: {exc}", err=True)
         sys.exit(1)
@@ -162,9 +163,10 @@ def validate(file: Path) -> None:
     click.echo(f"{file}: valid ({len(loaded.checks)} checks)")
 
 
-# The admin API client commands live beside: `vigil degradation ...`, `vigil flags ...`; and the
-# database's copies: `vigil state ...`; PostgreSQL's archive and restore commands: `vigil wal-push`,
-# `vigil wal-fetch`.
+# The admin API client commands live beside: `vigil degradation ...`, `vigil flags ...`; the
+# database's copies: `vigil state ...`; backups: `vigil backup ...`; PostgreSQL's archive and
+# restore commands: `vigil wal-push`, `vigil wal-fetch`.
+main.add_command(backup)
 main.add_command(degradation)
 main.add_command(flags)
 main.add_command(state)

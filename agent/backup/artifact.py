@@ -22,14 +22,13 @@ import threading
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import pyrage  # type: ignore[import-untyped]  # ships no type information
 import zstandard
 
 from agent.backup.errors import BackupError, IntegrityError, Reason
-
-Compression = Literal["zstd", "gzip", "none"]
+from agent.backup.manifest import ArtifactInfo, Compression
 
 CHUNK = 1 << 17
 """Bytes per read when pumping an artifact."""
@@ -66,40 +65,6 @@ class Codec:
             return None
         joined = "\n".join(sorted(self.recipients)).encode()
         return "age:" + hashlib.sha256(joined).hexdigest()[:16]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ArtifactInfo:
-    """What was stored: the file's name, sizes before and after encoding, and its SHA-256."""
-
-    name: str
-    plain_bytes: int
-    stored_bytes: int
-    sha256: str
-    compression: Compression
-    key_id: str | None
-
-    def as_json(self) -> dict[str, Any]:
-        """The manifest's record of this artifact."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ArtifactInfo:
-        """The record read back; IntegrityError when it lacks a field or has a wrong type."""
-        try:
-            info = cls(
-                name=str(data["name"]),
-                plain_bytes=int(data["plain_bytes"]),
-                stored_bytes=int(data["stored_bytes"]),
-                sha256=str(data["sha256"]),
-                compression=data["compression"],
-                key_id=None if data["key_id"] is None else str(data["key_id"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise IntegrityError(f"artifact record is malformed: {exc!r}") from None
-        if info.compression not in _EXTENSIONS or "/" in info.name or info.name.startswith("."):
-            raise IntegrityError(f"artifact record is malformed: {info.name!r}")
-        return info
 
 
 def storage_error(exc: OSError, what: str) -> BackupError:
@@ -529,7 +494,14 @@ class Plain:
         return self._pipe.reader.read(size) or b""
 
     def close(self) -> None:
-        """Stop reading and raise the decoder's error, if any."""
+        """Read what the consumer left (a tar's end padding), so the whole artifact is checked,
+        and raise the decoder's error, if any."""
+        while self._pipe.reader.read(CHUNK):
+            pass
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """Stop reading at once; the decoder's error, if it ended with one before."""
         self._pipe.reader.close()
         error = self._worker.join()
         if error is not None and not isinstance(error, BrokenPipeError):
@@ -543,4 +515,4 @@ class Plain:
             self.close()
         else:
             with contextlib.suppress(BaseException):  # the consumer's own error goes on
-                self.close()
+                self._abandon()

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.backup.artifact import CHUNK, ArtifactInfo, Plain, Writable, storage_error
+from agent.backup.artifact import CHUNK, Plain, Writable, storage_error
 from agent.backup.errors import BackupError, IntegrityError, Reason
+from agent.backup.manifest import ArtifactInfo
 from agent.backup.pgprocess import remaining
 
 READ_BYTES = 1 << 20

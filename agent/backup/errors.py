@@ -25,6 +25,8 @@ class Reason(enum.StrEnum):
     """A drill's restored copy failed its queries or file checks."""
     TIMEOUT = "timeout"
     """The run outlasted the job's timeout."""
+    CANCELLED = "cancelled"
+    """The agent stopped while the run went on."""
     BUSY = "busy"
     """Another run of the same job holds its lock."""
     REFUSED = "refused"

@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.backup.artifact import ArtifactInfo, Codec, pump, storage_error, verify
+from agent.backup.artifact import Codec, pump, storage_error, verify
 from agent.backup.dumpdir import untar, write_tar
 from agent.backup.errors import BackupError, IntegrityError, Reason
-from agent.backup.manifest import Kind, Manifest
+from agent.backup.manifest import ArtifactInfo, Kind, Manifest
 from agent.backup.pgprocess import Process, remaining
 from agent.backup.pgsql import (
     DatabaseState,

@@ -10,16 +10,55 @@ import hashlib
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
-from agent.backup.artifact import ArtifactInfo
 from agent.backup.errors import IntegrityError
+
+Compression = Literal["zstd", "gzip", "none"]
 
 FORMAT = 1
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[FDI](\.\d{1,4})?$")
 JOB_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    """What was stored: the file's name, sizes before and after encoding, and its SHA-256."""
+
+    name: str
+    plain_bytes: int
+    stored_bytes: int
+    sha256: str
+    compression: Compression
+    key_id: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The manifest's record of this artifact."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ArtifactInfo:
+        """The record read back; IntegrityError when it lacks a field or has a wrong type."""
+        try:
+            info = cls(
+                name=str(data["name"]),
+                plain_bytes=int(data["plain_bytes"]),
+                stored_bytes=int(data["stored_bytes"]),
+                sha256=str(data["sha256"]),
+                compression=data["compression"],
+                key_id=None if data["key_id"] is None else str(data["key_id"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"artifact record is malformed: {exc!r}") from None
+        if (
+            info.compression not in ("zstd", "gzip", "none")
+            or "/" in info.name
+            or info.name.startswith(".")
+        ):
+            raise IntegrityError(f"artifact record is malformed: {info.name!r}")
+        return info
 
 
 class Kind(enum.StrEnum):

@@ -22,8 +22,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from agent.backup.artifact import CHUNK, ArtifactInfo, Codec, Writable
+from agent.backup.artifact import CHUNK, Codec, Writable
 from agent.backup.errors import BackupError, Reason
+from agent.backup.manifest import ArtifactInfo
 from agent.backup.pgtools import PgTarget, binary, failure
 from agent.backup.repository import Staging
 from agent.backup.walnames import format_lsn, parse_lsn, segment_of

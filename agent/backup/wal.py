@@ -31,16 +31,14 @@ from typing import Any
 
 from agent.backup.artifact import (
     CHUNK,
-    ArtifactInfo,
     ArtifactWriter,
     Codec,
-    Compression,
     fsync_dir,
     pump,
     storage_error,
 )
 from agent.backup.errors import BackupError, IntegrityError, Reason
-from agent.backup.manifest import JOB_PATTERN
+from agent.backup.manifest import JOB_PATTERN, ArtifactInfo, Compression
 from agent.backup.repository import Repository
 from agent.backup.walnames import (
     DEFAULT_SEGMENT_BYTES,

@@ -51,9 +51,6 @@ class RepositorySettings(Strict):
     disk, ideally not the one being backed up)."""
 
     path: str = Field(default=".vigil/backups", min_length=1)
-    free_space_low_ratio: float = Field(
-        default=0.1, gt=0, lt=1, description="Below this share of free space the repository is low."
-    )
 
 
 class EncryptionSettings(Strict):
@@ -105,9 +102,6 @@ class DrillSettings(Strict):
     """Restore drills: when, and what proves the restored copy good besides the checksums."""
 
     schedule: str | None = Field(default=None, description="Cron expression; none: only on demand.")
-    max_age_seconds: float = Field(
-        default=8 * 86_400.0, gt=0, description="A drill older than this is overdue."
-    )
     files: list[str] = Field(
         default_factory=list, description="files jobs: paths that must exist in the restored tree."
     )
@@ -137,7 +131,7 @@ class Schedules(Strict):
 class JobBase(Strict):
     """Keys every backup job accepts."""
 
-    name: str = Field(pattern=_NAME, description="Unique; the `job` label of its series.")
+    name: str = Field(pattern=_NAME, description="Unique; the `backup_job` label of its series.")
     schedule: Schedules = Field(default_factory=Schedules)
     timeout_seconds: float = Field(default=6 * 3600.0, gt=0, le=7 * 86_400)
     compression: Compression = "zstd"
@@ -148,7 +142,6 @@ class JobBase(Strict):
     encrypt: bool = Field(default=True, description="When backup.encryption has recipients.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     drill: DrillSettings = Field(default_factory=DrillSettings)
-    slower_ratio: float = Field(default=2.0, gt=1, description="Informational for dashboards.")
 
     @model_validator(mode="after")
     def _level_fits(self) -> JobBase:

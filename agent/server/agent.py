@@ -27,6 +27,7 @@ from exporters.otel import Pipeline
 # The degradation engine, the database and each store are imported where they are used: an agent
 # without them (or without a Redis store) does not carry their memory (benchmarks/footprint.py).
 if TYPE_CHECKING:
+    from agent.backup.scheduler import Scheduler as BackupScheduler
     from agent.database import Database, OwnerLock, Schema
     from agent.degradation.flags import Flags
     from agent.degradation.reconcile import Reconciler
@@ -38,9 +39,10 @@ log = structlog.get_logger("vigil.agent")
 
 def schemas() -> tuple[Schema, ...]:
     """The tables of every capability that keeps its state in the agent's database."""
-    from agent.degradation.sqlitestore import SCHEMA
+    from agent.backup.catalogue import SCHEMA as BACKUP
+    from agent.degradation.sqlitestore import SCHEMA as DEGRADATION
 
-    return (SCHEMA,)
+    return (DEGRADATION, BACKUP)
 
 
 class Agent:
@@ -56,6 +58,7 @@ class Agent:
         config: VigilConfig,
         pipeline: Pipeline | None = None,
         clock: Callable[[], float] = time.time,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -86,7 +89,8 @@ class Agent:
         # The agent's embedded database, when a capability keeps its state there.
         self.database: Database | None = None
         self._owner: OwnerLock | None = None
-        if config.degradation.enabled and config.degradation.store == "sqlite":
+        sqlite_state = config.degradation.enabled and config.degradation.store == "sqlite"
+        if sqlite_state or config.backup.jobs:
             from agent.database import Database, OwnerLock
 
             self.database = Database(database_path(config), schemas())
@@ -110,6 +114,9 @@ class Agent:
             from agent.queue.metrics import observe as observe_queues
 
             observe_queues(meter, [self.degradation.hook.queue])
+        self.backups: BackupScheduler | None = None
+        if config.backup.jobs and self.database is not None:
+            self.backups = _backups(config, config_path, self.database, meter, tracer, clock)
 
     async def start(self) -> None:
         """Create the data directory, start serving and scheduling."""
@@ -159,6 +166,8 @@ class Agent:
         addresses = self._runner_app.addresses  # the real port when listen_port is 0
         self.port = int(addresses[0][1]) if addresses else settings.listen_port
         self.runner.start()
+        if self.backups is not None:
+            await self.backups.start()
         log.info(
             "agent started",
             listen=f"http://{settings.listen_host}:{self.port}",
@@ -173,6 +182,8 @@ class Agent:
         started = time.monotonic()
         grace = self.config.agent.shutdown_grace_seconds
         await self.runner.stop(grace)
+        if self.backups is not None:
+            await self.backups.stop(grace)
         if self.reconciler is not None:
             await self.reconciler.stop()
         if self._flag_refresher is not None:
@@ -223,6 +234,33 @@ def _rate_limited(request: web.Request) -> bool:
     """The routes behind the API rate limit: the admin API and `/health`, never what Prometheus,
     orchestrators' probes or Alertmanager call."""
     return request.path.startswith("/api/") or request.path == "/health"
+
+
+def _backups(
+    config: VigilConfig,
+    config_path: Path | None,
+    database: Database,
+    meter: Meter,
+    tracer: Tracer,
+    clock: Callable[[], float],
+) -> BackupScheduler:
+    """The backup service over the agent's database, its scheduler and its signals."""
+    from agent.backup.metrics import observe
+    from agent.backup.scheduler import Scheduler
+    from agent.backup.service import Backups
+
+    service = Backups(
+        config.backup,
+        database,
+        Path(config.agent.data_dir),
+        clock=clock,
+        tracer=tracer,
+        version=__version__,
+        config_path=config_path.resolve() if config_path else None,
+    )
+    scheduler = Scheduler(service, clock)
+    observe(meter, scheduler.snapshot)
+    return scheduler
 
 
 def database_path(config: VigilConfig) -> Path:

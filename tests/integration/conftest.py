@@ -110,12 +110,14 @@ def agent_config(
     tmp_path: Path,
     telemetry: dict[str, Any] | None = None,
     degradation: dict[str, Any] | None = None,
+    backup: dict[str, Any] | None = None,
     **agent: Any,
 ) -> VigilConfig:
     """A config on a free port with `checks`, no start-up grace, data under `tmp_path`."""
     doc = {
         "telemetry": telemetry or {},
         "degradation": degradation or {},
+        "backup": backup or {},
         "agent": {
             "listen_port": 0,
             "startup_grace_seconds": 0,
@@ -141,9 +143,10 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[R
         telemetry: dict[str, Any] | None = None,
         degradation: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
+        backup: dict[str, Any] | None = None,
         **agent: Any,
     ) -> RunningAgent:
-        config = agent_config(checks, tmp_path, telemetry, degradation, **agent)
+        config = agent_config(checks, tmp_path, telemetry, degradation, backup, **agent)
         log = io.StringIO()
         configure_logging("json", "info", stream=log)
         running = Agent(config, clock=clock)

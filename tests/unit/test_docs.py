@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from agent.cli import main
 from agent.config import checks, model
+from agent.config.backup import BackupSettings
 from agent.degradation import flags, policy
 from agent.degradation.engine import DegradationEngine
 from agent.degradation.levels import Level
@@ -60,6 +61,7 @@ def _config_models() -> list[type[BaseModel]]:
         model.TelemetrySettings,
         model.OtlpSettings,
         *_nested_models(model.DegradationSettings),
+        *_nested_models(BackupSettings),
     ]
     for _, value in inspect.getmembers(checks, inspect.isclass):
         if (

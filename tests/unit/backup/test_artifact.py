@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.backup.artifact import (
-    ArtifactInfo,
     ArtifactWriter,
     Codec,
     Plain,
@@ -23,6 +22,7 @@ from agent.backup.artifact import (
     verify,
 )
 from agent.backup.errors import BackupError, IntegrityError, Reason
+from agent.backup.manifest import ArtifactInfo
 
 IDENTITY = pyrage.x25519.Identity.generate()
 OTHER = pyrage.x25519.Identity.generate()

@@ -15,11 +15,11 @@ from pathlib import Path
 import pyrage  # type: ignore[import-untyped]
 import pytest
 
-from agent.backup.artifact import CHUNK, ArtifactInfo, ArtifactWriter, Codec, Plain
+from agent.backup.artifact import CHUNK, ArtifactWriter, Codec, Plain
 from agent.backup.dumpdir import untar, write_tar
 from agent.backup.errors import BackupError, IntegrityError, Reason
 from agent.backup.logical import dump_artifact, tool_version
-from agent.backup.manifest import BackupType, Kind, Manifest
+from agent.backup.manifest import ArtifactInfo, BackupType, Kind, Manifest
 from agent.backup.pgprocess import STDERR_KEEP, Process
 from agent.backup.pgtools import STDERR_TAIL
 from agent.telemetry.redact import redactor

@@ -1,0 +1,649 @@
+"""`Backups`: every backup operation of the configured jobs, framed the same way: the job's lock,
+a span, a deadline, a run recorded in the catalogue (with the failure's reason), and the kind's
+own work (files, PostgreSQL logical, PostgreSQL physical).
+
+Operations are blocking (pipelines, subprocesses) and run on the caller's thread: the CLI calls
+them directly, the agent from worker threads (`agent.backup.scheduler`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+
+from agent.backup import catalogue, filesystem, retention
+from agent.backup.artifact import Codec, load_identities
+from agent.backup.catalogue import Entry, JobStatus, Run
+from agent.backup.errors import BackupError, Reason
+from agent.backup.manifest import BackupType, Kind, Manifest, backup_id
+from agent.backup.progress import Progress, Quiet, Tracker
+from agent.backup.repository import Repository, Space
+from agent.config.backup import BackupSettings, FilesJob, PostgresJob
+from agent.database import Database
+from agent.telemetry.spans import mark_error
+
+Job = FilesJob | PostgresJob
+
+
+def kind_of(job: Job) -> Kind:
+    """The kind of backup a job makes."""
+    if isinstance(job, FilesJob):
+        return Kind.FILES
+    return Kind.POSTGRES_PHYSICAL if job.mode == "physical" else Kind.POSTGRES_LOGICAL
+
+
+class Backups:
+    """The backup capability over one repository and the agent's database."""
+
+    def __init__(
+        self,
+        settings: BackupSettings,
+        database: Database,
+        data_dir: Path,
+        clock: Callable[[], float] = time.time,
+        tracer: trace.Tracer | None = None,
+        version: str = "",
+        config_path: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.data_dir = data_dir
+        self.clock = clock
+        self.tracer = tracer or trace.get_tracer("vigil.backup")
+        self.version = version
+        self.config_path = config_path
+        self.repository = Repository(Path(settings.repository.path))
+        self.trees = filesystem.TreeCache(data_dir / "backup-trees")
+        self.running: dict[tuple[str, str], Tracker] = {}
+        self._running_lock = threading.Lock()
+
+    # --- the jobs and their keys ----------------------------------------------------------
+
+    def job(self, name: str) -> Job:
+        """The configured job `name`; BackupError (refused) when there is none."""
+        job = self.settings.job(name)
+        if job is None:
+            known = ", ".join(j.name for j in self.settings.jobs) or "none configured"
+            raise BackupError(Reason.REFUSED, f"no backup job {name!r} ({known})")
+        return job
+
+    def codec(self, job: Job) -> Codec:
+        """How the job's artifacts are encoded."""
+        recipients = tuple(self.settings.encryption.recipients) if job.encrypt else ()
+        return Codec(job.compression, job.compression_level, job.threads, recipients)
+
+    def identities(self, required: bool = True) -> list[Any]:
+        """The age identities for reading encrypted artifacts (none configured: an empty list,
+        or BackupError (encryption) when `required`)."""
+        settings = self.settings.encryption
+        text = None
+        if settings.identity_file is not None:
+            try:
+                text = Path(settings.identity_file).read_text()
+            except OSError as exc:
+                raise BackupError(
+                    Reason.ENCRYPTION,
+                    f"cannot read identity_file {settings.identity_file}: {exc.strerror}",
+                ) from None
+        elif settings.identity_env is not None:
+            text = os.environ.get(settings.identity_env)
+        if text is None:
+            if required and settings.recipients:
+                raise BackupError(
+                    Reason.ENCRYPTION,
+                    "reading encrypted backups needs backup.encryption.identity_file"
+                    " or identity_env",
+                )
+            return []
+        return load_identities(text)
+
+    # --- the frame of every operation ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _operation(
+        self,
+        job: str,
+        operation: str,
+        progress: Progress | None,
+        timeout: float | None,
+        lock: bool = True,
+        **attributes: Any,
+    ) -> Iterator[tuple[Tracker, dict[str, Any]]]:
+        """Lock, span, deadline and the recorded run around one operation. The block fills the
+        dict with `backup_id`, `type`, `details` and `message`; a BackupError it raises is
+        recorded with its reason and goes on."""
+        tracker = Tracker(progress or Quiet(), timeout)
+        result: dict[str, Any] = {"details": {}}
+        started = self.clock()
+        span_attributes = {"vigil.backup.job": job, "vigil.backup.operation": operation}
+        with self.tracer.start_as_current_span(
+            f"backup {operation}",
+            attributes=span_attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            key = (job, operation)
+            try:
+                self.repository.ensure()
+                with self.repository.lock(job) if lock else contextlib.nullcontext():
+                    with self._running_lock:
+                        self.running[key] = tracker
+                    try:
+                        yield tracker, result
+                    finally:
+                        with self._running_lock:
+                            self.running.pop(key, None)
+            except BackupError as exc:
+                failure = exc
+            except Exception as exc:  # a bug: recorded as internal, then raised as it is
+                mark_error(span, type(exc).__name__, repr(exc))
+                self._record(
+                    Run(
+                        job,
+                        operation,
+                        started,
+                        self.clock(),
+                        False,
+                        reason=Reason.INTERNAL.value,
+                        message=repr(exc)[:500],
+                        **_run_fields(result),
+                    )
+                )
+                raise
+            else:
+                if result.pop("record", True):
+                    self._record(
+                        Run(
+                            job,
+                            operation,
+                            started,
+                            self.clock(),
+                            True,
+                            message=result.get("message"),
+                            **_run_fields(result),
+                        )
+                    )
+                span.set_attribute("vigil.backup.outcome", "success")
+                return
+            mark_error(span, failure.reason.value, str(failure))
+            span.set_attribute("vigil.backup.reason", failure.reason.value)
+            if failure.reason is not Reason.BUSY:
+                run = Run(
+                    job,
+                    operation,
+                    started,
+                    self.clock(),
+                    False,
+                    reason=failure.reason.value,
+                    message=str(failure),
+                    **_run_fields(result),
+                )
+                self._record(run)
+            raise failure
+
+    def _record(self, run: Run) -> None:
+        try:
+            if run.ok and "manifest" in run.details:
+                manifest = run.details.pop("manifest")
+                self.database.call(lambda db: catalogue.add(db, manifest, run))
+            else:
+                self.database.call(lambda db: catalogue.record(db, run))
+        except Exception:  # the run's own outcome matters more than its record
+            if run.ok and run.operation == "backup":
+                raise
+
+    # --- create ------------------------------------------------------------------------------
+
+    def create(
+        self, job_name: str, wanted: BackupType | None = None, progress: Progress | None = None
+    ) -> Manifest:
+        """Take a backup of `job_name` (default type: full), commit it, catalogue it."""
+        job = self.job(job_name)
+        wanted = wanted or BackupType.FULL
+        with self._operation(
+            job.name, "backup", progress, job.timeout_seconds, type=wanted.value
+        ) as (tracker, result):
+            removed = self.repository.clean_partial(job.name)
+            history, _ = self.repository.scan(job.name)
+            manifest = self._create(job, wanted, history, tracker)
+            result.update(backup_id=manifest.id, type=manifest.type.value)
+            result["details"] = {
+                "manifest": manifest,
+                "stored_bytes": manifest.stored_bytes,
+                "cleaned_partial": removed,
+            }
+            return manifest
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _create(
+        self, job: Job, wanted: BackupType, history: list[Manifest], tracker: Tracker
+    ) -> Manifest:
+        started = self.clock()
+        codec = self.codec(job)
+        if isinstance(job, FilesJob):
+            planned = filesystem.plan(
+                wanted, history, self.trees, self.repository, self.identities(required=False)
+            )
+            new_id = backup_id(started, planned.type, {m.id for m in history})
+            staging = self.repository.stage(job.name, new_id)
+            try:
+                artifacts, details, entries = filesystem.backup(
+                    job, staging, codec, planned, tracker
+                )
+                manifest = Manifest(
+                    new_id, job.name, Kind.FILES, planned.type,
+                    planned.parent.id if planned.parent else None,
+                    started, self.clock(), tuple(artifacts), details, self.version,
+                )  # fmt: skip
+                self.repository.commit(staging, manifest)
+            except BaseException:
+                self.repository.discard(staging)
+                raise
+            self.trees.store(job.name, new_id, entries)
+            return manifest
+        return self._create_postgres(job, history, started, codec, tracker)
+
+    def _create_postgres(
+        self,
+        job: PostgresJob,
+        history: list[Manifest],
+        started: float,
+        codec: Codec,
+        tracker: Tracker,
+    ) -> Manifest:
+        from agent.backup import postgres
+
+        new_id = backup_id(started, BackupType.FULL, {m.id for m in history})
+        staging = self.repository.stage(job.name, new_id)
+        try:
+            kind, artifacts, details = postgres.backup(job, staging, codec, tracker)
+            manifest = Manifest(
+                new_id, job.name, kind, BackupType.FULL, None, started, self.clock(),
+                tuple(artifacts), details, self.version,
+            )  # fmt: skip
+            self.repository.commit(staging, manifest)
+        except BaseException:
+            self.repository.discard(staging)
+            raise
+        return manifest
+
+    # --- list, rescan ---------------------------------------------------------------------
+
+    def listing(
+        self,
+        job: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[Entry]:
+        """Catalogued backups, oldest first."""
+        return self.database.call(lambda db: catalogue.backups(db, job, kind, since, until))
+
+    def rescan(self) -> tuple[int, list[str]]:
+        """Rebuild the catalogue's backups from the repository's manifests: how many changed,
+        and the directories whose manifests cannot be trusted."""
+        self.repository.ensure()
+        manifests, bad = self.repository.scan()
+        changed = self.database.call(lambda db: catalogue.sync(db, manifests, None))
+        return changed, [f"{b.job}/{b.id}: {b.error}" for b in bad]
+
+    def resolve(self, job: str, backup: str | None) -> Manifest:
+        """The backup `backup` of `job`, or its newest when None or `latest`."""
+        self.job(job)
+        if backup is None or backup == "latest":
+            history, _ = self.repository.scan(job)
+            if not history:
+                raise BackupError(Reason.REFUSED, f"job {job} has no backup")
+            return history[-1]
+        return self.repository.read(job, backup)
+
+    # --- verify ---------------------------------------------------------------------------
+
+    def verify(
+        self, job_name: str, backup: str | None = None, progress: Progress | None = None
+    ) -> list[dict[str, Any]]:
+        """Verify one backup, or (None) every backup of the job: checksums and decryption of
+        every artifact, and the kind's own check. Results are stored; the first failure is
+        raised after every backup was tried."""
+        job = self.job(job_name)
+        with self._operation(job.name, "verify", progress, job.timeout_seconds) as (
+            tracker,
+            result,
+        ):
+            targets = (
+                [self.repository.read(job.name, backup)]
+                if backup
+                else self.repository.scan(job.name)[0]
+            )
+            if not targets:
+                raise BackupError(Reason.REFUSED, f"job {job.name} has no backup to verify")
+            identities = self.identities()
+            outcomes, failure = [], None
+            for manifest in targets:
+                try:
+                    self._verify_one(job, manifest, identities, tracker)
+                except BackupError as exc:
+                    if exc.reason in (Reason.TIMEOUT, Reason.CANCELLED):
+                        raise
+                    failure = failure or exc
+                    outcomes.append(
+                        {
+                            "id": manifest.id,
+                            "ok": False,
+                            "reason": exc.reason.value,
+                            "message": str(exc),
+                        }
+                    )
+                    self._mark(
+                        functools.partial(
+                            catalogue.verified,
+                            job=job.name,
+                            backup_id=manifest.id,
+                            at=self.clock(),
+                            ok=False,
+                            message=str(exc),
+                        )
+                    )
+                else:
+                    outcomes.append({"id": manifest.id, "ok": True})
+                    self._mark(
+                        functools.partial(
+                            catalogue.verified,
+                            job=job.name,
+                            backup_id=manifest.id,
+                            at=self.clock(),
+                            ok=True,
+                            message=None,
+                        )
+                    )
+            result["details"] = {"backups": outcomes}
+            result["backup_id"] = targets[-1].id if len(targets) == 1 else None
+            if failure is not None:
+                raise failure
+            return outcomes
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _verify_one(
+        self, job: Job, manifest: Manifest, identities: Sequence[Any], tracker: Tracker
+    ) -> None:
+        if manifest.kind is Kind.FILES:
+            backups = filesystem.chain(self.repository, manifest)
+            filesystem.verify_chain(self.repository, [manifest], identities, tracker)
+            entries = filesystem.read_tree(self.repository, manifest, identities)
+            holders = {e.holder for e in entries if e.holder}
+            missing = holders - {m.id for m in backups}
+            if missing:
+                raise BackupError(
+                    Reason.INTEGRITY,
+                    f"backup {manifest.id} needs data of {sorted(missing)[0]}, which is gone",
+                )
+        else:
+            from agent.backup import postgres
+
+            assert isinstance(job, PostgresJob)
+            filesystem.verify_chain(self.repository, [manifest], identities, tracker)
+            with self._scratch(job.name) as scratch:
+                postgres.verify(self.repository, job, manifest, identities, tracker, scratch)
+
+    def _mark(self, work: Callable[[Any], None]) -> None:
+        from agent.database import transaction
+
+        def apply(db: Any) -> None:
+            with transaction(db):
+                work(db)
+
+        self.database.call(apply)
+
+    # --- restore ----------------------------------------------------------------------------
+
+    def restore(
+        self,
+        job_name: str,
+        backup: str | None,
+        destination: Path | None = None,
+        database: str | None = None,
+        force: bool = False,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Restore a backup (verified first): a files job's tree into `destination`, a logical
+        dump into the database `database`, a base backup into the data directory
+        `destination` (recovering to the end of the archive)."""
+        job = self.job(job_name)
+        with self._operation(job.name, "restore", progress, job.timeout_seconds) as (
+            tracker,
+            result,
+        ):
+            manifest = self.resolve(job.name, backup)
+            result["backup_id"] = manifest.id
+            details = self._restore(job, manifest, destination, database, force, tracker)
+            result["details"] = details
+            return details
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _restore(
+        self,
+        job: Job,
+        manifest: Manifest,
+        destination: Path | None,
+        database: str | None,
+        force: bool,
+        tracker: Tracker,
+    ) -> dict[str, Any]:
+        identities = self.identities()
+        if manifest.kind is Kind.FILES:
+            if destination is None:
+                raise BackupError(Reason.REFUSED, "a files restore needs a destination directory")
+            return filesystem.restore(
+                self.repository, manifest, destination, identities, tracker, force
+            )
+        assert isinstance(job, PostgresJob)
+        from agent.backup import postgres
+
+        with self._scratch(job.name) as scratch:
+            return postgres.restore(
+                self.repository,
+                job,
+                manifest,
+                destination,
+                database,
+                identities,
+                tracker,
+                force,
+                scratch,
+                self.config_path,
+            )
+
+    def pitr(
+        self,
+        job_name: str,
+        target: Any,
+        destination: Path,
+        force: bool = False,
+        port: int | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Point-in-time recovery of a physical job: the newest base backup that ended before
+        `target` (a `pitr.RecoveryTarget`) into the data directory `destination`, set to
+        recover through the WAL archive and promote; started on 127.0.0.1:`port` when given
+        (its log's proof lines in the result)."""
+        job = self.job(job_name)
+        if kind_of(job) is not Kind.POSTGRES_PHYSICAL:
+            raise BackupError(Reason.REFUSED, f"job {job.name} is not a physical PostgreSQL job")
+        assert isinstance(job, PostgresJob)
+        with self._operation(job.name, "restore", progress, job.timeout_seconds) as (
+            tracker,
+            result,
+        ):
+            from agent.backup import cluster, pitr, postgres
+
+            history, _ = self.repository.scan(job.name)
+            manifest = pitr.choose_base(history, target)
+            result["backup_id"] = manifest.id
+            identities = self.identities()
+            details = postgres.recover(
+                self.repository,
+                job,
+                manifest,
+                destination,
+                identities,
+                tracker,
+                force,
+                target,
+                self.config_path,
+            )
+            if port is not None:
+                tracker.phase("recovering", None)
+                started = cluster.start_cluster(
+                    destination, port, job.bin_dir, timeout=tracker.remaining() or 3600
+                )
+                details.update(port=started.port, proof=list(started.proof))
+            result["details"] = details
+            return details
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- drill ------------------------------------------------------------------------------
+
+    def drill(self, job_name: str, progress: Progress | None = None) -> dict[str, Any]:
+        """Restore the newest backup into a scratch place, check it, measure the recovery time
+        (RTO) and the data's age (RPO), clean up. The result is stored on the backup."""
+        job = self.job(job_name)
+        with self._operation(job.name, "drill", progress, job.drill.timeout_seconds) as (
+            tracker,
+            result,
+        ):
+            manifest = self.resolve(job.name, None)
+            result["backup_id"] = manifest.id
+            began = self.clock()
+            start = time.monotonic()
+            try:
+                details = self._drill(job, manifest, tracker)
+            except BackupError as exc:
+                message = str(exc)
+                self._mark(
+                    lambda db: catalogue.drilled(
+                        db, job.name, manifest.id, self.clock(), False, None, None, message
+                    )
+                )
+                raise
+            rto = time.monotonic() - start
+            rpo = max(0.0, began - _data_time(manifest))
+            details.update(rto_seconds=round(rto, 3), rpo_seconds=round(rpo, 3))
+            self._mark(
+                lambda db: catalogue.drilled(
+                    db, job.name, manifest.id, self.clock(), True, rto, rpo, None
+                )
+            )
+            result["details"] = details
+            return details
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drill(self, job: Job, manifest: Manifest, tracker: Tracker) -> dict[str, Any]:
+        with self._scratch(job.name) as scratch:
+            if isinstance(job, FilesJob):
+                destination = scratch / "tree"
+                details = filesystem.restore(
+                    self.repository, manifest, destination, self.identities(), tracker
+                )
+                problems = filesystem.check_restored(destination, job.drill.files)
+                if problems:
+                    raise BackupError(Reason.VALIDATION, "; ".join(problems))
+                details["checked_files"] = len(job.drill.files)
+                return details
+            from agent.backup import postgres
+
+            return postgres.drill(
+                self.repository,
+                job,
+                manifest,
+                self.identities(),
+                tracker,
+                scratch,
+                self.clock,
+                self.config_path,
+            )
+
+    @contextlib.contextmanager
+    def _scratch(self, job: str) -> Iterator[Path]:
+        """A fresh directory under `<data_dir>/scratch` for one run, removed after it."""
+        root = self.data_dir / "scratch"
+        root.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"{job}-", dir=root))
+        # A drill's scratch cluster runs as the postgres user when Vigil is root: it must get
+        # through to its data directory (which it owns), though not list what is around it.
+        for folder in (root, path):
+            folder.chmod(0o711)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # --- prune ------------------------------------------------------------------------------
+
+    def prune(self, job_name: str, dry_run: bool = False) -> retention.Decision:
+        """Apply the job's retention: what goes and why each kept backup stays."""
+        job = self.job(job_name)
+        with self._operation(job.name, "prune", None, job.timeout_seconds) as (tracker, result):
+            history, _ = self.repository.scan(job.name)
+            verified = {e.manifest.id for e in self.listing(job.name) if e.verified_ok}
+            decision = retention.decide(history, job.retention, self.clock(), verified)
+            result["details"] = decision.as_json()
+            if dry_run:
+                result["record"] = False
+                return decision
+            for manifest in decision.delete:
+                tracker.check()
+                self.repository.delete(job.name, manifest.id)
+                self._mark(functools.partial(catalogue.remove, job=job.name, backup_id=manifest.id))
+            self.trees.keep_only(job.name, {m.id for m in decision.keep})
+            if kind_of(job) is Kind.POSTGRES_PHYSICAL and decision.keep:
+                from agent.backup import wal
+
+                # The WAL older than the oldest kept base backup can restore nothing any more.
+                oldest = decision.keep[0].details.get("wal_start")
+                if isinstance(oldest, str):
+                    result["details"]["wal_removed"] = len(
+                        wal.cleanup(self.repository, job.name, oldest)
+                    )
+            return decision
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- status -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, JobStatus]:
+        """Every configured job's status, for the signals."""
+
+        def read(db: Any) -> dict[str, JobStatus]:
+            return {job.name: catalogue.status(db, job.name) for job in self.settings.jobs}
+
+        return self.database.call(read)
+
+    def space(self) -> Space | None:
+        """The repository filesystem's space, or None before it exists."""
+        try:
+            return self.repository.space()
+        except BackupError:
+            return None
+
+
+def _data_time(manifest: Manifest) -> float:
+    """When the data of a backup is from: its start (a dump's snapshot, a tree's scan)."""
+    value = manifest.details.get("snapshot_time", manifest.details.get("data_time"))
+    return float(value) if isinstance(value, int | float) else manifest.started
+
+
+def _run_fields(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "backup_id": result.get("backup_id"),
+        "type": result.get("type"),
+        "details": result.get("details", {}),
+    }
