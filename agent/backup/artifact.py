@@ -89,6 +89,8 @@ class _Sink:
         self.path = path
         self.hash = hashlib.sha256()
         self.size = 0
+        self.error: BackupError | None = None
+        """What failed a write, kept: pyrage hands a writer's error back wrapped in its own."""
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -102,7 +104,8 @@ class _Sink:
             while view:
                 view = view[os.write(self._fd, view) :]
         except OSError as exc:
-            raise storage_error(exc, f"cannot write {self.path}") from None
+            self.error = storage_error(exc, f"cannot write {self.path}")
+            raise self.error from None
         return len(data)
 
     def flush(self) -> None:
@@ -280,8 +283,9 @@ class ArtifactWriter:
         self.abort()
         return self._as_backup_error(error)
 
-    @staticmethod
-    def _as_backup_error(error: BaseException | None) -> BackupError:
+    def _as_backup_error(self, error: BaseException | None) -> BackupError:
+        if self._sink.error is not None:
+            return self._sink.error  # the disk, not the encryption, failed
         if isinstance(error, BackupError):
             return error
         return BackupError(Reason.ENCRYPTION, f"age encryption failed: {error!r}")
@@ -349,6 +353,7 @@ class _Decompressor:
         self.compression = compression
         self.out = out
         self.plain_bytes = 0
+        self.error: BaseException | None = None
         self._zstd: Any = None
         self._zlib: Any = None
         if compression == "zstd":
@@ -357,6 +362,14 @@ class _Decompressor:
             self._zlib = zlib.decompressobj(wbits=31)
 
     def write(self, data: bytes | memoryview) -> int:
+        try:
+            return self._write(data)
+        except BaseException as exc:
+            # Kept: pyrage hands an error raised in its writer back wrapped in its own.
+            self.error = exc
+            raise
+
+    def _write(self, data: bytes | memoryview) -> int:
         try:
             if self._zstd is not None:
                 if self._zstd.eof:
@@ -412,12 +425,9 @@ def pump(
                 )
             try:
                 pyrage.decrypt_io(source, decoder, list(identities))
-            except BackupError:
-                raise
-            except Exception as exc:  # pyrage.DecryptError and what our writers raised inside
-                cause = exc.__cause__ or exc.__context__
-                if isinstance(cause, BackupError):
-                    raise cause from None
+            except Exception as exc:  # pyrage.DecryptError, or what a writer raised inside
+                if decoder.error is not None:
+                    raise decoder.error from None
                 raise _decrypt_error(path, exc) from None
         else:
             while data := source.read(CHUNK):

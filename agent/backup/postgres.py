@@ -213,6 +213,7 @@ def recover(
         tracker.advance,
         config_path=_config_path(config_path),
         force=force,
+        program=job.wal_program,
         bin_dir=job.bin_dir,
     )
 

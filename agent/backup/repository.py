@@ -88,8 +88,13 @@ class Repository:
                     Reason.REFUSED,
                     f"{self.root} holds other files and no {MARKER}: not a repository",
                 )
+            owner = self.root.stat()
             for sub in ("backups", "partial", "locks", "wal"):
                 (self.root / sub).mkdir(exist_ok=True)
+                if os.geteuid() == 0:
+                    # The layout belongs to whoever owns the repository: a directory made for
+                    # the postgres user gets a `wal/` its archive_command can write into.
+                    os.chown(self.root / sub, owner.st_uid, owner.st_gid)
             tmp = self.root / f".{MARKER}.tmp"
             tmp.write_text(MARKER_TEXT)
             os.replace(tmp, marker)

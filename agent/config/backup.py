@@ -194,6 +194,12 @@ class PostgresJob(JobBase):
     )
     jobs: int = Field(default=1, ge=1, le=64, description="pg_dump -Fd and pg_restore --jobs.")
     bin_dir: str | None = Field(default=None, description="Where pg_dump & co. are; default PATH.")
+    wal_program: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="physical: how PostgreSQL (as its OS user) runs Vigil's WAL commands in the"
+        " restore_command Vigil writes; default: this Python with `-m agent.wal_cli`.",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> PostgresJob:
