@@ -122,7 +122,7 @@ def decode(raw: bytes) -> list[Entry]:
             )
             for r in rows
         ]
-    except (orjson.JSONDecodeError, TypeError, ValueError, IndexError) as exc:
+    except (orjson.JSONDecodeError, TypeError, ValueError, IndexError, KeyError) as exc:
         raise IntegrityError(f"tree is malformed: {exc!r}") from None
     kinds: dict[str, EntryType] = {}
     for entry in entries:

@@ -199,9 +199,8 @@ async def test_live_families_and_labels_equal_catalogue(
 
     _, text = await agent.get("/metrics")
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    # Library signals come from whoever holds breakers: checked below on their own. The agent
-    # does not emit the backup signals yet: the lead wires their emission (issue 11), and then
-    # scope "backup" is checked here again.
+    # Library signals come from whoever holds breakers: checked below on their own. Backup
+    # signals need backup jobs (and a cluster archiving WAL): tests/contract/test_backup_signals.py.
     expected = {
         _family_name(s.prometheus_name, s.prometheus_type): s
         for s in CATALOGUE

@@ -7,35 +7,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
-import pyrage  # type: ignore[import-untyped]
 import pytest
-import yaml
 
 from tests.harness.ports import free_port
-from tests.harness.postgres import PostgresServer
-from tests.integration.backup.test_pitr import _give_to_postgres, _switch_and_wait, wal_program
+from tests.integration.backup.archiving import PASSWORD_ENV, Archiving, archiving_cluster
+from tests.integration.backup.test_pitr import _switch_and_wait
 
 pytestmark = pytest.mark.integration
 
-PASSWORD_ENV = "VIGIL_TEST_CLI_PHYSICAL_PASSWORD"
-
 
 class Setup:
-    """The archiving cluster, the config and the work directory."""
+    """The archiving cluster and a way to run `vigil` on its config."""
 
-    def __init__(self, server: PostgresServer, base: Path, config: Path) -> None:
-        self.server = server
-        self.base = base
-        self.config = config
+    def __init__(self, archiving: Archiving) -> None:
+        self.server = archiving.server
+        self.base = archiving.base
+        self.config = archiving.config
 
     def vigil(self, *args: str) -> tuple[int, Any]:
         env = {**os.environ, PASSWORD_ENV: self.server.superuser_password}
@@ -55,52 +48,9 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup() -> Iterator[Setup]:
     """A cluster archiving through wal-push into an encrypted repository."""
-    base = Path(tempfile.mkdtemp(prefix="vigil-cli-physical-"))
-    base.chmod(0o755)
-    identity = pyrage.x25519.Identity.generate()
-    (base / "identity.txt").write_text(f"{identity}\n")
-    config = base / "vigil.yaml"
-    server = PostgresServer()
-    try:
-        server.port = free_port()
-        job = {
-            "name": "main",
-            "kind": "postgres",
-            "mode": "physical",
-            "port": 5432,  # rewritten once the cluster has its port
-            "password_env": PASSWORD_ENV,
-            "threads": 1,
-            "wal_program": wal_program(),
-            "retention": {"keep_last": 1},
-            "drill": {"queries": [{"name": "orders", "sql": "SELECT count(*) >= 3 FROM orders"}]},
-        }
-        doc = {
-            "agent": {"data_dir": str(base / "data")},
-            "checks": [{"name": "disk", "kind": "disk", "path": str(base)}],
-            "backup": {
-                "repository": {"path": str(base / "repo")},
-                "encryption": {
-                    "recipients": [str(identity.to_public())],
-                    "identity_file": str(base / "identity.txt"),
-                },
-                "jobs": [job],
-            },
-        }
-        (base / "repo").mkdir()
-        config.write_text(yaml.safe_dump(doc))
-        _give_to_postgres(base)
-        push = " ".join(
-            [*wal_program(), "wal-push", "--config", str(config), "--job", "main", "%p"]
-        )
-        server.extra_conf = {"archive_mode": "on", "archive_command": push, "wal_level": "replica"}
-        server.start()
-        job["port"] = server.port
-        config.write_text(yaml.safe_dump(doc))
-        server.execute("CREATE TABLE orders (n int PRIMARY KEY)")
-        yield Setup(server, base, config)
-    finally:
-        server.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
+    drill = {"queries": [{"name": "orders", "sql": "SELECT count(*) >= 3 FROM orders"}]}
+    with archiving_cluster(retention={"keep_last": 1}, drill=drill) as archiving:
+        yield Setup(archiving)
 
 
 def test_backup_verify_drill_prune_and_pitr(setup: Setup) -> None:
