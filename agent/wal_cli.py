@@ -98,31 +98,16 @@ def _repository(config: VigilConfig) -> Repository:
 
 def codec_of(config: VigilConfig, job: PostgresJob) -> Codec:
     """The codec a job's artifacts are written with (recipients when it encrypts)."""
-    from agent.backup.artifact import Codec
+    from agent.backup import keys
 
-    recipients = tuple(config.backup.encryption.recipients) if job.encrypt else ()
-    return Codec(job.compression, job.compression_level, job.threads, recipients)
+    return keys.codec(config.backup.encryption, job)
 
 
 def identities_of(config: VigilConfig) -> list[Any]:
     """The age identities of `backup.encryption` (file or variable); none when neither is set."""
-    import os
+    from agent.backup import keys
 
-    from agent.backup.artifact import load_identities
-    from agent.backup.errors import BackupError, Reason
-
-    settings = config.backup.encryption
-    if settings.identity_file is not None:
-        try:
-            text = Path(settings.identity_file).read_text()
-        except OSError as exc:
-            raise BackupError(
-                Reason.ENCRYPTION, f"cannot read {settings.identity_file}: {exc.strerror}"
-            ) from None
-        return load_identities(text)
-    if settings.identity_env is not None:
-        return load_identities(os.environ.get(settings.identity_env, ""))
-    return []
+    return keys.identities(config.backup.encryption, required=False)
 
 
 # A usage error of wal-push exits 2, as click's do: a failure PostgreSQL counts and retries.

@@ -247,6 +247,19 @@ def verify_chain(
             verify(folder / info.name, info, identities, tracker.advance)
 
 
+def verify_backup(
+    repository: Repository, manifest: Manifest, identities: Sequence[Any], tracker: Tracker
+) -> None:
+    """Every artifact of the backup through every layer, then its tree: every file's data must
+    be in a backup of its chain that is still there."""
+    backups = chain(repository, manifest)
+    verify_chain(repository, [manifest], identities, tracker)
+    entries = read_tree(repository, manifest, identities)
+    missing = {e.holder for e in entries if e.holder} - {m.id for m in backups}
+    if missing:
+        raise IntegrityError(f"backup {manifest.id} needs data of {min(missing)}, which is gone")
+
+
 def restore(
     repository: Repository,
     manifest: Manifest,

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -21,16 +19,16 @@ from typing import Any
 
 from opentelemetry import trace
 
-from agent.backup import catalogue, filesystem, retention
-from agent.backup.artifact import Codec, load_identities
-from agent.backup.catalogue import Entry, JobStatus, Run
+from agent.backup import catalogue, filesystem, keys, retention
+from agent.backup.artifact import Codec
+from agent.backup.catalogue import Entry, JobStatus
 from agent.backup.errors import BackupError, Reason
+from agent.backup.frame import Frame
 from agent.backup.manifest import BackupType, Kind, Manifest, backup_id
-from agent.backup.progress import Progress, Quiet, Tracker
+from agent.backup.progress import Progress, Tracker
 from agent.backup.repository import Repository, Space
 from agent.config.backup import BackupSettings, FilesJob, PostgresJob
 from agent.database import Database
-from agent.telemetry.spans import mark_error
 
 Job = FilesJob | PostgresJob
 
@@ -64,8 +62,12 @@ class Backups:
         self.config_path = config_path
         self.repository = Repository(Path(settings.repository.path))
         self.trees = filesystem.TreeCache(data_dir / "backup-trees")
-        self.running: dict[tuple[str, str], Tracker] = {}
-        self._running_lock = threading.Lock()
+        self.frame = Frame(self.repository, database, clock, self.tracer)
+
+    @property
+    def running(self) -> dict[tuple[str, str], Tracker]:
+        """The operations running now in this process, by (job, operation)."""
+        return self.frame.running
 
     # --- the jobs and their keys ----------------------------------------------------------
 
@@ -79,128 +81,11 @@ class Backups:
 
     def codec(self, job: Job) -> Codec:
         """How the job's artifacts are encoded."""
-        recipients = tuple(self.settings.encryption.recipients) if job.encrypt else ()
-        return Codec(job.compression, job.compression_level, job.threads, recipients)
+        return keys.codec(self.settings.encryption, job)
 
     def identities(self, required: bool = True) -> list[Any]:
-        """The age identities for reading encrypted artifacts (none configured: an empty list,
-        or BackupError (encryption) when `required`)."""
-        settings = self.settings.encryption
-        text = None
-        if settings.identity_file is not None:
-            try:
-                text = Path(settings.identity_file).read_text()
-            except OSError as exc:
-                raise BackupError(
-                    Reason.ENCRYPTION,
-                    f"cannot read identity_file {settings.identity_file}: {exc.strerror}",
-                ) from None
-        elif settings.identity_env is not None:
-            text = os.environ.get(settings.identity_env)
-        if text is None:
-            if required and settings.recipients:
-                raise BackupError(
-                    Reason.ENCRYPTION,
-                    "reading encrypted backups needs backup.encryption.identity_file"
-                    " or identity_env",
-                )
-            return []
-        return load_identities(text)
-
-    # --- the frame of every operation ------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _operation(
-        self,
-        job: str,
-        operation: str,
-        progress: Progress | None,
-        timeout: float | None,
-        lock: bool = True,
-        **attributes: Any,
-    ) -> Iterator[tuple[Tracker, dict[str, Any]]]:
-        """Lock, span, deadline and the recorded run around one operation. The block fills the
-        dict with `backup_id`, `type`, `details` and `message`; a BackupError it raises is
-        recorded with its reason and goes on."""
-        tracker = Tracker(progress or Quiet(), timeout)
-        result: dict[str, Any] = {"details": {}}
-        started = self.clock()
-        span_attributes = {"vigil.backup.job": job, "vigil.backup.operation": operation}
-        with self.tracer.start_as_current_span(
-            f"backup {operation}",
-            attributes=span_attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            key = (job, operation)
-            try:
-                self.repository.ensure()
-                with self.repository.lock(job) if lock else contextlib.nullcontext():
-                    with self._running_lock:
-                        self.running[key] = tracker
-                    try:
-                        yield tracker, result
-                    finally:
-                        with self._running_lock:
-                            self.running.pop(key, None)
-            except BackupError as exc:
-                failure = exc
-            except Exception as exc:  # a bug: recorded as internal, then raised as it is
-                mark_error(span, type(exc).__name__, repr(exc))
-                self._record(
-                    Run(
-                        job,
-                        operation,
-                        started,
-                        self.clock(),
-                        False,
-                        reason=Reason.INTERNAL.value,
-                        message=repr(exc)[:500],
-                        **_run_fields(result),
-                    )
-                )
-                raise
-            else:
-                if result.pop("record", True):
-                    self._record(
-                        Run(
-                            job,
-                            operation,
-                            started,
-                            self.clock(),
-                            True,
-                            message=result.get("message"),
-                            **_run_fields(result),
-                        )
-                    )
-                span.set_attribute("vigil.backup.outcome", "success")
-                return
-            mark_error(span, failure.reason.value, str(failure))
-            span.set_attribute("vigil.backup.reason", failure.reason.value)
-            if failure.reason is not Reason.BUSY:
-                run = Run(
-                    job,
-                    operation,
-                    started,
-                    self.clock(),
-                    False,
-                    reason=failure.reason.value,
-                    message=str(failure),
-                    **_run_fields(result),
-                )
-                self._record(run)
-            raise failure
-
-    def _record(self, run: Run) -> None:
-        try:
-            if run.ok and "manifest" in run.details:
-                manifest = run.details.pop("manifest")
-                self.database.call(lambda db: catalogue.add(db, manifest, run))
-            else:
-                self.database.call(lambda db: catalogue.record(db, run))
-        except Exception:  # the run's own outcome matters more than its record
-            if run.ok and run.operation == "backup":
-                raise
+        """The age identities for reading encrypted artifacts (see `keys.identities`)."""
+        return keys.identities(self.settings.encryption, required)
 
     # --- create ------------------------------------------------------------------------------
 
@@ -210,9 +95,11 @@ class Backups:
         """Take a backup of `job_name` (default type: full), commit it, catalogue it."""
         job = self.job(job_name)
         wanted = wanted or BackupType.FULL
-        with self._operation(
-            job.name, "backup", progress, job.timeout_seconds, type=wanted.value
-        ) as (tracker, result):
+        with self.frame.operation(job.name, "backup", progress, job.timeout_seconds) as (
+            tracker,
+            result,
+        ):
+            result["type"] = wanted.value
             removed = self.repository.clean_partial(job.name)
             history, _ = self.repository.scan(job.name)
             manifest = self._create(job, wanted, history, tracker)
@@ -316,7 +203,7 @@ class Backups:
         every artifact, and the kind's own check. Results are stored; the first failure is
         raised after every backup was tried."""
         job = self.job(job_name)
-        with self._operation(job.name, "verify", progress, job.timeout_seconds) as (
+        with self.frame.operation(job.name, "verify", progress, job.timeout_seconds) as (
             tracker,
             result,
         ):
@@ -344,7 +231,7 @@ class Backups:
                             "message": str(exc),
                         }
                     )
-                    self._mark(
+                    self.frame.mark(
                         functools.partial(
                             catalogue.verified,
                             job=job.name,
@@ -356,7 +243,7 @@ class Backups:
                     )
                 else:
                     outcomes.append({"id": manifest.id, "ok": True})
-                    self._mark(
+                    self.frame.mark(
                         functools.partial(
                             catalogue.verified,
                             job=job.name,
@@ -377,16 +264,7 @@ class Backups:
         self, job: Job, manifest: Manifest, identities: Sequence[Any], tracker: Tracker
     ) -> None:
         if manifest.kind is Kind.FILES:
-            backups = filesystem.chain(self.repository, manifest)
-            filesystem.verify_chain(self.repository, [manifest], identities, tracker)
-            entries = filesystem.read_tree(self.repository, manifest, identities)
-            holders = {e.holder for e in entries if e.holder}
-            missing = holders - {m.id for m in backups}
-            if missing:
-                raise BackupError(
-                    Reason.INTEGRITY,
-                    f"backup {manifest.id} needs data of {sorted(missing)[0]}, which is gone",
-                )
+            filesystem.verify_backup(self.repository, manifest, identities, tracker)
         else:
             from agent.backup import postgres
 
@@ -394,15 +272,6 @@ class Backups:
             filesystem.verify_chain(self.repository, [manifest], identities, tracker)
             with self._scratch(job.name) as scratch:
                 postgres.verify(self.repository, job, manifest, identities, tracker, scratch)
-
-    def _mark(self, work: Callable[[Any], None]) -> None:
-        from agent.database import transaction
-
-        def apply(db: Any) -> None:
-            with transaction(db):
-                work(db)
-
-        self.database.call(apply)
 
     # --- restore ----------------------------------------------------------------------------
 
@@ -419,7 +288,7 @@ class Backups:
         dump into the database `database`, a base backup into the data directory
         `destination` (recovering to the end of the archive)."""
         job = self.job(job_name)
-        with self._operation(job.name, "restore", progress, job.timeout_seconds) as (
+        with self.frame.operation(job.name, "restore", progress, job.timeout_seconds) as (
             tracker,
             result,
         ):
@@ -480,7 +349,7 @@ class Backups:
         if kind_of(job) is not Kind.POSTGRES_PHYSICAL:
             raise BackupError(Reason.REFUSED, f"job {job.name} is not a physical PostgreSQL job")
         assert isinstance(job, PostgresJob)
-        with self._operation(job.name, "restore", progress, job.timeout_seconds) as (
+        with self.frame.operation(job.name, "restore", progress, job.timeout_seconds) as (
             tracker,
             result,
         ):
@@ -517,7 +386,7 @@ class Backups:
         """Restore the newest backup into a scratch place, check it, measure the recovery time
         (RTO) and the data's age (RPO), clean up. The result is stored on the backup."""
         job = self.job(job_name)
-        with self._operation(job.name, "drill", progress, job.drill.timeout_seconds) as (
+        with self.frame.operation(job.name, "drill", progress, job.drill.timeout_seconds) as (
             tracker,
             result,
         ):
@@ -529,7 +398,7 @@ class Backups:
                 details = self._drill(job, manifest, tracker)
             except BackupError as exc:
                 message = str(exc)
-                self._mark(
+                self.frame.mark(
                     lambda db: catalogue.drilled(
                         db, job.name, manifest.id, self.clock(), False, None, None, message
                     )
@@ -538,7 +407,7 @@ class Backups:
             rto = time.monotonic() - start
             rpo = max(0.0, began - _data_time(manifest))
             details.update(rto_seconds=round(rto, 3), rpo_seconds=round(rpo, 3))
-            self._mark(
+            self.frame.mark(
                 lambda db: catalogue.drilled(
                     db, job.name, manifest.id, self.clock(), True, rto, rpo, None
                 )
@@ -592,7 +461,10 @@ class Backups:
     def prune(self, job_name: str, dry_run: bool = False) -> retention.Decision:
         """Apply the job's retention: what goes and why each kept backup stays."""
         job = self.job(job_name)
-        with self._operation(job.name, "prune", None, job.timeout_seconds) as (tracker, result):
+        with self.frame.operation(job.name, "prune", None, job.timeout_seconds) as (
+            tracker,
+            result,
+        ):
             history, _ = self.repository.scan(job.name)
             verified = {e.manifest.id for e in self.listing(job.name) if e.verified_ok}
             decision = retention.decide(history, job.retention, self.clock(), verified)
@@ -603,7 +475,9 @@ class Backups:
             for manifest in decision.delete:
                 tracker.check()
                 self.repository.delete(job.name, manifest.id)
-                self._mark(functools.partial(catalogue.remove, job=job.name, backup_id=manifest.id))
+                self.frame.mark(
+                    functools.partial(catalogue.remove, job=job.name, backup_id=manifest.id)
+                )
             self.trees.keep_only(job.name, {m.id for m in decision.keep})
             if kind_of(job) is Kind.POSTGRES_PHYSICAL and decision.keep:
                 from agent.backup import wal
@@ -639,11 +513,3 @@ def _data_time(manifest: Manifest) -> float:
     """When the data of a backup is from: its start (a dump's snapshot, a tree's scan)."""
     value = manifest.details.get("snapshot_time", manifest.details.get("data_time"))
     return float(value) if isinstance(value, int | float) else manifest.started
-
-
-def _run_fields(result: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "backup_id": result.get("backup_id"),
-        "type": result.get("type"),
-        "details": result.get("details", {}),
-    }
