@@ -113,3 +113,54 @@ def test_debian_age_zstd_and_tar_restore_a_vigil_backup(
     for path in ("nested/deeper/data.bin", "notes ünïcode.txt"):
         assert (out / path).read_bytes() == (source / path).read_bytes()
     assert os.readlink(out / "link") == "nested/deeper/data.bin"
+
+
+def test_a_backup_killed_midway_leaves_nothing_that_looks_complete(
+    make_backups: Callable[[Path, Path], Backups], tmp_path: Path
+) -> None:
+    """SIGKILL during `vigil backup create`: no backup is listed, the next run removes the
+    leftovers and succeeds."""
+    import signal
+    import sys
+
+    import yaml
+
+    from tests.harness.wait import poll_until_sync
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for n in range(40):
+        (source / f"random-{n}.bin").write_bytes(os.urandom(1 << 20))
+    backups = make_backups(source, tmp_path / "repo")
+    config = tmp_path / "vigil.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "agent": {"data_dir": str(tmp_path / "data")},
+                "checks": [{"name": "disk", "kind": "disk", "path": "/"}],
+                "backup": backups.settings.model_dump(mode="json"),
+            }
+        )
+    )
+    partial = tmp_path / "repo" / "partial" / "tree"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "backup", "create", "tree", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        poll_until_sync(
+            lambda: any(p.stat().st_size > 0 for p in partial.glob("*/data.tar*")),
+            30,
+            interval=0.005,
+            what="the backup writing its data",
+        )
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert backups.repository.scan("tree") == ([], [])
+    assert any(partial.iterdir())
+    manifest = backups.create("tree")
+    assert [p.name for p in partial.iterdir()] == []
+    assert [m.id for m in backups.repository.scan("tree")[0]] == [manifest.id]
