@@ -195,10 +195,10 @@ def _inherit(
                 digest = files.hash_file(Path(job.source) / entry.path)
             except OSError:
                 digest = ""
-            if digest != before.sha256:
+            if digest != before.digest:
                 result[i] = True
                 continue
-        entries[i] = dataclasses.replace(entry, sha256=before.sha256, holder=before.holder)
+        entries[i] = dataclasses.replace(entry, digest=before.digest, holder=before.holder)
     return result
 
 

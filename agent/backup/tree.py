@@ -1,5 +1,5 @@
 """A directory tree as a backup sees it: one entry per path (type, mode, owner, mtime, size,
-SHA-256 of a file's content, a link's target, and which backup holds the content), scanned from
+BLAKE3 hash of a file's content, a link's target, and which backup holds the content), scanned from
 disk and compared with an earlier backup's tree to find what changed.
 
 A tree is the whole state of a moment, deletions included: restoring a backup writes exactly the
@@ -41,7 +41,8 @@ class Entry:
     gid: int
     mtime_ns: int
     size: int = 0
-    sha256: str = ""
+    digest: str = ""
+    """A file's content hash: BLAKE3, hex (see `files.content_hash`)."""
     target: str = ""
     """A symbolic link's target, as written (may be absolute: it is never followed)."""
     holder: str = ""
@@ -70,7 +71,7 @@ class Entry:
             self.gid,
             self.mtime_ns,
             self.size,
-            self.sha256,
+            self.digest,
             self.target,
             self.holder,
         ]
