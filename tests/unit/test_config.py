@@ -201,7 +201,13 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_examples_validate(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every example config under docs/examples/ validates (its *_env variables set)."""
-    for variable in ("PG_PASSWORD", "REDIS_PASSWORD", "API_TOKEN", "OTLP_TOKEN"):
+    for variable in (
+        "PG_PASSWORD",
+        "REDIS_PASSWORD",
+        "API_TOKEN",
+        "OTLP_TOKEN",
+        "SHOP_BACKUP_PASSWORD",
+    ):
         monkeypatch.setenv(variable, "example-secret")
 
     assert load_config(path).checks
