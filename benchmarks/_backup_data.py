@@ -174,7 +174,7 @@ SELECT g,
        timestamptz '2021-01-01' + (g::float8 / {orders}) * interval '1400 days'
          + random() * interval '3 hours',
        (1 + g % 997)::text || ' ' || initcap(a.t) || ', '
-         || lpad(((g * 7919) % 99999)::text, 5, '0'),
+         || lpad(((g::bigint * 7919) % 99999)::text, 5, '0'),
        CASE WHEN g % 4 = 0 THEN b.t END
 FROM generate_series(1, {orders}) g
 JOIN phrases a ON a.id = 1 + (g::bigint * 2246822519) % {phrases}

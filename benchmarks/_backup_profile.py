@@ -1,6 +1,7 @@
-"""Where a Vigil backup spends its time: cProfile of the calling thread, and the CPU of every
-thread of this process (read from /proc while the backup runs, as threads end before it does)
-plus the children it waited for."""
+"""Where a Vigil backup spends its time: the CPU of every thread of this process (read from /proc
+while the backup runs, as threads end before it does) and of the children it waited for, in one
+plain run; then the calling thread's functions under cProfile, in another (cProfile slows the
+thread it watches, so the thread figures come from the run without it)."""
 
 from __future__ import annotations
 
@@ -75,24 +76,28 @@ class ThreadSampler:
         return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
-def profiled(work: Callable[[], Any]) -> dict[str, Any]:
-    """Run `work` once under cProfile and the thread sampler: wall seconds, CPU per thread
-    (children included) and the calling thread's top functions by internal time."""
-    profile = cProfile.Profile()
+def profiled(work: Callable[[], Any], clean: Callable[[], None]) -> dict[str, Any]:
+    """Run `work` twice, `clean` after each: once watched by the thread sampler (wall seconds,
+    CPU seconds per thread and of child processes), once under cProfile (the calling thread's
+    top functions by internal time)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     with ThreadSampler() as sampler:
-        profile.enable()
-        try:
-            work()
-        finally:
-            profile.disable()
+        work()
     seconds = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    clean()
     threads = sampler.by_name()
     spent = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     if spent > 0.005:
         threads["child processes"] = spent
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        work()
+    finally:
+        profile.disable()
+        clean()
     out = io.StringIO()
     stats = pstats.Stats(profile, stream=out)
     stats.sort_stats("tottime").print_stats(TOP)
@@ -100,6 +105,6 @@ def profiled(work: Callable[[], Any]) -> dict[str, Any]:
     start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
     return {
         "seconds": round(seconds, 3),
-        "threads": {name: round(cpu, 2) for name, cpu in threads.items()},
+        "threads": {name: round(cpu, 2) for name, cpu in threads.items() if cpu >= 0.005},
         "top": [line.rstrip() for line in lines[start : start + TOP + 1]],
     }

@@ -26,7 +26,9 @@ Method:
   this process's (every thread: the zstd workers and the encryption thread included) plus that of
   the children it waited for (pg_dump, pg_basebackup). An anchor's CPU is that of the child it ran,
   with the child's own children (tar's zstd, pgBackRest's local processes). The PostgreSQL
-  server's backends (COPY out, the walsender) count for neither side.
+  server's CPU in the same run (its COPY-out backend, the walsender that reads the files for
+  pg_basebackup, the checkpoint) is reported apart, as `server_cpu_seconds`: pgBackRest reads
+  the data files itself, so its own CPU includes work that Vigil's leaves to the server.
 * Both sides write to the same filesystem. Vigil fsyncs each artifact before it counts; tar and
   pg_dump do not; pgBackRest does.
 * pgBackRest runs as the cluster's OS user (postgres, when this runs as root) with a stanza in the
@@ -63,9 +65,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import _backup_data as data  # noqa: E402
+import psycopg  # noqa: E402
 import pyrage  # type: ignore[import-untyped]  # noqa: E402
 from _backup_profile import profiled  # noqa: E402
-from _common import BenchError, print_ratios, say, stop_on_signals  # noqa: E402
+from _common import CLK_TCK, BenchError, print_ratios, say, stop_on_signals  # noqa: E402
 
 from agent.backup.catalogue import SCHEMA  # noqa: E402
 from agent.backup.manifest import BackupType, Manifest  # noqa: E402
@@ -74,6 +77,7 @@ from agent.config.backup import BackupSettings  # noqa: E402
 from agent.database import Database  # noqa: E402
 from tests.harness.binaries import find  # noqa: E402
 from tests.harness.postgres import OS_USER, PostgresServer  # noqa: E402
+from tests.harness.process import ServiceError, child_pids  # noqa: E402
 
 GOALS = {
     "fs_throughput_ratio": (">=", 0.9),
@@ -114,14 +118,20 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(work: Callable[[], Any]) -> tuple[dict[str, float], Any]:
-    """Wall seconds and CPU seconds (this process's and its reaped children's) of `work()`."""
+def timed(
+    work: Callable[[], Any], server_cpu: Callable[[], float] | None = None
+) -> tuple[dict[str, float], Any]:
+    """Wall seconds and CPU seconds (this process's and its reaped children's) of `work()`, and
+    the CPU `server_cpu` counted meanwhile (the PostgreSQL server's, reported apart)."""
+    server = server_cpu() if server_cpu else 0.0
     wall, cpu, children = time.monotonic(), time.process_time(), _children_cpu()
     result = work()
     figures = {
         "seconds": time.monotonic() - wall,
         "cpu_seconds": time.process_time() - cpu + _children_cpu() - children,
     }
+    if server_cpu:
+        figures["server_cpu_seconds"] = server_cpu() - server
     return figures, result
 
 
@@ -138,24 +148,24 @@ def run_cli(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None
 def alternate(
     args: argparse.Namespace,
     sides: dict[str, tuple[Callable[[], int], Callable[[], None]]],
+    server_cpu: Callable[[], float] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run each side `--runs` times, alternating which goes first; per side the runs and the
-    medians of seconds, CPU seconds and output bytes. A side is (run returning the bytes it
-    stored, clean-up after it)."""
+    medians of seconds, CPU seconds (and the server's, with `server_cpu`) and output bytes. A
+    side is (run returning the bytes it stored, clean-up after it)."""
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
     names = list(sides)
     for i in range(args.runs):
         for name in names if i % 2 == 0 else names[::-1]:
             work, clean = sides[name]
-            figures, stored = timed(work)
+            figures, stored = timed(work, server_cpu)
             figures["bytes"] = stored
             runs[name].append(figures)
             say(args, f"  {name}: {figures['seconds']:.2f} s, {figures['cpu_seconds']:.2f} CPU s")
             clean()
     return {
         name: {
-            "seconds": statistics.median(r["seconds"] for r in results),
-            "cpu_seconds": statistics.median(r["cpu_seconds"] for r in results),
+            **{key: statistics.median(r[key] for r in results) for key in results[0]},
             "bytes": int(statistics.median(r["bytes"] for r in results)),
             "runs_seconds": [round(r["seconds"], 3) for r in results],
         }
@@ -243,8 +253,7 @@ def files_part(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         result["load"] = {"before": before, "after": load()}
         if args.profile:
             say(args, "files: one profiled Vigil run")
-            result["profile"] = profiled(lambda: vigil.create("tree"))
-            vigil.clean("tree")
+            result["profile"] = profiled(lambda: vigil.create("tree"), lambda: vigil.clean("tree"))
     finally:
         vigil.close()
         shutil.rmtree(tree, ignore_errors=True)
@@ -287,6 +296,23 @@ class Cluster:
             dbname="bench",
             password_env=PG_PASSWORD_ENV,
         )
+
+    def server_cpu(self) -> float:
+        """CPU seconds of the server so far: the postmaster and its live processes, and the
+        backends that ended (the postmaster reaped them: its cutime and cstime)."""
+        pid = self.server.postmaster_pid
+        if pid is None:
+            raise BenchError("postgres is not running")
+        total = 0.0
+        for i, each in enumerate([pid, *child_pids(pid)]):
+            try:
+                fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # ended meanwhile: counted once reaped
+            total += int(fields[11]) + int(fields[12])
+            if i == 0:
+                total += int(fields[13]) + int(fields[14])
+        return total / CLK_TCK
 
     def stop(self) -> None:
         """Stop and remove the cluster."""
@@ -370,15 +396,16 @@ def logical_part(args: argparse.Namespace, cluster: Cluster, vigil: Vigil) -> di
         "pg_dump": (run_pg_dump, lambda: out.unlink(missing_ok=True)),
         "vigil": (lambda: vigil.stored("logical"), lambda: vigil.clean("logical")),
     }
-    result: dict[str, Any] = alternate(args, sides)
+    result: dict[str, Any] = alternate(args, sides, cluster.server_cpu)
     result["load"] = {"before": before, "after": load()}
     manifest = vigil.create("logical")
     result["dump_plain_bytes"] = manifest.plain_bytes
     vigil.clean("logical")
     if args.profile:
         say(args, "logical: one profiled Vigil run")
-        result["profile"] = profiled(lambda: vigil.create("logical"))
-        vigil.clean("logical")
+        result["profile"] = profiled(
+            lambda: vigil.create("logical"), lambda: vigil.clean("logical")
+        )
     return result
 
 
@@ -394,14 +421,15 @@ def physical_part(args: argparse.Namespace, cluster: Cluster, vigil: Vigil) -> d
         ),
         "vigil": (lambda: vigil.stored("physical"), lambda: vigil.clean("physical")),
     }
-    result: dict[str, Any] = alternate(args, sides)
+    result: dict[str, Any] = alternate(args, sides, cluster.server_cpu)
     result["load"] = {"before": before, "after": load()}
     rows = cluster.server.execute("SELECT sum(pg_database_size(oid)) FROM pg_database")
     result["cluster_bytes"] = int(rows[0][0])
     if args.profile:
         say(args, "physical: one profiled Vigil run")
-        result["profile"] = profiled(lambda: vigil.create("physical"))
-        vigil.clean("physical")
+        result["profile"] = profiled(
+            lambda: vigil.create("physical"), lambda: vigil.clean("physical")
+        )
     return result
 
 
@@ -461,6 +489,9 @@ def summarize(args: argparse.Namespace, found: dict[str, Any]) -> dict[str, Any]
         cpu = ph["vigil"]["cpu_seconds"] / ph["pgbackrest"]["cpu_seconds"]
         summary["pgbackrest_cpu_ratio"] = cpu
         summary["pgbackrest_size_ratio"] = ph["vigil"]["bytes"] / ph["pgbackrest"]["bytes"]
+        summary["pgbackrest_total_cpu_ratio"] = sum(
+            ph["vigil"][k] for k in ("cpu_seconds", "server_cpu_seconds")
+        ) / sum(ph["pgbackrest"][k] for k in ("cpu_seconds", "server_cpu_seconds"))
     summary["goals_met"] = {
         key: (summary[key] >= goal if op == ">=" else summary[key] <= goal)
         for key, (op, goal) in GOALS.items()
@@ -490,21 +521,24 @@ def print_report(summary: dict[str, Any]) -> None:
         print(f"database: {_mib(d['db_bytes'])} MiB ({rows}), loaded in {d['load_seconds']} s; "
               f"zstd ratio {d.get('zstd_ratio_of_dump', '?')}x of the dump, "
               f"{d.get('zstd_ratio_of_database', '?')}x of the database")  # fmt: skip
-    print(f"\n{'part':<10}{'side':<12}{'wall s':>8}{'CPU s':>8}{'MiB out':>10}  runs (s)   load")
+    print(f"\n{'part':<10}{'side':<12}{'wall s':>8}{'CPU s':>8}{'server':>8}{'MiB out':>10}"
+          "  runs (s)   load before")  # fmt: skip
     for part, anchor in (("files", "tar"), ("logical", "pg_dump"), ("physical", "pgbackrest")):
         if part not in summary:
             continue
         for side in (anchor, "vigil"):
             r = summary[part][side]
-            print(f"{part:<10}{side:<12}{r['seconds']:>8.2f}{r['cpu_seconds']:>8.2f}"
+            server = f"{r['server_cpu_seconds']:.2f}" if "server_cpu_seconds" in r else "-"
+            print(f"{part:<10}{side:<12}{r['seconds']:>8.2f}{r['cpu_seconds']:>8.2f}{server:>8}"
                   f"{_mib(r['bytes']):>10}  {r['runs_seconds']}  "
                   f"{summary[part]['load']['before']}")  # fmt: skip
     for part in ("files", "logical", "physical"):
         profile = summary.get(part, {}).get("profile")
         if profile:
-            print(f"\nprofile of Vigil's {part} backup: {profile['seconds']:.2f} s wall")
+            print(f"\nVigil's {part} backup, profiled: {profile['seconds']:.2f} s wall")
             for name, cpu in profile["threads"].items():
                 print(f"  thread {name:<40}{cpu:>8.2f} CPU s")
+            print("  the calling thread under cProfile (another run):")
             for line in profile["top"]:
                 print(f"  {line}")
     print()
@@ -519,6 +553,7 @@ def print_report(summary: dict[str, Any]) -> None:
             ("pg_cpu_ratio", "Vigil CPU / pg_dump CPU, reported"),
             ("pgbackrest_time_ratio", "Vigil time / pgBackRest time, goal <= 1.2"),
             ("pgbackrest_cpu_ratio", "Vigil CPU / pgBackRest CPU, reported"),
+            ("pgbackrest_total_cpu_ratio", "the same, the server's CPU added, reported"),
             ("pgbackrest_size_ratio", "Vigil stored / pgBackRest repo, reported"),
         ],
         24,
@@ -553,8 +588,8 @@ def main(argv: list[str] | None = None) -> int:
                 found["files"] = files_part(args, workdir)
             if parts & {"logical", "physical"}:
                 found.update(postgres_parts(args, workdir, parts))
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except (BenchError, ServiceError, psycopg.Error) as exc:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
