@@ -556,7 +556,7 @@ def print_report(summary: dict[str, Any]) -> None:
             ("pgbackrest_total_cpu_ratio", "the same, the server's CPU added, reported"),
             ("pgbackrest_size_ratio", "Vigil stored / pgBackRest repo, reported"),
         ],
-        24,
+        28,
         ".2f",
     )
 
