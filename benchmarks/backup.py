@@ -18,7 +18,9 @@ Method:
   and a ~1 GB database of customers, orders and events with prose text, jsonb and indexes, in a
   private PostgreSQL cluster (tests/harness/postgres.py) on a free loopback port. `--scale`
   shrinks both.
-* The tree is read once before the runs, so every run reads from the page cache. Each side runs
+* The tree is read once before the runs, so every run reads from the page cache; a second read
+  computes the SHA-256 of every file, whose CPU seconds (`sha256_cpu_seconds`) show what Vigil's
+  per-file checksums cost on their own. Each side runs
   `--runs` times, alternating which goes first; the medians are compared. Outputs are deleted
   between runs, outside the timed part.
 * Vigil runs in this process through `agent.backup.service.Backups.create` (what `vigil backup`
@@ -234,6 +236,7 @@ def files_part(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     dataset = data.build_tree(tree, args.scale)
     dataset["build_seconds"] = round(time.monotonic() - started, 1)
     data.warm(tree)
+    dataset["sha256_cpu_seconds"] = round(data.hash_tree(tree), 2)
     vigil = Vigil(workdir, [job("tree", kind="files", source=str(tree))])
     out = workdir / "out.tar.zst"
     tar = ["tar", "-C", str(tree), "-I", "zstd -3 -T0", "-cf", str(out), "."]
@@ -514,7 +517,8 @@ def print_report(summary: dict[str, Any]) -> None:
         print(f"files tree: {d['files']:,} files, {_mib(d['bytes'])} MiB "
               f"({d['large_files']} large = {_mib(d['large_bytes'])} MiB, "
               f"{d['small_files']:,} small = {_mib(d['small_bytes'])} MiB), "
-              f"tar+zstd-3 ratio {d['compression_ratio']}x")  # fmt: skip
+              f"tar+zstd-3 ratio {d['compression_ratio']}x; SHA-256 of every file "
+              f"{d['sha256_cpu_seconds']} CPU s")  # fmt: skip
     if "pg_dataset" in summary:
         d = summary["pg_dataset"]
         rows = ", ".join(f"{k} {v:,}" for k, v in d["rows"].items())
