@@ -6,8 +6,11 @@ BIN := $(VENV)/bin
 # Debian packages the test suite starts private instances of (and the benchmark's anchor).
 SYSTEM_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter age zstd
 SYSTEM_BINARIES := redis-server prometheus promtool prometheus-alertmanager amtool prometheus-blackbox-exporter age zstd
+# What only the benchmarks need: pgBackRest, the anchor of benchmarks/backup.py.
+BENCH_PACKAGES := pgbackrest
+BENCH_BINARIES := pgbackrest
 
-.PHONY: run test lint format bench mutate lock sysdeps clean
+.PHONY: run test lint format bench mutate lock sysdeps benchdeps clean
 
 # Every Python package any target installs, at the exact version the suite last passed with
 # (`make lock` refreshes it). pip installs with it as a constraints file, so a new release of
@@ -36,7 +39,7 @@ format: $(VENV)/.test-installed
 	$(BIN)/ruff check --fix agent exporters tests benchmarks grafana
 	$(BIN)/ruff format agent exporters tests benchmarks grafana
 
-bench: sysdeps $(VENV)/.test-installed
+bench: sysdeps benchdeps $(VENV)/.test-installed
 	$(PIP_INSTALL_PROJECT) -e '.[test,bench]'
 	$(BIN)/python benchmarks/probes.py
 	$(BIN)/python benchmarks/degradation.py
@@ -44,6 +47,7 @@ bench: sysdeps $(VENV)/.test-installed
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/footprint.py
 	$(BIN)/python benchmarks/ratelimit.py
+	$(BIN)/python benchmarks/backup.py
 
 # Mutation testing of the pure cores (`[tool.mutmut]` in pyproject.toml) against their unit tests,
 # then the score per file against the 90 % floor (tests/mutation/score.py). Takes minutes, so it is
@@ -66,6 +70,19 @@ sysdeps:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages for:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	  else \
+	    echo "missing (run as root to install):$$missing"; \
+	  fi; \
+	fi
+
+# The same for the benchmarks' own packages.
+benchdeps:
+	@missing=""; \
+	for b in $(BENCH_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages for:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_PACKAGES) >/dev/null; \
 	  else \
 	    echo "missing (run as root to install):$$missing"; \
 	  fi; \
