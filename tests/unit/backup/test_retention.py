@@ -1,15 +1,19 @@
-"""Retention over a synthetic calendar: the keep-* rules, chains kept whole, the newest verified
-backup kept, and the newest backup never deleted, whatever the policy."""
+"""Retention over a synthetic calendar: the keep-* rules (on UTC days), chains kept whole, the
+newest verified backup and backups from the future kept, the newest backup never deleted, and
+pruning twice deleting nothing more, whatever the policy."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.backup.manifest import BackupType, Kind, Manifest
-from agent.backup.retention import decide
+from agent.backup.retention import Decision, decide
 from agent.config.backup import RetentionSettings
 
 START = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
@@ -117,3 +121,103 @@ def test_never_deletes_the_newest_or_a_needed_parent(
     assert not kept & {m.id for m in decision.delete}
     assert all(m.parent in kept for m in decision.keep if m.parent)
     assert len(kept) >= min(keep_last, len(backups))
+
+
+@pytest.fixture
+def pacific_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC-8 for the test, then back to what it was."""
+    monkeypatch.setenv("TZ", "PST8")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("pacific_local_time")
+def test_days_are_utc_days_whatever_the_local_zone() -> None:
+    """The daily rule groups backups by UTC day, not by the host's local day."""
+    early = _backup(0, datetime(2026, 1, 1, 3, 0, tzinfo=UTC), BackupType.FULL, None)
+    late = _backup(1, datetime(2026, 1, 1, 20, 0, tzinfo=UTC), BackupType.FULL, None)
+    next_day = _backup(2, datetime(2026, 1, 2, 2, 0, tzinfo=UTC), BackupType.FULL, None)
+    # In UTC-8 these are Dec 31 19:00, Jan 1 12:00 and Jan 1 18:00: the newest of each local
+    # day would keep `early` and drop `late`.
+    decision = decide(
+        [early, late, next_day], RetentionSettings(keep_last=1, daily=2), next_day.started
+    )
+    assert decision.keep == (late, next_day)
+    assert decision.delete == (early,)
+
+
+def test_backups_from_the_future_stay() -> None:
+    """Backups started after `now` (the clock stepped back) stay, each saying so."""
+    backups = _daily_fulls(4)
+    decision = decide(backups, RetentionSettings(keep_last=1), backups[1].started)
+    assert decision.delete == (backups[0], backups[1])
+    assert decision.reasons == {
+        backups[2].id: ("from the future",),
+        backups[3].id: ("last", "from the future"),
+    }
+
+
+def test_a_chain_older_than_a_deleted_backup_is_kept() -> None:
+    """A kept backup's chain stays even when a newer backup between them goes."""
+    full = _backup(0, START, BackupType.FULL, None)
+    inc = _backup(1, START + timedelta(hours=1), BackupType.INCREMENTAL, full.id)
+    dropped = _backup(2, START + timedelta(days=1), BackupType.FULL, None)
+    newest = _backup(3, START + timedelta(days=2), BackupType.FULL, None)
+    backups = [full, inc, dropped, newest]
+    decision = decide(backups, RetentionSettings(keep_last=1), newest.started, {inc.id})
+    assert decision.keep == (full, inc, newest)
+    assert decision.delete == (dropped,)
+    assert decision.reasons[full.id] == (f"needed by {inc.id}",)
+
+
+def test_a_chain_ends_where_its_parent_is_gone() -> None:
+    """An incremental whose parent is no longer there stays alone, for its own reasons."""
+    orphan = _backup(0, START, BackupType.INCREMENTAL, "20251231T030000Z-F")
+    decision = decide([orphan], RetentionSettings(keep_last=1), orphan.started)
+    assert decision.keep == (orphan,)
+    assert decision.reasons == {orphan.id: ("last",)}
+
+
+def test_the_decision_as_json() -> None:
+    """`as_json` lists the kept ids with their reasons and the deleted ids, oldest first."""
+    full = _backup(0, START, BackupType.FULL, None)
+    inc = _backup(1, START + timedelta(hours=1), BackupType.INCREMENTAL, full.id)
+    older = _backup(2, START - timedelta(days=1), BackupType.FULL, None)
+    decision = decide([inc, older, full], RetentionSettings(keep_last=1), inc.started)
+    assert decision.as_json() == {
+        "keep": [
+            {"id": full.id, "reasons": [f"needed by {inc.id}"]},
+            {"id": inc.id, "reasons": ["last"]},
+        ],
+        "delete": [older.id],
+    }
+    empty = Decision((), (), {})
+    assert empty.as_json() == {"keep": [], "delete": []}
+
+
+@given(
+    days=st.lists(st.integers(0, 400), min_size=1, max_size=40),
+    keep_last=st.integers(1, 5),
+    daily=st.integers(0, 10),
+    weekly=st.integers(0, 6),
+    monthly=st.integers(0, 4),
+    verified=st.sets(st.integers(0, 39)),
+)
+def test_pruning_twice_deletes_nothing_more(
+    days: list[int], keep_last: int, daily: int, weekly: int, monthly: int, verified: set[int]
+) -> None:
+    """The same policy applied again to what it kept keeps all of it (pruning is idempotent)."""
+    backups: list[Manifest] = []
+    for n, day in enumerate(sorted(set(days))):
+        when = START + timedelta(days=day)
+        kind = BackupType.FULL if n % 3 == 0 else BackupType.INCREMENTAL
+        parent = None if kind is BackupType.FULL else backups[-1].id
+        backups.append(_backup(n, when, kind, parent))
+    good = {backups[n].id for n in verified if n < len(backups)}
+    policy = RetentionSettings(keep_last=keep_last, daily=daily, weekly=weekly, monthly=monthly)
+    first = decide(backups, policy, backups[-1].started, good)
+    again = decide(first.keep, policy, backups[-1].started, good)
+    assert again.keep == first.keep
+    assert again.delete == ()
