@@ -15,7 +15,7 @@ import dataclasses
 import os
 import stat
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,16 +66,16 @@ def _header(entry: Entry, size: int) -> bytes:
 
 def write_tar(
     source: Path,
-    entries: list[Entry],
-    store: Sequence[bool],
+    items: Iterable[tuple[Entry, bool]],
     out: Writable,
     backup_id: str,
-) -> Stored:
-    """Write the directories, links and stored files of `entries` as a pax tar into `out`;
-    each stored file's entry in `entries` gets its SHA-256 and `backup_id` as holder (in place).
+) -> tuple[list[Entry], Stored]:
+    """Write the directories, links and the files to store (`True` beside them) of `items` as
+    a pax tar into `out`, as they come (a scan can feed it while it walks); the tree of what was
+    written, each stored file with its content hash and `backup_id` as holder.
 
-    A file that vanished since the scan is dropped from `entries`; one that shrank is padded
-    with zeros to its scanned size (and counted), so the stream stays valid and the tree says
+    A file that vanished since it was listed is left out of the tree; one that shrank is padded
+    with zeros to its listed size (and counted), so the stream stays valid and the tree says
     what was stored.
     """
     result = Stored()
@@ -84,7 +84,7 @@ def write_tar(
     batch = bytearray()
     root = str(source)
     kept: list[Entry] = []
-    for entry, needed in zip(entries, store, strict=True):
+    for entry, needed in items:
         if entry.type is not EntryType.FILE:
             batch += _header(entry, 0)
             kept.append(entry)
@@ -130,10 +130,9 @@ def write_tar(
                 backup_id,
             )
         )
-    entries[:] = kept
     batch += _ZEROS * 2
     out.write(bytes(batch))
-    return result
+    return kept, result
 
 
 def _small_file(

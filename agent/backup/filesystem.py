@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,18 +137,14 @@ def backup(
 ) -> tuple[list[Any], dict[str, Any], list[Entry]]:
     """Write the data and tree artifacts of one backup into `staging`; its artifact records,
     details and tree."""
-    tracker.phase("scanning", None)
     scanner = tree.Scanner(Path(job.source), job.exclude, job.one_file_system)
-    entries = scanner.scan()
     reference = tree.by_path(planned.reference) if planned.reference is not None else None
-    store = tree.changed(entries, reference)
-    if reference is not None:
-        store = _inherit(entries, store, reference, job, tracker)
-    total = sum(e.size for e, s in zip(entries, store, strict=True) if s)
-    tracker.phase("backing up", total)
+    # The scan feeds the tar as it walks: no pass over the tree before the first byte.
+    tracker.phase("backing up", None)
+    items = _changes(scanner.walk(), reference, job, tracker)
     with staging.artifact(DATA, codec) as writer:
-        stored = files.write_tar(
-            Path(job.source), entries, store, _Tracked(writer, tracker), staging.id
+        entries, stored = files.write_tar(
+            Path(job.source), items, _Tracked(writer, tracker), staging.id
         )
         data = writer.finish()
     tracker.phase("writing the tree", None)
@@ -175,20 +171,24 @@ def backup(
     return [data, tree_info], details, entries
 
 
-def _inherit(
-    entries: list[Entry],
-    store: list[bool],
-    reference: dict[str, Entry],
+def _changes(
+    entries: Iterable[Entry],
+    reference: dict[str, Entry] | None,
     job: FilesJob,
     tracker: Tracker,
-) -> list[bool]:
-    """Unchanged files take their hash and holder from the reference; with `rehash`, a file
-    whose state looks unchanged is hashed and stored again if its content differs."""
-    result = list(store)
-    for i, entry in enumerate(entries):
-        if entry.type is not EntryType.FILE or store[i]:
+) -> Iterator[tuple[Entry, bool]]:
+    """Each entry, and whether its content must be stored: every file of a full backup (no
+    reference); else a file that is new or whose state differs from the reference's (with
+    `rehash`, also one whose content hash differs). An unchanged file takes the reference's
+    hash and holder."""
+    for entry in entries:
+        if entry.type is not EntryType.FILE:
+            yield entry, False
             continue
-        before = reference[entry.path]
+        before = reference.get(entry.path) if reference is not None else None
+        if before is None or not entry.same_state(before):
+            yield entry, True
+            continue
         if job.rehash:
             tracker.check()
             try:
@@ -196,10 +196,9 @@ def _inherit(
             except OSError:
                 digest = ""
             if digest != before.digest:
-                result[i] = True
+                yield entry, True
                 continue
-        entries[i] = dataclasses.replace(entry, digest=before.digest, holder=before.holder)
-    return result
+        yield dataclasses.replace(entry, digest=before.digest, holder=before.holder), False
 
 
 class _Tracked:

@@ -13,7 +13,7 @@ import enum
 import fnmatch
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -146,17 +146,16 @@ class Scanner:
         self.special = 0
         self.other_filesystem = 0
 
-    def scan(self) -> list[Entry]:
-        """Every entry below the source (the source itself is not an entry)."""
+    def walk(self) -> Iterator[Entry]:
+        """Every entry below the source (the source itself is not an entry), parents first,
+        as the walk finds them."""
         try:
             root = os.stat(self.source)
         except OSError as exc:
             raise BackupError(Reason.SOURCE, f"cannot read {self.source}: {exc.strerror}") from None
         if not stat.S_ISDIR(root.st_mode):
             raise BackupError(Reason.SOURCE, f"{self.source} is not a directory")
-        entries: list[Entry] = []
-        self._walk(str(self.source), "", root.st_dev, entries)
-        return entries
+        yield from self._walk(str(self.source), "", root.st_dev)
 
     def skipped(self) -> Skipped:
         """What the last scan left out."""
@@ -169,7 +168,7 @@ class Scanner:
             for pattern in self.exclude
         )
 
-    def _walk(self, directory: str, prefix: str, device: int, out: list[Entry]) -> None:
+    def _walk(self, directory: str, prefix: str, device: int) -> Iterator[Entry]:
         try:
             with os.scandir(directory) as it:
                 children = sorted(it, key=lambda d: d.name)
@@ -190,35 +189,21 @@ class Scanner:
             mode = info.st_mode
             common = (stat.S_IMODE(mode), info.st_uid, info.st_gid, info.st_mtime_ns)
             if stat.S_ISREG(mode):
-                out.append(Entry(relative, EntryType.FILE, *common, size=info.st_size))
+                yield Entry(relative, EntryType.FILE, *common, size=info.st_size)
             elif stat.S_ISLNK(mode):
                 try:
                     target = os.readlink(child.path)
                 except FileNotFoundError:
                     continue
-                out.append(Entry(relative, EntryType.LINK, *common, target=target))
+                yield Entry(relative, EntryType.LINK, *common, target=target)
             elif stat.S_ISDIR(mode):
                 if self.one_file_system and info.st_dev != device:
                     self.other_filesystem += 1
                     continue
-                out.append(Entry(relative, EntryType.DIR, *common))
-                self._walk(child.path, relative + "/", device, out)
+                yield Entry(relative, EntryType.DIR, *common)
+                yield from self._walk(child.path, relative + "/", device)
             else:
                 self.special += 1
-
-
-def changed(entries: Sequence[Entry], reference: dict[str, Entry] | None) -> list[bool]:
-    """For each entry, whether its content must be stored: every file of a full backup (no
-    reference), else each file that is new or whose state differs from the reference's."""
-    if reference is None:
-        return [e.type is EntryType.FILE for e in entries]
-    flags = []
-    for entry in entries:
-        before = reference.get(entry.path)
-        flags.append(
-            entry.type is EntryType.FILE and (before is None or not entry.same_state(before))
-        )
-    return flags
 
 
 def by_path(entries: Iterable[Entry]) -> dict[str, Entry]:
