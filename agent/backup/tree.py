@@ -162,13 +162,15 @@ class Scanner:
         return Skipped(self.special, self.other_filesystem)
 
     def _excluded(self, relative: str) -> bool:
+        if not self.exclude:
+            return False
         name = relative.rpartition("/")[2]
         return any(
             fnmatch.fnmatchcase(relative, pattern) or fnmatch.fnmatchcase(name, pattern)
             for pattern in self.exclude
         )
 
-    def _walk(self, directory: str, prefix: str, device: int) -> Iterator[Entry]:
+    def _children(self, directory: str, prefix: str) -> Iterator[tuple[os.DirEntry[str], str]]:
         try:
             with os.scandir(directory) as it:
                 children = sorted(it, key=lambda d: d.name)
@@ -176,8 +178,19 @@ class Scanner:
             raise BackupError(Reason.SOURCE, f"cannot list {directory}: {exc.strerror}") from None
         for child in children:
             relative = prefix + child.name
-            if self._excluded(relative):
+            if not self._excluded(relative):
+                yield child, relative
+
+    def _walk(self, directory: str, prefix: str, device: int) -> Iterator[Entry]:
+        # A stack of directory listings rather than recursion: a recursive generator hands each
+        # entry up through every level above it.
+        stack = [self._children(directory, prefix)]
+        while stack:
+            found = next(stack[-1], None)
+            if found is None:
+                stack.pop()
                 continue
+            child, relative = found
             try:
                 info = child.stat(follow_symlinks=False)
             except FileNotFoundError:
@@ -201,7 +214,7 @@ class Scanner:
                     self.other_filesystem += 1
                     continue
                 yield Entry(relative, EntryType.DIR, *common)
-                yield from self._walk(child.path, relative + "/", device)
+                stack.append(self._children(child.path, relative + "/"))
             else:
                 self.special += 1
 
