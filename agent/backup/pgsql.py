@@ -70,6 +70,19 @@ def connect(target: PgTarget, dbname: str, autocommit: bool = True) -> psycopg.C
         ) from None
 
 
+def one_row(target: PgTarget, query: str, doing: str) -> tuple[Any, ...]:
+    """The single row `query` returns on the target's database; BackupError (source) naming
+    what it was `doing` when the server cannot be reached or the query fails."""
+    try:
+        with connect(target, target.dbname) as conn:
+            row = conn.execute(query).fetchone()
+    except psycopg.Error as exc:
+        raise BackupError(Reason.SOURCE, f"cannot {doing}: {message(exc)}") from None
+    if row is None:
+        raise BackupError(Reason.SOURCE, f"cannot {doing}: no row")
+    return tuple(row)
+
+
 @contextlib.contextmanager
 def _maintenance(target: PgTarget) -> Iterator[psycopg.Connection[Any]]:
     last: BackupError | None = None

@@ -25,6 +25,7 @@ from typing import Any
 from agent.backup.artifact import CHUNK, Codec, Writable
 from agent.backup.errors import BackupError, Reason
 from agent.backup.manifest import ArtifactInfo
+from agent.backup.pgsql import one_row
 from agent.backup.pgtools import PgTarget, binary, failure
 from agent.backup.repository import Staging
 from agent.backup.walnames import format_lsn, parse_lsn, segment_of
@@ -164,8 +165,6 @@ def _name(block: bytes) -> str:
 
 def _server_facts(target: PgTarget) -> dict[str, Any]:
     """The server's version, system identifier, WAL segment size, archive mode and clock."""
-    import psycopg
-
     sql = (
         "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
         " (SELECT system_identifier::text FROM pg_control_system()),"
@@ -173,14 +172,7 @@ def _server_facts(target: PgTarget) -> dict[str, Any]:
         " current_setting('archive_mode'),"
         " extract(epoch FROM clock_timestamp())::float8"
     )
-    try:
-        with psycopg.connect(target.conninfo(), password=target.password, autocommit=True) as conn:
-            row = conn.execute(sql).fetchone()
-    except psycopg.Error as exc:
-        raise BackupError(
-            Reason.SOURCE, f"cannot query {target.host}:{target.port}: {exc}"
-        ) from None
-    assert row is not None
+    row = one_row(target, sql, f"query {target.host}:{target.port}")
     return {
         "server_version": row[0],
         "server_version_num": row[1],
@@ -328,8 +320,6 @@ class ArchiverStatus:
 def archiver_status(target: PgTarget) -> ArchiverStatus:
     """`pg_stat_archiver` and the `.ready` count of `target` (needs pg_monitor or superuser);
     BackupError (source) when the server cannot be asked."""
-    import psycopg
-
     sql = (
         "SELECT archived_count, failed_count,"
         " extract(epoch FROM now() - last_archived_time)::float8,"
@@ -337,12 +327,5 @@ def archiver_status(target: PgTarget) -> ArchiverStatus:
         " coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false)"
         " FROM pg_stat_archiver"
     )
-    try:
-        with psycopg.connect(target.conninfo(), password=target.password, autocommit=True) as conn:
-            row = conn.execute(sql).fetchone()
-    except psycopg.Error as exc:
-        raise BackupError(
-            Reason.SOURCE, f"cannot read the archiver of {target.host}:{target.port}: {exc}"
-        ) from None
-    assert row is not None
+    row = one_row(target, sql, f"read the archiver of {target.host}:{target.port}")
     return ArchiverStatus(int(row[0]), int(row[1]), row[2], int(row[3]), bool(row[4]))

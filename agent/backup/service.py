@@ -217,42 +217,25 @@ class Backups:
             identities = self.identities()
             outcomes, failure = [], None
             for manifest in targets:
+                outcome: dict[str, Any] = {"id": manifest.id, "ok": True}
                 try:
                     self._verify_one(job, manifest, identities, tracker)
                 except BackupError as exc:
                     if exc.reason in (Reason.TIMEOUT, Reason.CANCELLED):
                         raise
                     failure = failure or exc
-                    outcomes.append(
-                        {
-                            "id": manifest.id,
-                            "ok": False,
-                            "reason": exc.reason.value,
-                            "message": str(exc),
-                        }
+                    outcome.update(ok=False, reason=exc.reason.value, message=str(exc))
+                outcomes.append(outcome)
+                self.frame.mark(
+                    functools.partial(
+                        catalogue.verified,
+                        job=job.name,
+                        backup_id=manifest.id,
+                        at=self.clock(),
+                        ok=outcome["ok"],
+                        message=outcome.get("message"),
                     )
-                    self.frame.mark(
-                        functools.partial(
-                            catalogue.verified,
-                            job=job.name,
-                            backup_id=manifest.id,
-                            at=self.clock(),
-                            ok=False,
-                            message=str(exc),
-                        )
-                    )
-                else:
-                    outcomes.append({"id": manifest.id, "ok": True})
-                    self.frame.mark(
-                        functools.partial(
-                            catalogue.verified,
-                            job=job.name,
-                            backup_id=manifest.id,
-                            at=self.clock(),
-                            ok=True,
-                            message=None,
-                        )
-                    )
+                )
             result["details"] = {"backups": outcomes}
             result["backup_id"] = targets[-1].id if len(targets) == 1 else None
             if failure is not None:
