@@ -32,6 +32,7 @@ def summarize(args: argparse.Namespace, found: dict[str, Any], threads: int) -> 
         summary["fs_throughput_ratio"] = f["tar"]["seconds"] / f["vigil"]["seconds"]
         summary["fs_cpu_ratio"] = f["vigil"]["cpu_seconds"] / f["tar"]["cpu_seconds"]
         summary["fs_size_ratio"] = f["vigil"]["bytes"] / f["tar"]["bytes"]
+        summary["fs_equivalent_ratio"] = f["tar|age"]["seconds"] / f["vigil"]["seconds"]
     if "logical" in found:
         lg = found["logical"]
         summary["pg_speedup"] = lg["pg_dump"]["seconds"] / lg["vigil"]["seconds"]
@@ -84,7 +85,7 @@ def print_report(summary: dict[str, Any]) -> None:
     for part, anchor in (("files", "tar"), ("logical", "pg_dump"), ("physical", "pgbackrest")):
         if part not in summary:
             continue
-        for side in (anchor, "vigil"):
+        for side in [s for s in summary[part] if s in (anchor, "tar|age")] + ["vigil"]:
             r = summary[part][side]
             server = f"{r['server_cpu_seconds']:.2f}" if "server_cpu_seconds" in r else "-"
             print(f"{part:<10}{side:<12}{r['seconds']:>8.2f}{r['cpu_seconds']:>8.2f}{server:>8}"
@@ -106,6 +107,7 @@ def print_report(summary: dict[str, Any]) -> None:
             ("fs_throughput_ratio", "tar time / Vigil time, goal >= 0.9"),
             ("fs_cpu_ratio", "Vigil CPU / tar CPU, reported"),
             ("fs_size_ratio", "Vigil stored / tar output, reported"),
+            ("fs_equivalent_ratio", "tar|zstd|age|sha256sum time / Vigil time, reported"),
             ("pg_speedup", "pg_dump -Fc time / Vigil time, goal >= 3"),
             ("pg_size_ratio", "Vigil stored / pg_dump -Fc size, goal <= 1"),
             ("pg_cpu_ratio", "Vigil CPU / pg_dump CPU, reported"),

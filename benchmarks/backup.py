@@ -5,7 +5,10 @@ Goals (issue 11):
 
 * Files: `fs_throughput_ratio` = tar time / Vigil time >= 0.9, Vigil doing a full backup with
   zstd-3 (threads), age encryption, the SHA-256 of the artifact and the per-file SHA-256 tree, tar
-  doing `tar -C tree -I 'zstd -3 -T0' -cf out.tar.zst .` (no checksums, no encryption).
+  doing `tar -C tree -I 'zstd -3 -T0' -cf out.tar.zst .` (no checksums, no encryption). Also
+  reported, without a goal: `fs_equivalent_ratio` against the same features done by the command
+  line tools, `tar -cf - . | zstd -3 -T0 | age -r R | tee out | sha256sum` (encryption and the
+  artifact's checksum, though no per-file hashes).
 * Logical PostgreSQL: `pg_speedup` = `pg_dump -Fc` time / Vigil's logical backup time >= 3, and
   Vigil's stored size no larger than the dump's (`pg_size_ratio` <= 1).
 * Physical PostgreSQL: `pgbackrest_time_ratio` = Vigil's base backup time / pgBackRest 2.45's full
@@ -52,6 +55,7 @@ import json
 import os
 import pwd
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -83,7 +87,7 @@ from tests.harness.postgres import OS_USER, PostgresServer  # noqa: E402
 from tests.harness.process import ServiceError, child_pids  # noqa: E402
 
 PG_PASSWORD_ENV = "VIGIL_BENCH_PG_PASSWORD"  # noqa: S105 (the name of a variable, not a secret)
-PROGRAMS = ["tar", "zstd", "pg_dump", "pg_basebackup", "pgbackrest"]
+PROGRAMS = ["tar", "zstd", "age", "pg_dump", "pg_basebackup", "pgbackrest"]
 # Vigil's zstd threads: `threads: 0` means one per CPU (at most 4): 2 on the 2-core reference box.
 THREADS = min(4, os.cpu_count() or 1)
 # The cluster is tuned for a bulk load (no checkpoints in the middle of it); both sides read the
@@ -235,16 +239,27 @@ def files_part(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     vigil = Vigil(workdir, [job("tree", kind="files", source=str(tree))])
     out = workdir / "out.tar.zst"
     tar = ["tar", "-C", str(tree), "-I", "zstd -3 -T0", "-cf", str(out), "."]
+    encrypted = workdir / "out.tar.zst.age"
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
+    pipeline = (
+        f"tar -C {shlex.quote(str(tree))} -cf - . | zstd -3 -T0 -q | age -r {recipient}"
+        f" | tee {shlex.quote(str(encrypted))} | sha256sum > /dev/null"
+    )
 
     def run_tar() -> int:
         run_cli(tar)
         return out.stat().st_size
+
+    def run_pipeline() -> int:
+        run_cli(["bash", "-o", "pipefail", "-c", pipeline])
+        return encrypted.stat().st_size
 
     try:
         before = load()
         say(args, f"files: {dataset['files']} files, {dataset['bytes'] / 2**20:.0f} MiB")
         sides = {
             "tar": (run_tar, lambda: out.unlink(missing_ok=True)),
+            "tar|age": (run_pipeline, lambda: encrypted.unlink(missing_ok=True)),
             "vigil": (lambda: vigil.stored("tree"), lambda: vigil.clean("tree")),
         }
         result: dict[str, Any] = alternate(args, sides)
