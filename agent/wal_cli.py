@@ -22,16 +22,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from agent.config import ConfigError, load_config
-from agent.config.loader import CONFIG_ERROR_EXIT
+from agent.config.errors import CONFIG_ERROR_EXIT, ConfigError
 
 # The backup modules load with the command that uses them: `vigil run` imports this module to
 # register the commands and would otherwise carry zstandard, pyrage and the repository.
 if TYPE_CHECKING:
     from agent.backup.artifact import Codec
     from agent.backup.repository import Repository
-    from agent.config import VigilConfig
-    from agent.config.backup import PostgresJob
+    from agent.config.backup import BackupSettings, PostgresJob
 
 PUSH_FAILED_EXIT = 1
 NOT_IN_ARCHIVE_EXIT = 1
@@ -68,20 +66,22 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _job(config_path: Path, job_name: str, bad_config: int) -> tuple[VigilConfig, PostgresJob]:
-    """The config and the physical job named `job_name`; exits `bad_config` when either fails."""
-    from agent.config.backup import PostgresJob
+def _job(config_path: Path, job_name: str, bad_config: int) -> tuple[BackupSettings, PostgresJob]:
+    """The `backup` section and the physical job named `job_name`; exits `bad_config` when
+    either fails. Only that section is read: PostgreSQL's environment lacks the agent's
+    secrets (which these commands do not need), and a mistake elsewhere in the file must not
+    stop the archive."""
+    from agent.config.backup import PostgresJob, load_backup
 
     try:
-        # PostgreSQL's environment lacks the agent's secrets, and these commands need none.
-        config = load_config(config_path, environment=False)
+        config = load_backup(config_path)
     except ConfigError as exc:
         click.echo(exc.render(), err=True)
         sys.exit(bad_config)
-    job = config.backup.job(job_name)
+    job = config.job(job_name)
     if not isinstance(job, PostgresJob) or job.mode != "physical":
         _fail(f"{config_path}: no physical postgres job named {job_name!r}", bad_config)
-    if not Path(config.backup.repository.path).is_absolute():
+    if not Path(config.repository.path).is_absolute():
         # Both commands run in the data directory: a relative repository would land inside it.
         _fail(
             f"{config_path}: backup.repository.path must be absolute for WAL archiving", bad_config
@@ -89,25 +89,25 @@ def _job(config_path: Path, job_name: str, bad_config: int) -> tuple[VigilConfig
     return config, job
 
 
-def _repository(config: VigilConfig) -> Repository:
+def _repository(config: BackupSettings) -> Repository:
     """The repository of the config."""
     from agent.backup.repository import Repository
 
-    return Repository(Path(config.backup.repository.path))
+    return Repository(Path(config.repository.path))
 
 
-def codec_of(config: VigilConfig, job: PostgresJob) -> Codec:
+def codec_of(config: BackupSettings, job: PostgresJob) -> Codec:
     """The codec a job's artifacts are written with (recipients when it encrypts)."""
     from agent.backup import keys
 
-    return keys.codec(config.backup.encryption, job)
+    return keys.codec(config.encryption, job)
 
 
-def identities_of(config: VigilConfig) -> list[Any]:
+def identities_of(config: BackupSettings) -> list[Any]:
     """The age identities of `backup.encryption` (file or variable); none when neither is set."""
     from agent.backup import keys
 
-    return keys.identities(config.backup.encryption, required=False)
+    return keys.identities(config.encryption, required=False)
 
 
 # A usage error of wal-push exits 2, as click's do: a failure PostgreSQL counts and retries.

@@ -3,13 +3,17 @@ retention and drills."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
+import yaml
 from cronsim import CronSim, CronSimError
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.config.base import Strict
+from agent.config.errors import ConfigError, describe
 
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 _AGE_RECIPIENT = re.compile(r"^age1[0-9a-z]{58}$")
@@ -236,3 +240,26 @@ class BackupSettings(Strict):
     def job(self, name: str) -> FilesJob | PostgresJob | None:
         """The job called `name`, if any."""
         return next((job for job in self.jobs if job.name == name), None)
+
+
+def load_backup(path: str | os.PathLike[str]) -> BackupSettings:
+    """Only the `backup` section of a config file, validated: for the WAL commands, which
+    PostgreSQL starts for every segment (no check kind is built: a third of their run) and
+    which must go on archiving even when another section of the file is broken.
+    ConfigError when the file or its `backup` section cannot be used."""
+    source = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"not valid YAML ({exc})"]) from None
+    section = data.get("backup", {}) if isinstance(data, dict) else None
+    try:
+        return BackupSettings.model_validate(section)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            located = {**error, "loc": ("backup", *error["loc"])}
+            problems.append(describe(located))
+        raise ConfigError(source, problems) from None

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 import yaml
@@ -14,35 +13,17 @@ from pydantic import ValidationError
 
 from agent.config.backup import PostgresJob
 from agent.config.checks import KINDS, HttpCheck, PostgresTarget, RedisTarget
+from agent.config.errors import CONFIG_ERROR_EXIT, ConfigError, describe
 from agent.config.model import VigilConfig
 from agent.telemetry.redact import redactor
 
+__all__ = ["CONFIG_ERROR_EXIT", "ConfigError", "load_config", "parse_config"]
+
 DEFAULT_SOURCE = "<embedded default>"
-CONFIG_ERROR_EXIT = 3
-"""The exit code of every `vigil` command refused for bad configuration or usage."""
 
 
-class ConfigError(Exception):
-    """A configuration that cannot be used; `problems` are `key.path: reason` lines."""
-
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        super().__init__(f"{source}: " + "; ".join(self.problems))
-
-    def render(self) -> str:
-        """The error as shown to a person: the file, then one problem per line."""
-        lines = [f"invalid configuration {self.source}:"]
-        lines += [f"  {p}" for p in self.problems]
-        return "\n".join(lines)
-
-
-def load_config(
-    path: str | os.PathLike[str] | None = None, *, environment: bool = True
-) -> VigilConfig:
-    """Read, validate and check the environment of a config file, or the embedded default;
-    `environment=False` skips the `*_env` check, for commands run by others (PostgreSQL's
-    archive_command) that use none of those variables."""
+def load_config(path: str | os.PathLike[str] | None = None) -> VigilConfig:
+    """Read, validate and check the environment of a config file, or the embedded default."""
     if path is None:
         source = DEFAULT_SOURCE
         text = resources.files("agent.config").joinpath("default.yaml").read_text("utf-8")
@@ -52,10 +33,10 @@ def load_config(
             text = Path(path).read_text("utf-8")
         except OSError as exc:
             raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from None
-    return parse_config(text, source, environment=environment)
+    return parse_config(text, source)
 
 
-def parse_config(text: str, source: str, *, environment: bool = True) -> VigilConfig:
+def parse_config(text: str, source: str) -> VigilConfig:
     """Validate YAML `text`; `source` names it in errors."""
     try:
         data = yaml.safe_load(text)
@@ -70,8 +51,8 @@ def parse_config(text: str, source: str, *, environment: bool = True) -> VigilCo
     try:
         config = VigilConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
-    missing = list(_missing_environment(config)) if environment else []
+        raise ConfigError(source, [describe(e, KINDS) for e in exc.errors()]) from None
+    missing = list(_missing_environment(config))
     if missing:
         raise ConfigError(source, missing)
     _register_embedded_credentials(config)
@@ -151,48 +132,3 @@ def _register_embedded_credentials(config: VigilConfig) -> None:
             if eq and value.strip():
                 redactor.register(value.strip())
                 redactor.register(unquote(value.strip()))
-
-
-_MESSAGES = {
-    "greater_than": "must be > {gt}",
-    "greater_than_equal": "must be >= {ge}",
-    "less_than": "must be < {lt}",
-    "less_than_equal": "must be <= {le}",
-    "missing": "required key is missing",
-    "extra_forbidden": "unknown key",
-    "too_short": "must hold at least {min_length} item(s)",
-    "string_pattern_mismatch": "does not match {pattern}",
-}
-
-
-def _number(value: Any) -> Any:
-    """`0.0` as `0`: bounds read the way they were written."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _describe(error: Any) -> str:
-    """One pydantic error as `key.path: reason`."""
-    loc = list(error["loc"])
-    # A discriminated union inserts the chosen kind into the path; users never wrote it.
-    if len(loc) >= 3 and loc[0] == "checks" and isinstance(loc[1], int) and loc[2] in KINDS:
-        del loc[2]
-    if loc[:2] == ["backup", "jobs"] and len(loc) >= 4 and loc[3] in ("files", "postgres"):
-        del loc[3]
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    if kind == "union_tag_invalid":
-        reason = f"unknown kind {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
-        path = f"{path}.kind"
-    elif kind == "union_tag_not_found":
-        reason = "`kind` is required"
-        path = f"{path}.kind"
-    elif kind in _MESSAGES:
-        reason = _MESSAGES[kind].format(**{k: _number(v) for k, v in ctx.items()})
-    else:
-        reason = str(error["msg"])
-        reason = reason.removeprefix("Value error, ")
-        reason = reason[0].lower() + reason[1:] if reason else reason
-    return f"{path}: {reason}" if path else reason

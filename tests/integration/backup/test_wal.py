@@ -265,3 +265,19 @@ def test_concurrent_pushes_of_one_name_store_one_file(tmp_path: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         same = list(pool.map(attempt, [sources[results.index(winners[0])]] * 4))
     assert same == [winners[0]] * 4
+
+
+def test_only_the_backup_section_decides(tmp_path: Path) -> None:
+    """A mistake elsewhere in the file does not stop the archive; one in `backup` does, with
+    its key path."""
+    config = _config(tmp_path)
+    document = yaml.safe_load(config.read_text())
+    document["checks"] = [{"name": "broken", "kind": "no-such-kind"}]
+    config.write_text(yaml.safe_dump(document))
+    assert _push(config, _wal_file(tmp_path)).returncode == 0
+
+    document["backup"]["jobs"][0]["compression_level"] = 99
+    config.write_text(yaml.safe_dump(document))
+    refused = _push(config, _wal_file(tmp_path, name="000000010000000000000004"))
+    assert refused.returncode == 3
+    assert "backup.jobs[0].compression_level" in refused.stderr
