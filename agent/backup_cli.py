@@ -262,8 +262,9 @@ def list_command(
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False)
+    # Ids are what the other commands take: never cut, whatever the terminal's width.
     for column in ("job", "id", "type", "parent", "took", "read", "stored", "verified", "drill"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("id", "parent"), overflow="fold")
     for entry in entries:
         m = entry.manifest
         table.add_row(
@@ -278,7 +279,8 @@ def list_command(
             _verdict(entry.drill_ok, entry.drilled_at)
             + (f" rto {entry.drill_rto:.1f} s" if entry.drill_rto is not None else ""),
         )
-    Console(highlight=False).print(table)
+    # A pipe gets the whole table, not one cut to 80 columns.
+    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def _verdict(ok: bool | None, at: float | None) -> str:
