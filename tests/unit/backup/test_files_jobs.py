@@ -186,3 +186,27 @@ def test_the_catalogue_is_rebuilt_from_the_repository(
     changed, bad = second.rescan()
     assert (changed, bad) == (2, [])
     assert [e.manifest.id for e in second.listing("tree")] == made
+
+
+@pytest.mark.parametrize(
+    ("codec", "suffix"),
+    [
+        ({"compression": "gzip"}, ".gz.age"),
+        ({"encrypt": False}, ".zst"),
+        ({"compression": "none"}, ".age"),
+    ],
+    ids=["gzip", "unencrypted", "uncompressed"],
+)
+def test_other_codecs_round_trip(
+    make_backups: Callable[..., Backups],
+    source: Path,
+    tmp_path: Path,
+    codec: dict[str, Any],
+    suffix: str,
+) -> None:
+    """gzip (for compatibility), no encryption and no compression restore the same tree."""
+    backups = make_backups(_settings(source, **codec))
+    manifest = backups.create("tree")
+    assert {a.name for a in manifest.artifacts} == {"data.tar" + suffix, "tree.json" + suffix}
+    assert backups.verify("tree") == [{"id": manifest.id, "ok": True}]
+    assert _restore(backups, manifest.id, tmp_path / "restore") == snapshot(source)
