@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -347,17 +348,30 @@ def archived(
     return Archived(tuple(ranges), tuple(histories), tuple(sorted(labels)), total, newest)
 
 
-def cleanup(repository: Repository, job: str, oldest_needed_wal: str) -> list[str]:
+STALE_TEMP_SECONDS = 3600.0
+"""A push's temporary file this old was left by a push that died (a push takes seconds)."""
+
+
+def cleanup(
+    repository: Repository, job: str, oldest_needed_wal: str, now: float | None = None
+) -> list[str]:
     """Remove the archived segments, labels and partial files older than `oldest_needed_wal` (a
     segment or `.backup` name), on every timeline, as `pg_archivecleanup` does; history files
-    stay. Returns the WAL names removed."""
+    stay. Also removes what pushes killed mid-write left (temporary files older than
+    STALE_TEMP_SECONDS at `now`). Returns the WAL names removed."""
     try:
         cut = cleanup_key(oldest_needed_wal)
     except ValueError as exc:
         raise BackupError(Reason.REFUSED, str(exc)) from None
     removed = []
     touched: set[Path] = set()
+    stale_before = (time.time() if now is None else now) - STALE_TEMP_SECONDS
     try:
+        for temp in job_dir(repository, job).glob("*/.tmp-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if temp.stat().st_mtime < stale_before:
+                    temp.unlink()
+                    touched.add(temp.parent)
         for stored in _stored_files(repository, job):
             if stored.wal.endswith(".history") or cleanup_key(stored.wal) >= cut:
                 continue

@@ -281,3 +281,21 @@ def test_only_the_backup_section_decides(tmp_path: Path) -> None:
     refused = _push(config, _wal_file(tmp_path, name="000000010000000000000004"))
     assert refused.returncode == 3
     assert "backup.jobs[0].compression_level" in refused.stderr
+
+
+def test_cleanup_sweeps_what_killed_pushes_left(tmp_path: Path) -> None:
+    """A push's temporary file an hour old goes at the next cleanup; a fresh one (a push going
+    on now) and every stored segment needed stay."""
+    repo = Repository(tmp_path / "repo")
+    segment = "000000010000000000000005"
+    wal.push(repo, "main", _wal_file(tmp_path, segment), Codec(level=1))
+    folder = wal.job_dir(repo, "main") / segment[:16]
+    old, fresh = folder / f".tmp-{segment}-aaaa", folder / f".tmp-{segment}-bbbb"
+    old.write_bytes(b"half a push")
+    fresh.write_bytes(b"a push going on")
+    now = fresh.stat().st_mtime
+    os.utime(old, (now - wal.STALE_TEMP_SECONDS - 1,) * 2)
+    assert wal.cleanup(repo, "main", segment, now=now) == []
+    assert not old.exists()
+    assert fresh.exists()
+    assert wal.find(repo, "main", segment) is not None
