@@ -107,7 +107,7 @@ def jobs() -> list[Sequence[AnyPanel] | builders.Row]:
             "Failed runs by reason",
             "Failed runs per interval by job, operation (backup, verify, restore, drill, prune) "
             "and reason (source, tool, storage, space, integrity, encryption, validation, "
-            "timeout, busy, refused, internal).",
+            "timeout, cancelled, refused, internal).",
             "short",
             "sum by (backup_job, operation, reason) "
             f"(increase({sel('vigil_backup_failures_total')}[$__rate_interval]))",

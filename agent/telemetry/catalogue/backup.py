@@ -86,7 +86,8 @@ BACKUP: tuple[Signal, ...] = (
         Instrument.OBSERVABLE_COUNTER,
         "{run}",
         "Failed runs by job, operation and reason (source, tool, storage, space, integrity, "
-        "encryption, validation, timeout, busy, refused, internal).",
+        "encryption, validation, timeout, cancelled, refused, internal); a run turned away "
+        "because the job was busy is not one.",
         "backup_job",
         "operation",
         "reason",
