@@ -146,6 +146,11 @@ def _run(what: str, as_json: bool, work: Callable[[Progress | None], T]) -> tupl
     return result, time.monotonic() - started
 
 
+def _succeeded(**fields: Any) -> None:
+    """The `--json` document of a command that succeeded."""
+    click.echo(json.dumps({"ok": True, **fields}, default=str))
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
@@ -181,7 +186,7 @@ def create_command(config_path: Path | None, job: str, backup_type: str, as_json
         lambda progress: service.create(job, BackupType(backup_type), progress),
     )
     if as_json:
-        click.echo(json.dumps({"ok": True, "seconds": seconds, "backup": _manifest_json(manifest)}))
+        _succeeded(seconds=seconds, backup=_manifest_json(manifest))
         return
     note = manifest.details.get("note")
     click.echo(
@@ -315,7 +320,7 @@ def verify_command(
         if not as_json:
             click.echo(f"{name}: {len(outcomes)} backup(s) verified in {seconds:.1f} s")
     if as_json:
-        click.echo(json.dumps({"ok": True, "jobs": report}))
+        _succeeded(jobs=report)
 
 
 def _verify(
@@ -353,7 +358,7 @@ def restore_command(
         lambda progress: service.restore(job, backup_id, destination, database, force, progress),
     )
     if as_json:
-        click.echo(json.dumps({"ok": True, "seconds": seconds, "restore": details}, default=str))
+        _succeeded(seconds=seconds, restore=details)
         return
     where = details.get("destination") or details.get("database") or ""
     click.echo(f"{job}: restored into {where} in {seconds:.1f} s")
@@ -410,7 +415,7 @@ def pitr_command(
         lambda progress: service.pitr(job, target, destination, force, port, progress),
     )
     if as_json:
-        click.echo(json.dumps({"ok": True, "seconds": seconds, "pitr": details}, default=str))
+        _succeeded(seconds=seconds, pitr=details)
         return
     click.echo(f"{job}: backup {details['backup']} restored into {destination} in {seconds:.1f} s,")
     click.echo(f"  recovering to {details['target']} through: {details['restore_command']}")
@@ -433,7 +438,7 @@ def drill_command(config_path: Path | None, job: str, as_json: bool) -> None:
         f"drill of {job}", as_json, lambda progress: service.drill(job, progress)
     )
     if as_json:
-        click.echo(json.dumps({"ok": True, "seconds": seconds, "drill": details}, default=str))
+        _succeeded(seconds=seconds, drill=details)
         return
     click.echo(
         f"{job}: drill passed: recovered in {details['rto_seconds']:.1f} s (RTO),"
@@ -463,7 +468,7 @@ def prune_command(config_path: Path | None, job: str | None, dry_run: bool, as_j
             for manifest in decision.keep:
                 click.echo(f"  keep {manifest.id}: {', '.join(decision.reasons[manifest.id])}")
     if as_json:
-        click.echo(json.dumps({"ok": True, "dry_run": dry_run, "jobs": report}))
+        _succeeded(dry_run=dry_run, jobs=report)
 
 
 def _prune(service: Backups, job: str, dry_run: bool, progress: Progress | None) -> Decision:

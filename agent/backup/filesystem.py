@@ -81,18 +81,11 @@ class Plan:
 
 def read_tree(repository: Repository, manifest: Manifest, identities: Sequence[Any]) -> list[Entry]:
     """The tree of a committed backup, from its artifact."""
-    info = manifest.artifact(TREE + _suffix(manifest, TREE))
+    info = manifest.artifact(TREE)
     path = repository.backup_path(manifest.job, manifest.id) / info.name
     sink = _Collect()
     pump(path, info, sink, identities)
     return tree.decode(bytes(sink.data))
-
-
-def _suffix(manifest: Manifest, stem: str) -> str:
-    for info in manifest.artifacts:
-        if info.name.startswith(stem):
-            return info.name[len(stem) :]
-    raise IntegrityError(f"backup {manifest.id} has no {stem} artifact")
 
 
 class _Collect:
@@ -286,7 +279,7 @@ def restore(
         for backup in backups:
             if backup.id not in holders:
                 continue
-            info = backup.artifact(DATA + _suffix(backup, DATA))
+            info = backup.artifact(DATA)
             path = repository.backup_path(backup.job, backup.id) / info.name
             with Plain(path, info, identities) as stream:
                 writer.extract(stream, backup.id, tracker.advance)

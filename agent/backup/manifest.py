@@ -132,12 +132,13 @@ class Manifest:
         """The recipient set its artifacts are encrypted to, if any."""
         return next((a.key_id for a in self.artifacts if a.key_id), None)
 
-    def artifact(self, name: str) -> ArtifactInfo:
-        """The artifact called `name`; IntegrityError when the manifest has none."""
+    def artifact(self, stem: str) -> ArtifactInfo:
+        """The artifact `stem` whatever its codec's suffix (`data.tar` is `data.tar.zst.age`);
+        IntegrityError when the manifest has none."""
         for info in self.artifacts:
-            if info.name == name:
+            if info.name == stem or info.name.startswith(stem + "."):
                 return info
-        raise IntegrityError(f"backup {self.id} has no artifact {name}")
+        raise IntegrityError(f"backup {self.id} has no artifact {stem}")
 
     def to_json(self) -> bytes:
         """The sealed JSON document (sorted keys, `checksum` over the rest)."""

@@ -192,10 +192,8 @@ def _restore(
     for info in manifest.artifacts:
         verify(folder / info.name, info, identities, progress)
     verified = time.monotonic()
-    base = next((a for a in manifest.artifacts if a.name.startswith(BASE)), None)
-    stored_manifest = next((a for a in manifest.artifacts if a.name.startswith(MANIFEST)), None)
-    if base is None or stored_manifest is None:
-        raise IntegrityError(f"{manifest.id} lacks its {BASE} or {MANIFEST} artifact")
+    base = manifest.artifact(BASE)
+    stored_manifest = manifest.artifact(MANIFEST)
     try:
         with (
             Plain(folder / base.name, base, identities) as stream,

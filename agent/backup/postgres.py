@@ -48,8 +48,9 @@ def verify(
     tracker: Tracker,
     scratch: Path,
 ) -> dict[str, Any]:
-    """The kind's own check after the artifacts' checksums: `pg_restore --list` of a dump,
-    `pg_verifybackup` of a base backup."""
+    """Every artifact through every layer (checksums, decryption, decompression), with the
+    kind's own check on what it decodes: `pg_restore --list` of a dump, `pg_verifybackup` of a
+    base backup."""
     folder = repository.backup_path(manifest.job, manifest.id)
     if manifest.kind is Kind.POSTGRES_LOGICAL:
         tracker.phase("pg_restore --list", manifest.stored_bytes)

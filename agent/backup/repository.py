@@ -128,6 +128,16 @@ class Repository:
             raise storage_error(exc, f"cannot create {path}") from None
         return Staging(path, job, backup_id)
 
+    @contextlib.contextmanager
+    def staged(self, job: str, backup_id: str) -> Iterator[Staging]:
+        """`stage`, and `discard` if the block raises (before or after its `commit`)."""
+        staging = self.stage(job, backup_id)
+        try:
+            yield staging
+        except BaseException:
+            self.discard(staging)
+            raise
+
     def commit(self, staging: Staging, manifest: Manifest) -> Path:
         """Seal the staged backup with `manifest` and move it into place, durably."""
         final = self.backup_path(staging.job, staging.id)

@@ -122,8 +122,7 @@ class Backups:
                 wanted, history, self.trees, self.repository, self.identities(required=False)
             )
             new_id = backup_id(started, planned.type, {m.id for m in history})
-            staging = self.repository.stage(job.name, new_id)
-            try:
+            with self.repository.staged(job.name, new_id) as staging:
                 artifacts, details, entries = filesystem.backup(
                     job, staging, codec, planned, tracker
                 )
@@ -133,9 +132,6 @@ class Backups:
                     started, self.clock(), tuple(artifacts), details, self.version,
                 )  # fmt: skip
                 self.repository.commit(staging, manifest)
-            except BaseException:
-                self.repository.discard(staging)
-                raise
             self.trees.store(job.name, new_id, entries)
             return manifest
         return self._create_postgres(job, history, started, codec, tracker)
@@ -151,17 +147,13 @@ class Backups:
         from agent.backup import postgres
 
         new_id = backup_id(started, BackupType.FULL, {m.id for m in history})
-        staging = self.repository.stage(job.name, new_id)
-        try:
+        with self.repository.staged(job.name, new_id) as staging:
             kind, artifacts, details = postgres.backup(job, staging, codec, tracker)
             manifest = Manifest(
                 new_id, job.name, kind, BackupType.FULL, None, started, self.clock(),
                 tuple(artifacts), details, self.version,
             )  # fmt: skip
             self.repository.commit(staging, manifest)
-        except BaseException:
-            self.repository.discard(staging)
-            raise
         return manifest
 
     # --- list, rescan ---------------------------------------------------------------------
@@ -252,7 +244,7 @@ class Backups:
             from agent.backup import postgres
 
             assert isinstance(job, PostgresJob)
-            filesystem.verify_chain(self.repository, [manifest], identities, tracker)
+            # Its own check reads every artifact through every layer: no second pass first.
             with self._scratch(job.name) as scratch:
                 postgres.verify(self.repository, job, manifest, identities, tracker, scratch)
 

@@ -14,7 +14,7 @@ import fnmatch
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -222,8 +222,3 @@ class Scanner:
 def by_path(entries: Iterable[Entry]) -> dict[str, Entry]:
     """A tree keyed by path."""
     return {e.path: e for e in entries}
-
-
-def relative_posix(path: str) -> PurePosixPath:
-    """A checked tree path as a PurePosixPath."""
-    return PurePosixPath(check_path(path))
