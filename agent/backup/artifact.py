@@ -4,9 +4,11 @@ the other way, with every layer's own check (age's authenticated chunks, zstd's 
 CRC) on top of the stored hash.
 
 Writing is pushed (`ArtifactWriter.write`), reading is pumped (`pump` into any writer, or `Plain`,
-a readable stream for consumers that pull, such as `tarfile`). age encryption runs in a thread of
-its own behind a pipe, since pyrage pulls from a reader and pushes to a writer; zstd compresses in
-its own worker threads. A stored file is created exclusively and fsynced before it counts.
+a readable stream for consumers that pull, such as `tarfile`). Encryption (`agecipher`) runs in a
+thread of its own, with the artifact's hashing and writing, so the thread that produces the data
+only compresses; zstd compresses in its own worker threads. Decryption is
+pyrage's, an implementation of age independent of the one that wrote the file. A stored file is
+created exclusively and fsynced before it counts.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import fcntl
 import gzip
 import hashlib
 import os
+import queue
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -27,6 +30,7 @@ from typing import Any, BinaryIO, Protocol
 import pyrage  # type: ignore[import-untyped]  # ships no type information
 import zstandard
 
+from agent.backup.agecipher import Encryptor, recipient_key
 from agent.backup.errors import BackupError, IntegrityError, Reason
 from agent.backup.manifest import ArtifactInfo, Compression
 
@@ -34,6 +38,10 @@ CHUNK = 1 << 17
 """Bytes per read when pumping an artifact."""
 
 _PIPE_BYTES = 1 << 20
+_QUEUED_BLOCKS = 8
+"""Compressed blocks (1 MiB each) waiting for the encryption thread at most."""
+_SYNC_BYTES = 32 << 20
+"""The stored file is made durable in the background every this many bytes."""
 _EXTENSIONS = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 _DEFAULT_LEVEL = {"zstd": 3, "gzip": 6}
 
@@ -89,8 +97,11 @@ class _Sink:
         self.path = path
         self.hash = hashlib.sha256()
         self.size = 0
+        self._synced = 0
+        self._syncing: threading.Thread | None = None
+        self._sync_error: OSError | None = None
         self.error: BackupError | None = None
-        """What failed a write, kept: pyrage hands a writer's error back wrapped in its own."""
+        """What failed a write, kept for the writer whose encryption thread it ended."""
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -103,16 +114,45 @@ class _Sink:
         try:
             while view:
                 view = view[os.write(self._fd, view) :]
+            if self.size - self._synced >= _SYNC_BYTES:
+                self._sync_in_background()
         except OSError as exc:
             self.error = storage_error(exc, f"cannot write {self.path}")
             raise self.error from None
         return len(data)
 
+    def _sync_in_background(self) -> None:
+        """fdatasync what is written so far on a thread of its own while writing goes on (one at
+        a time): the fsync at the end then has little left to wait for. On ext4 a single fsync
+        of a 160 MB artifact took 0.17 s here, with or without writeback started early
+        (posix_fadvise, sync_file_range); a backup of a few seconds lost that much."""
+        if self._syncing is not None and self._syncing.is_alive():
+            return
+        self._synced = self.size
+        fd = self._fd
+
+        def sync() -> None:
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:  # raised by finish: the final fsync may not see it again
+                self._sync_error = exc
+
+        self._syncing = threading.Thread(target=sync, name="vigil-sync", daemon=True)
+        self._syncing.start()
+
+    def _wait_for_sync(self) -> None:
+        if self._syncing is not None:
+            self._syncing.join()
+            self._syncing = None
+
     def flush(self) -> None:
-        """Nothing is buffered here (pyrage and gzip call it)."""
+        """Nothing is buffered here (gzip calls it)."""
 
     def finish(self) -> None:
         try:
+            self._wait_for_sync()
+            if self._sync_error is not None:
+                raise self._sync_error
             os.fsync(self._fd)
         except OSError as exc:
             raise storage_error(exc, f"cannot sync {self.path}") from None
@@ -120,6 +160,7 @@ class _Sink:
             self.close()
 
     def close(self) -> None:
+        self._wait_for_sync()  # never close the descriptor under a running fdatasync
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
@@ -174,11 +215,69 @@ class _Worker:
         return self.error
 
 
-def _recipients(recipients: Sequence[str]) -> list[Any]:
-    try:
-        return [pyrage.x25519.Recipient.from_str(r) for r in recipients]
-    except Exception as exc:  # pyrage raises its own RecipientError
-        raise BackupError(Reason.ENCRYPTION, f"not an age recipient: {exc}") from None
+def _recipients(recipients: Sequence[str]) -> list[bytes]:
+    keys = []
+    for number, text in enumerate(recipients, 1):
+        try:
+            keys.append(recipient_key(text))
+        except ValueError as exc:
+            # Never echo the value: an identity pasted there by mistake is a secret.
+            message = f"recipient {number} is not an age X25519 public key: {exc}"
+            raise BackupError(Reason.ENCRYPTION, message) from None
+    return keys
+
+
+class _EncryptionStoppedError(Exception):
+    """The encryption thread ended early (its own error says why)."""
+
+
+class _Encrypting:
+    """Encryption, hashing and writing of the stored file on a thread of their own, fed through
+    a short queue with the compressor's output blocks (handed over, not copied): the thread that
+    produces the data only compresses, and OpenSSL's cipher and hash run outside the GIL."""
+
+    def __init__(self, sink: _Sink, recipients: list[bytes]) -> None:
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_BLOCKS)
+        self._closed = False
+        try:
+            # The header here: a recipient that cannot be used fails the writer at once.
+            encryptor = Encryptor(sink, recipients)
+        except ValueError as exc:
+            message = f"cannot encrypt to the recipients: {exc}"
+            raise BackupError(Reason.ENCRYPTION, message) from None
+        self._thread = threading.Thread(
+            target=self._run, args=(encryptor,), name="vigil-encrypt", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, encryptor: Encryptor) -> None:
+        try:
+            while (block := self._queue.get()) is not None:
+                encryptor.write(block)
+            encryptor.close()
+        except BaseException as exc:  # handed to the producer by `write` and `close`
+            self.error = exc
+            while self._queue.get() is not None:  # a producer blocked on a full queue goes on
+                pass
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self.error is not None:
+            raise _EncryptionStoppedError
+        # Compressors hand over new bytes objects; anything else may be reused by its owner.
+        self._queue.put(data if type(data) is bytes else bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is held back here (gzip calls it)."""
+
+    def close(self) -> BaseException | None:
+        """End the stream and wait for the thread; its error, if any."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join()
+        return self.error
 
 
 class ArtifactWriter:
@@ -195,23 +294,11 @@ class ArtifactWriter:
         self.plain_bytes = 0
         self._progress = progress
         self._sink = _Sink(path)
-        self._pipe: _Pipe | None = None
-        self._encryptor: _Worker | None = None
+        self._encrypting: _Encrypting | None = None
         target: Any = self._sink
         try:
             if codec.recipients:
-                recipients = _recipients(codec.recipients)
-                pipe = self._pipe = _Pipe()
-                sink = self._sink
-
-                def encrypt() -> None:
-                    try:
-                        pyrage.encrypt_io(pipe.reader, sink, recipients)
-                    finally:
-                        pipe.reader.close()  # a writer blocked on a full pipe gets EPIPE
-
-                self._encryptor = _Worker("vigil-age", encrypt)
-                target = pipe
+                target = self._encrypting = _Encrypting(self._sink, _recipients(codec.recipients))
             self._stream = self._compressor(target)
         except BaseException:
             self.abort()
@@ -225,7 +312,7 @@ class ArtifactWriter:
             compressor = zstandard.ZstdCompressor(
                 level=level, threads=threads, write_checksum=True, write_content_size=False
             )
-            # Output in 1 MiB writes: fewer crossings of the pipe to the age thread.
+            # Output in 1 MiB blocks: fewer hand-overs to the encryption thread.
             return compressor.stream_writer(
                 target, write_size=1 << 20, closefd=False, write_return_read=True
             )
@@ -237,7 +324,7 @@ class ArtifactWriter:
         """Encode `data`; raises BackupError (storage, space) when the file cannot take it."""
         try:
             self._stream.write(data)
-        except BrokenPipeError:
+        except _EncryptionStoppedError:
             raise self._encryption_failure() from None
         size = len(data)
         self.plain_bytes += size
@@ -250,13 +337,12 @@ class ArtifactWriter:
         try:
             if self.codec.compression != "none":
                 self._stream.close()  # ends the one frame (a flush first would add an empty one)
-            if self._pipe is not None and self._encryptor is not None:
-                self._pipe.close_writer()
-                error = self._encryptor.join()
+            if self._encrypting is not None:
+                error = self._encrypting.close()
                 if error is not None:
                     raise self._as_backup_error(error)
             self._sink.finish()
-        except BrokenPipeError:
+        except _EncryptionStoppedError:
             self.abort()
             raise self._encryption_failure() from None
         except BaseException:
@@ -273,16 +359,14 @@ class ArtifactWriter:
 
     def abort(self) -> None:
         """Stop and remove the partial file."""
-        if self._pipe is not None:
-            self._pipe.close_writer()
-        if self._encryptor is not None:
-            self._encryptor.join()
+        if self._encrypting is not None:
+            self._encrypting.close()
         self._sink.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
     def _encryption_failure(self) -> BackupError:
-        error = self._encryptor.join() if self._encryptor is not None else None
+        error = self._encrypting.close() if self._encrypting is not None else None
         self.abort()
         return self._as_backup_error(error)
 

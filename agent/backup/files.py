@@ -49,6 +49,7 @@ _KINDS = {
 BATCH = 1 << 20
 """Small files are gathered into writes of about this size: one call into the compressor per
 megabyte instead of three per file."""
+_FILE = EntryType.FILE
 
 
 def _header(entry: Entry, size: int) -> bytes:
@@ -85,7 +86,7 @@ def write_tar(
     root = str(source)
     kept: list[Entry] = []
     for entry, needed in items:
-        if entry.type is not EntryType.FILE:
+        if entry.type is not _FILE:
             batch += _header(entry, 0)
             kept.append(entry)
             continue
@@ -105,14 +106,15 @@ def write_tar(
                 digest, changed = _small_file(fd, path, entry, batch, view)
             else:
                 if batch:
-                    out.write(bytes(batch))
-                    batch.clear()
+                    out.write(memoryview(batch))
+                    batch = bytearray()
                 digest, changed = _large_file(fd, path, entry, out, view)
         finally:
             os.close(fd)
         if len(batch) >= BATCH:
-            out.write(bytes(batch))
-            batch.clear()
+            # Handed over, not copied: every writer here consumes what it is given at once.
+            out.write(memoryview(batch))
+            batch = bytearray()
         result.files += 1
         result.bytes += entry.size
         result.changed_during += changed
@@ -131,7 +133,7 @@ def write_tar(
             )
         )
     batch += _ZEROS * 2
-    out.write(bytes(batch))
+    out.write(memoryview(batch))
     return kept, result
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,13 @@ class TreeCache:
     def _path(self, job: str, backup_id: str) -> Path:
         return self.root / job / f"{backup_id}.tree.zst"
 
-    def store(self, job: str, backup_id: str, entries: Sequence[Entry]) -> None:
-        """Keep a tree, atomically; the job's older trees go (only the newest few are read)."""
+    def store(self, job: str, backup_id: str, encoded: bytes) -> None:
+        """Keep a tree (as `tree.encode` gives it), atomically."""
         path = self._path(job, backup_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as file:
-            file.write(zstandard.ZstdCompressor(level=1).compress(tree.encode(entries)))
+            file.write(zstandard.ZstdCompressor(level=1).compress(encoded))
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
@@ -127,9 +128,9 @@ def backup(
     codec: Codec,
     planned: Plan,
     tracker: Tracker,
-) -> tuple[list[Any], dict[str, Any], list[Entry]]:
+) -> tuple[list[Any], dict[str, Any], bytes]:
     """Write the data and tree artifacts of one backup into `staging`; its artifact records,
-    details and tree."""
+    details and tree (encoded)."""
     scanner = tree.Scanner(Path(job.source), job.exclude, job.one_file_system)
     reference = tree.by_path(planned.reference) if planned.reference is not None else None
     # The scan feeds the tar as it walks: no pass over the tree before the first byte.
@@ -139,10 +140,15 @@ def backup(
         entries, stored = files.write_tar(
             Path(job.source), items, _Tracked(writer, tracker), staging.id
         )
-        data = writer.finish()
+        # Ending the data artifact waits for zstd's last block, the encryption thread and the
+        # disk, all outside the GIL: the tree is encoded meanwhile.
+        with ThreadPoolExecutor(1, thread_name_prefix="vigil-finish") as pool:
+            finishing = pool.submit(writer.finish)
+            encoded = tree.encode(entries)
+            data = finishing.result()
     tracker.phase("writing the tree", None)
     with staging.artifact(TREE, codec) as writer:
-        writer.write(tree.encode(entries))
+        writer.write(encoded)
         tree_info = writer.finish()
     skipped = scanner.skipped()
     kinds = [e.type for e in entries]
@@ -161,7 +167,7 @@ def backup(
     }
     if planned.note:
         details["note"] = planned.note
-    return [data, tree_info], details, entries
+    return [data, tree_info], details, encoded
 
 
 def _changes(

@@ -123,7 +123,7 @@ class Backups:
             )
             new_id = backup_id(started, planned.type, {m.id for m in history})
             with self.repository.staged(job.name, new_id) as staging:
-                artifacts, details, entries = filesystem.backup(
+                artifacts, details, encoded_tree = filesystem.backup(
                     job, staging, codec, planned, tracker
                 )
                 manifest = Manifest(
@@ -132,7 +132,7 @@ class Backups:
                     started, self.clock(), tuple(artifacts), details, self.version,
                 )  # fmt: skip
                 self.repository.commit(staging, manifest)
-            self.trees.store(job.name, new_id, entries)
+            self.trees.store(job.name, new_id, encoded_tree)
             return manifest
         return self._create_postgres(job, history, started, codec, tracker)
 

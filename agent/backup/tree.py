@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import fnmatch
+import operator
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -28,6 +28,11 @@ class EntryType(enum.StrEnum):
     FILE = "f"
     DIR = "d"
     LINK = "l"
+
+
+_FILE = EntryType.FILE
+_name = operator.attrgetter("name")
+S_IMODE, S_ISDIR, S_ISLNK, S_ISREG = stat.S_IMODE, stat.S_ISDIR, stat.S_ISLNK, stat.S_ISREG
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,21 +66,6 @@ class Entry:
             and self.target == other.target
         )
 
-    def row(self) -> list[Any]:
-        """The compact form stored in a tree artifact."""
-        return [
-            self.path,
-            self.type.value,
-            self.mode,
-            self.uid,
-            self.gid,
-            self.mtime_ns,
-            self.size,
-            self.digest,
-            self.target,
-            self.holder,
-        ]
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Skipped:
@@ -99,8 +89,15 @@ def check_path(path: str) -> str:
 
 
 def encode(entries: Sequence[Entry]) -> bytes:
-    """A tree as bytes (one JSON array of rows)."""
-    return orjson.dumps([e.row() for e in entries])
+    """A tree as bytes: one JSON array of rows, each an entry's fields in their order."""
+    # The rows inline (orjson writes an enum as its value): a method call per entry is a third
+    # of the time for a tree of many small files.
+    return orjson.dumps(
+        [
+            (e.path, e.type, e.mode, e.uid, e.gid, e.mtime_ns, e.size, e.digest, e.target, e.holder)
+            for e in entries
+        ]
+    )
 
 
 def decode(raw: bytes) -> list[Entry]:
@@ -170,21 +167,21 @@ class Scanner:
             for pattern in self.exclude
         )
 
-    def _children(self, directory: str, prefix: str) -> Iterator[tuple[os.DirEntry[str], str]]:
+    def _children(self, directory: str, prefix: str) -> list[tuple[os.DirEntry[str], str]]:
         try:
             with os.scandir(directory) as it:
-                children = sorted(it, key=lambda d: d.name)
+                children = sorted(it, key=_name)
         except OSError as exc:
             raise BackupError(Reason.SOURCE, f"cannot list {directory}: {exc.strerror}") from None
-        for child in children:
-            relative = prefix + child.name
-            if not self._excluded(relative):
-                yield child, relative
+        found = [(child, prefix + child.name) for child in children]
+        if self.exclude:
+            found = [(child, relative) for child, relative in found if not self._excluded(relative)]
+        return found
 
     def _walk(self, directory: str, prefix: str, device: int) -> Iterator[Entry]:
         # A stack of directory listings rather than recursion: a recursive generator hands each
         # entry up through every level above it.
-        stack = [self._children(directory, prefix)]
+        stack = [iter(self._children(directory, prefix))]
         while stack:
             found = next(stack[-1], None)
             if found is None:
@@ -200,21 +197,30 @@ class Scanner:
                     Reason.SOURCE, f"cannot stat {child.path}: {exc.strerror}"
                 ) from None
             mode = info.st_mode
-            common = (stat.S_IMODE(mode), info.st_uid, info.st_gid, info.st_mtime_ns)
-            if stat.S_ISREG(mode):
-                yield Entry(relative, EntryType.FILE, *common, size=info.st_size)
-            elif stat.S_ISLNK(mode):
+            if S_ISREG(mode):
+                yield Entry(
+                    relative,
+                    _FILE,
+                    S_IMODE(mode),
+                    info.st_uid,
+                    info.st_gid,
+                    info.st_mtime_ns,
+                    info.st_size,
+                )
+            elif S_ISLNK(mode):
                 try:
                     target = os.readlink(child.path)
                 except FileNotFoundError:
                     continue
+                common = (S_IMODE(mode), info.st_uid, info.st_gid, info.st_mtime_ns)
                 yield Entry(relative, EntryType.LINK, *common, target=target)
-            elif stat.S_ISDIR(mode):
+            elif S_ISDIR(mode):
                 if self.one_file_system and info.st_dev != device:
                     self.other_filesystem += 1
                     continue
+                common = (S_IMODE(mode), info.st_uid, info.st_gid, info.st_mtime_ns)
                 yield Entry(relative, EntryType.DIR, *common)
-                stack.append(self._children(child.path, relative + "/"))
+                stack.append(iter(self._children(child.path, relative + "/")))
             else:
                 self.special += 1
 
