@@ -4,7 +4,7 @@
 Goals (issue 11):
 
 * Files: `fs_throughput_ratio` = tar time / Vigil time >= 0.9, Vigil doing a full backup with
-  zstd-3 (threads), age encryption, the SHA-256 of the artifact and the per-file SHA-256 tree, tar
+  zstd-3 (threads), age encryption, the SHA-256 of the artifact and the per-file (BLAKE3) tree, tar
   doing `tar -C tree -I 'zstd -3 -T0' -cf out.tar.zst .` (no checksums, no encryption). Also
   reported, without a goal: `fs_equivalent_ratio` against the same features done by the command
   line tools, `tar -cf - . | zstd -3 -T0 | age -r R | tee out | sha256sum` (encryption and the
