@@ -4,6 +4,7 @@ driven over real HTTP, and never a 5xx whatever the query and headers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import urllib.parse
@@ -299,6 +300,28 @@ async def test_a_full_queue_counts_a_refusal(start_agent: StartAgent) -> None:
 
     counts = (await _queue(agent))["counts"]
     assert (counts["accepted"], counts["refused"], counts["completed"]) == (2, 1, 2)
+
+
+async def test_an_active_alert_keeps_its_runbook_url(start_agent: StartAgent) -> None:
+    """The captured Alertmanager notification's `runbook_url` is stored with its alert, in the
+    engine's state and in the database's state document."""
+    agent = await start_agent(quiet_disk(60), degradation=_degradation())
+    payload = json.loads((FIXTURES / "webhook_firing.json").read_text())["body"]
+    fingerprint = payload["alerts"][0]["fingerprint"]
+    url = payload["alerts"][0]["annotations"]["runbook_url"]
+
+    status, _ = await agent.send("POST", "/webhooks/alertmanager", payload, token=TOKEN)
+
+    assert status == 200
+    degradation = agent.agent.degradation
+    assert degradation is not None
+    assert degradation.engine.state.book.active[fingerprint].runbook_url == url
+    database = agent.agent.database
+    assert database is not None
+    with contextlib.closing(sqlite3.connect(database.path)) as reader:
+        (document,) = reader.execute("SELECT document FROM state").fetchone()
+    (stored,) = json.loads(document)["book"]["active"]
+    assert stored["runbook_url"] == url
 
 
 # Query strings: each route's own parameter valid or close, repeated, unknown ones, raw pieces.
