@@ -16,6 +16,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -82,14 +83,42 @@ class Change(enum.StrEnum):
     EXPIRED = "expired"
 
 
+RUNBOOK_URL_CHARS = 2048
+
+
+def runbook_url(annotations: Mapping[str, str]) -> str | None:
+    """The alert's `runbook_url` annotation when it is a link an operator can safely follow.
+
+    Kept only as an absolute http(s) URL of printable characters, at most 2,048 of them, with
+    no credentials in it: the API shows it to anyone who can read the level, and a page turns
+    it into a link (a `javascript:` one would run in the operator's browser).
+    """
+    url = annotations.get("runbook_url")
+    if url is None or len(url) > RUNBOOK_URL_CHARS or not url.isprintable():
+        return None
+    try:
+        parts = urlsplit(url)  # the scheme comes back in lower case
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+    if parts.scheme not in ("http", "https") or not host or "@" in parts.netloc:
+        return None
+    return url
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ActiveAlert:
-    """A firing alert as the book keeps it."""
+    """A firing alert as the book keeps it.
+
+    `runbook_url` is the annotation of the message that started the episode (see
+    `runbook_url`), or None; later duplicates do not change it.
+    """
 
     fingerprint: str
     labels: Mapping[str, str]
     starts_at: float
     last_seen: float
+    runbook_url: str | None = None
 
     @property
     def name(self) -> str:
@@ -97,22 +126,28 @@ class ActiveAlert:
         return self.labels.get("alertname", "")
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready form for the state file and the API."""
-        return {
+        """JSON-ready form for the state file and the API; `runbook_url` only when known, so
+        that documents written before it existed and those without one read the same."""
+        document: dict[str, Any] = {
             "fingerprint": self.fingerprint,
             "labels": dict(self.labels),
             "starts_at": self.starts_at,
             "last_seen": self.last_seen,
         }
+        if self.runbook_url is not None:
+            document["runbook_url"] = self.runbook_url
+        return document
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ActiveAlert:
         """Inverse of `to_json`."""
+        url = data.get("runbook_url")
         return cls(
             str(data["fingerprint"]),
             {str(k): str(v) for k, v in data["labels"].items()},
             float(data["starts_at"]),
             float(data["last_seen"]),
+            url if isinstance(url, str) else None,
         )
 
 
@@ -151,7 +186,8 @@ class AlertBook:
                     active[fp] = dataclasses.replace(current, last_seen=now)
                     change = Change.DUPLICATE
                 else:
-                    active[fp] = ActiveAlert(fp, dict(alert.labels), starts, now)
+                    url = runbook_url(alert.annotations)
+                    active[fp] = ActiveAlert(fp, dict(alert.labels), starts, now, url)
                     change = Change.FIRED
             elif current is not None and starts >= current.starts_at:
                 del active[fp]

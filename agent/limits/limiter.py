@@ -147,6 +147,22 @@ class _Face:
         self._previous_peak, counts.peak = current, 0.0
         return peak
 
+    def held(self) -> float | None:
+        """The highest share of its quota any key holds now (0 to 1), starting no period.
+
+        Over the memory storage only (None over another): what `utilization` reads of the keys,
+        without the refusals and peaks of its periods, so reading it changes no gauge.
+        """
+        return None if self._memory is None else self._memory.utilization()
+
+    def states(self) -> int | None:
+        """How many key states the memory storage holds (None over another storage).
+
+        A key counts once per limit and per table generation it has a state in, so this is the
+        memory held rather than distinct clients.
+        """
+        return None if self._memory is None else self._memory.states()
+
     def _peak(self) -> tuple[float, float]:
         """This period's peak, and the one reported: with the last period's and what is held."""
         counts = self._counts
@@ -295,3 +311,13 @@ class SyncLimiter(_Face):
         """As `Limiter.utilization`, read under the limiter's lock."""
         with self._lock:
             return super().utilization()
+
+    def held(self) -> float | None:
+        """As `Limiter.held`, read under the limiter's lock."""
+        with self._lock:
+            return super().held()
+
+    def states(self) -> int | None:
+        """As `Limiter.states`, read under the limiter's lock."""
+        with self._lock:
+            return super().states()

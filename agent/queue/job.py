@@ -118,7 +118,9 @@ class QueueStats:
 
     `outcomes` are lifetime counts (never reset, so they can back monotonic counters); `depth`
     counts jobs waiting in the queue, `producers_waiting` the `submit` calls waiting to be
-    admitted, `busy` the workers holding a job.
+    admitted, `busy` the workers holding a job. `admitted` counts the jobs that entered the queue
+    (a producer that waited for room counts once admitted); `refusing` says whether
+    `submit_nowait` would refuse a job now (closed, full, backpressure or producers waiting).
     """
 
     name: str
@@ -133,3 +135,5 @@ class QueueStats:
     drain_per_second: float | None
     outcomes: dict[Outcome, int]
     closed: bool
+    admitted: int = 0
+    refusing: bool = False

@@ -75,6 +75,7 @@ class WorkQueue:
         self._workers: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._busy = 0
+        self._admitted = 0
         self._outcomes = dict.fromkeys(Outcome, 0)
         self._closed = False
         self._timing: list[TimingListener] = []
@@ -108,19 +109,27 @@ class WorkQueue:
         """A snapshot of the queue's depth, pool, backpressure and outcome counts."""
         now = self._clock.now()
         oldest = self._scheduler.oldest_pushed_at()
+        backpressure = self._refresh()
+        depth = len(self._scheduler)
         return QueueStats(
             name=self._name,
             capacity=self._config.capacity,
-            depth=len(self._scheduler),
+            depth=depth,
             depth_by_priority={p: self._scheduler.waiting(p) for p in self._config.priorities},
             producers_waiting=len(self._waiters),
             workers=len(self._workers),
             busy=self._busy,
-            backpressure=self._refresh(),
+            backpressure=backpressure,
             oldest_wait_seconds=0.0 if oldest is None else now - oldest,
             drain_per_second=self._drain.per_second(now),
             outcomes=dict(self._outcomes),
             closed=self._closed,
+            admitted=self._admitted,
+            # What `submit_nowait` checks (without counting a refusal).
+            refusing=self._closed
+            or bool(self._waiters)
+            or depth >= self._config.capacity
+            or backpressure,
         )
 
     def retry_after_seconds(self) -> float:
@@ -281,6 +290,7 @@ class WorkQueue:
     def _enqueue(self, job: Job[Any]) -> None:
         """Put an admitted job in its class and make sure a worker will take it."""
         job.entry = self._scheduler.push(job.priority, job, self._clock.now())
+        self._admitted += 1
         self._refresh()
         self._dispatch()
 

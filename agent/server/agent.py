@@ -22,6 +22,7 @@ from agent.probes.context import ProbeContext
 from agent.probes.recorder import CheckRecorder
 from agent.probes.runner import Runner
 from agent.server.app import make_app
+from agent.server.runtime_api import RuntimeApi
 from exporters.otel import Pipeline
 
 # The degradation engine, the database and each store are imported where they are used: an agent
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from agent.degradation.flags import Flags
     from agent.degradation.reconcile import Reconciler
     from agent.limits import Limiter
+    from agent.queue.manager import WorkQueue
     from agent.server.degradation_api import DegradationApi
 
 log = structlog.get_logger("vigil.agent")
@@ -146,6 +148,7 @@ class Agent:
             self.clock,
             middlewares,
         )
+        RuntimeApi(self.board, self._limiters, self._queues).register(app)
         if self.degradation is not None:
             await self.degradation.flags.load()
             await self.degradation.engine.start()
@@ -176,6 +179,14 @@ class Agent:
             checks=len(self.config.checks),
             otlp=self.pipeline.otlp.protocol if self.pipeline.otlp else "off",
         )
+
+    def _limiters(self) -> list[Limiter]:
+        """The agent's own rate limiters, for the runtime status API."""
+        return [] if self.api_limiter is None else [self.api_limiter]
+
+    def _queues(self) -> list[WorkQueue]:
+        """The agent's own work queues, for the runtime status API."""
+        return [] if self.degradation is None else [self.degradation.hook.queue]
 
     async def stop(self) -> None:
         """Stop scheduling, let in-flight runs end within the grace, flush telemetry, close."""
