@@ -32,6 +32,7 @@ from agent.degradation.errors import (
 from agent.degradation.flags import FlagDefinition, Flags
 from agent.degradation.levels import Level
 from agent.server.auth import AdminAuth
+from agent.server.backup_api import BACKUP_API
 from agent.server.openapi import document
 from agent.server.plumbing import (
     bad_request,
@@ -228,8 +229,8 @@ class DegradationApi:
         )
 
     async def openapi(self, request: web.Request) -> web.Response:
-        """The OpenAPI document of the webhook and the admin API."""
-        return web.json_response(document())
+        """The OpenAPI document of the webhook and the admin API (and the backups', if served)."""
+        return web.json_response(document(backups=BACKUP_API in request.app))
 
 
 _ACTOR = re.compile(r"[\w.@:+-]{1,100}")
