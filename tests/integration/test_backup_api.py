@@ -19,6 +19,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from agent.backup import catalogue as tables
+from agent.database import Schema
+from agent.database.connection import connect
+from agent.database.schema import versions
 from agent.server.auth import Principal
 from agent.server.backup_api import BackupApi, BackupRequest, DrillRequest, VerifyRequest
 from agent.server.openapi import document
@@ -476,3 +480,28 @@ def test_routes_and_fields_are_documented() -> None:
     assert sorted(r for r in routes if f"`{r}`" not in page) == []
     for model in (BackupRequest, VerifyRequest, DrillRequest):
         assert [f for f in model.model_fields if f"`{f}`" not in page] == [], model.__name__
+
+
+def test_runs_recorded_before_the_actor_column_read_as_null(tmp_path: Path) -> None:
+    """A database whose backup schema predates the actor column is migrated in place: its runs
+    stay, with actor null, and new runs record theirs."""
+    path = tmp_path / "vigil.db"
+    first = Schema(
+        tables.SCHEMA.name, tables.SCHEMA.migrations[:1]
+    )  # the schema as it shipped first
+    old = connect(path, 5, [first])
+    with old:
+        old.execute(
+            "INSERT INTO backup_runs (job, operation, started, ended, ok) VALUES"
+            " ('src', 'backup', 1, 2, 1)"
+        )
+    old.close()
+
+    db = connect(path, 5, [tables.SCHEMA])
+    tables.record(db, tables.Run("src", "verify", 3, 4, True, actor="alice"))
+    found = [(r.operation, r.actor) for r in tables.runs(db)]
+    version = versions(db)[tables.SCHEMA.name]
+    db.close()
+
+    assert found == [("verify", "alice"), ("backup", None)]
+    assert version == tables.SCHEMA.version == 2
