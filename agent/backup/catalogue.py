@@ -61,6 +61,9 @@ SCHEMA = Schema(
             )""",
             "CREATE INDEX backup_runs_by_job ON backup_runs (job, operation, seq)",
         ),
+        # 2: who asked for a run (an operator through the admin API); NULL for the schedule,
+        # the command line and every run recorded before.
+        ("ALTER TABLE backup_runs ADD COLUMN actor TEXT",),
     ),
 )
 
@@ -118,9 +121,11 @@ class Run:
     reason: str | None = None
     message: str | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    actor: str | None = None
+    """Who asked for it through the admin API; None for the schedule and the command line."""
 
     def as_json(self) -> dict[str, Any]:
-        """The run for `--json` output."""
+        """The run for `--json` output and the API."""
         return {
             **dataclasses.asdict(self),
             "duration_seconds": round(self.ended - self.started, 3),
@@ -168,7 +173,7 @@ def record(db: sqlite3.Connection, run: Run) -> None:
 def _insert_run(db: sqlite3.Connection, run: Run) -> None:
     db.execute(
         "INSERT INTO backup_runs (job, operation, backup_id, type, started, ended, ok, reason,"
-        " message, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " message, details, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run.job,
             run.operation,
@@ -180,6 +185,7 @@ def _insert_run(db: sqlite3.Connection, run: Run) -> None:
             run.reason,
             run.message,
             orjson.dumps(run.details),
+            run.actor,
         ),
     )
 
@@ -297,11 +303,23 @@ def runs(
             params.append(value)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     # Only fixed column names are joined in; every value is a parameter.
-    columns = "job, operation, started, ended, ok, backup_id, type, reason, message, details"
+    columns = "job, operation, started, ended, ok, backup_id, type, reason, message, details, actor"
     query = f"SELECT {columns} FROM backup_runs{where} ORDER BY seq DESC LIMIT ?"  # noqa: S608
     rows = db.execute(query, [*params, limit]).fetchall()
     return [
-        Run(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], orjson.loads(r[9] or b"{}"))
+        Run(
+            job=r[0],
+            operation=r[1],
+            started=r[2],
+            ended=r[3],
+            ok=bool(r[4]),
+            backup_id=r[5],
+            type=r[6],
+            reason=r[7],
+            message=r[8],
+            details=orjson.loads(r[9] or b"{}"),
+            actor=r[10],
+        )
         for r in rows
     ]
 

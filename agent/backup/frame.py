@@ -4,6 +4,7 @@ the run recorded in the catalogue with its outcome (a failure with its reason an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +19,16 @@ from agent.backup.repository import Repository
 from agent.database import Database, transaction
 from agent.telemetry.redact import redactor
 from agent.telemetry.spans import mark_error
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asked for an operation, recorded with its run, and what to call (on the worker
+    thread) once it holds the job's lock: the admin API answers 202 only then, and 409 when the
+    lock is another run's."""
+
+    actor: str | None = None
+    on_start: Callable[[], None] | None = None
 
 
 class Frame:
@@ -39,12 +50,19 @@ class Frame:
 
     @contextlib.contextmanager
     def operation(
-        self, job: str, operation: str, progress: Progress | None, timeout: float | None
+        self,
+        job: str,
+        operation: str,
+        progress: Progress | None,
+        timeout: float | None,
+        caller: Caller | None = None,
     ) -> Iterator[tuple[Tracker, dict[str, Any]]]:
         """Lock, span, deadline and the recorded run around one operation. The block fills the
         dict with `backup_id`, `type`, `details` (and `record: False` for a dry run); a
         BackupError it raises is recorded with its reason and goes on, as does a bug (recorded
-        as `internal`). A busy job is not recorded: the run that holds the lock is."""
+        as `internal`). A busy job is not recorded: the run that holds the lock is. `caller`
+        names who asked (recorded with the run) and is told once the lock is held."""
+        asked = caller or Caller()
         tracker = Tracker(progress or Quiet(), timeout)
         result: dict[str, Any] = {"details": {}}
         started = self.clock()
@@ -61,6 +79,8 @@ class Frame:
                     with self._running_lock:
                         self.running[(job, operation)] = tracker
                     try:
+                        if asked.on_start is not None:
+                            asked.on_start()
                         yield tracker, result
                     finally:
                         with self._running_lock:
@@ -69,15 +89,15 @@ class Frame:
                 mark_error(span, exc.reason.value, str(exc))
                 span.set_attribute("vigil.backup.reason", exc.reason.value)
                 if exc.reason is not Reason.BUSY:
-                    self._record(job, operation, started, result, exc.reason, str(exc))
+                    self._record(job, operation, started, result, exc.reason, str(exc), asked)
                 raise
             except Exception as exc:
                 mark_error(span, type(exc).__name__, repr(exc))
-                self._record(job, operation, started, result, Reason.INTERNAL, repr(exc))
+                self._record(job, operation, started, result, Reason.INTERNAL, repr(exc), asked)
                 raise
             span.set_attribute("vigil.backup.outcome", "success")
             if result.pop("record", True):
-                self._record(job, operation, started, result, None, None)
+                self._record(job, operation, started, result, None, None, asked)
 
     def _record(
         self,
@@ -87,6 +107,7 @@ class Frame:
         result: dict[str, Any],
         reason: Reason | None,
         message: str | None,
+        caller: Caller,
     ) -> None:
         details = dict(result.get("details", {}))
         manifest = details.pop("manifest", None)
@@ -101,6 +122,7 @@ class Frame:
             reason=reason.value if reason is not None else None,
             message=redactor.text(message)[:2000] if message else None,
             details=details,
+            actor=caller.actor,
         )
         try:
             if manifest is not None and run.ok:

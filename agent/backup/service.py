@@ -23,7 +23,7 @@ from agent.backup import catalogue, filesystem, keys, retention
 from agent.backup.artifact import Codec
 from agent.backup.catalogue import Entry, JobStatus
 from agent.backup.errors import BackupError, Reason
-from agent.backup.frame import Frame
+from agent.backup.frame import Caller, Frame
 from agent.backup.manifest import BackupType, Kind, Manifest, backup_id
 from agent.backup.progress import Progress, Tracker
 from agent.backup.repository import Repository, Space
@@ -90,12 +90,17 @@ class Backups:
     # --- create ------------------------------------------------------------------------------
 
     def create(
-        self, job_name: str, wanted: BackupType | None = None, progress: Progress | None = None
+        self,
+        job_name: str,
+        wanted: BackupType | None = None,
+        progress: Progress | None = None,
+        *,
+        caller: Caller | None = None,
     ) -> Manifest:
         """Take a backup of `job_name` (default type: full), commit it, catalogue it."""
         job = self.job(job_name)
         wanted = wanted or BackupType.FULL
-        with self.frame.operation(job.name, "backup", progress, job.timeout_seconds) as (
+        with self.frame.operation(job.name, "backup", progress, job.timeout_seconds, caller) as (
             tracker,
             result,
         ):
@@ -189,20 +194,23 @@ class Backups:
     # --- verify ---------------------------------------------------------------------------
 
     def verify(
-        self, job_name: str, backup: str | None = None, progress: Progress | None = None
+        self,
+        job_name: str,
+        backup: str | None = None,
+        progress: Progress | None = None,
+        *,
+        caller: Caller | None = None,
     ) -> list[dict[str, Any]]:
-        """Verify one backup, or (None) every backup of the job: checksums and decryption of
-        every artifact, and the kind's own check. Results are stored; the first failure is
-        raised after every backup was tried."""
+        """Verify one backup (`latest`: the newest), or (None) every backup of the job:
+        checksums and decryption of every artifact, and the kind's own check. Results are
+        stored; the first failure is raised after every backup was tried."""
         job = self.job(job_name)
-        with self.frame.operation(job.name, "verify", progress, job.timeout_seconds) as (
+        with self.frame.operation(job.name, "verify", progress, job.timeout_seconds, caller) as (
             tracker,
             result,
         ):
             targets = (
-                [self.repository.read(job.name, backup)]
-                if backup
-                else self.repository.scan(job.name)[0]
+                [self.resolve(job.name, backup)] if backup else self.repository.scan(job.name)[0]
             )
             if not targets:
                 raise BackupError(Reason.REFUSED, f"job {job.name} has no backup to verify")
@@ -357,15 +365,24 @@ class Backups:
 
     # --- drill ------------------------------------------------------------------------------
 
-    def drill(self, job_name: str, progress: Progress | None = None) -> dict[str, Any]:
-        """Restore the newest backup into a scratch place, check it, measure the recovery time
-        (RTO) and the data's age (RPO), clean up. The result is stored on the backup."""
+    def drill(
+        self,
+        job_name: str,
+        progress: Progress | None = None,
+        *,
+        backup: str | None = None,
+        caller: Caller | None = None,
+    ) -> dict[str, Any]:
+        """Restore the newest backup (or `backup`) into a scratch place, check it, measure the
+        recovery time (RTO) and the data's age (RPO), clean up. The result is stored on the
+        backup."""
         job = self.job(job_name)
-        with self.frame.operation(job.name, "drill", progress, job.drill.timeout_seconds) as (
+        timeout = job.drill.timeout_seconds
+        with self.frame.operation(job.name, "drill", progress, timeout, caller) as (
             tracker,
             result,
         ):
-            manifest = self.resolve(job.name, None)
+            manifest = self.resolve(job.name, backup)
             result["backup_id"] = manifest.id
             began = self.clock()
             start = time.monotonic()
@@ -467,6 +484,12 @@ class Backups:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- status -----------------------------------------------------------------------------
+
+    def runs(
+        self, job: str | None = None, operation: str | None = None, limit: int = 100
+    ) -> list[catalogue.Run]:
+        """The newest recorded runs first, filtered by job and operation."""
+        return self.database.call(lambda db: catalogue.runs(db, job, operation, limit))
 
     def status(self) -> dict[str, JobStatus]:
         """Every configured job's status, for the signals."""

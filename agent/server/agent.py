@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from agent.degradation.reconcile import Reconciler
     from agent.limits import Limiter
     from agent.queue.manager import WorkQueue
+    from agent.server.backup_api import BackupApi
     from agent.server.degradation_api import DegradationApi
 
 log = structlog.get_logger("vigil.agent")
@@ -117,8 +118,19 @@ class Agent:
 
             observe_queues(meter, [self.degradation.hook.queue])
         self.backups: BackupScheduler | None = None
+        self.backup_api: BackupApi | None = None
         if config.backup.jobs and self.database is not None:
+            from agent.server.auth import AdminAuth
+            from agent.server.backup_api import BackupApi
+
             self.backups = _backups(config, config_path, self.database, meter, tracer, clock)
+            # One admin check for every admin API: the degradation API's when it has one.
+            auth = (
+                self.degradation.auth
+                if self.degradation is not None
+                else AdminAuth(config.degradation.admin_token_env)
+            )
+            self.backup_api = BackupApi(self.backups, auth)
 
     async def start(self) -> None:
         """Create the data directory, start serving and scheduling."""
@@ -162,6 +174,12 @@ class Agent:
                     ),
                     name="flags-refresh",
                 )
+        if self.backup_api is not None:
+            self.backup_api.register(app)
+            if self.degradation is None:  # whose API serves the OpenAPI document otherwise
+                from agent.server.openapi import handler
+
+                app.router.add_get("/api/v1/openapi.json", handler(degradation=False, backups=True))
         self._runner_app = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner_app.setup()
         site = web.TCPSite(self._runner_app, settings.listen_host, settings.listen_port)
@@ -195,6 +213,8 @@ class Agent:
         await self.runner.stop(grace)
         if self.backups is not None:
             await self.backups.stop(grace)
+        if self.backup_api is not None:
+            await self.backup_api.stop(grace)
         if self.reconciler is not None:
             await self.reconciler.stop()
         if self._flag_refresher is not None:

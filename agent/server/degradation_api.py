@@ -8,7 +8,6 @@ reading and error answers are `plumbing.py`.
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from typing import Any
@@ -32,13 +31,13 @@ from agent.degradation.errors import (
 )
 from agent.degradation.flags import FlagDefinition, Flags
 from agent.degradation.levels import Level
+from agent.server.auth import AdminAuth
+from agent.server.backup_api import BACKUP_API
 from agent.server.openapi import document
 from agent.server.plumbing import (
-    authorization,
     bad_request,
     read_json,
     read_model,
-    secret_bytes,
     trace_id_of,
     unavailable,
     validation_errors,
@@ -61,6 +60,7 @@ class DegradationApi:
         engine: DegradationEngine,
         flags: Flags,
         tracer: Tracer | None = None,
+        auth: AdminAuth | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -68,7 +68,8 @@ class DegradationApi:
         self.tracer = tracer or trace.get_tracer("vigil.degradation")
         self.hook = AlertmanagerWebhook(settings, engine, self.tracer)
         self.webhook_outcomes = self.hook.outcomes  # read by the metrics
-        self._admin = secret_bytes(settings.admin_token_env)
+        # One check for every admin API: the agent hands the same one to the backups API.
+        self.auth = auth or AdminAuth(settings.admin_token_env)
 
     def register(self, app: web.Application) -> None:
         """Add the routes to `app`."""
@@ -87,20 +88,8 @@ class DegradationApi:
         r.add_post("/api/v1/flags/{key}/evaluate", self.evaluate_flag)
         r.add_get("/api/v1/openapi.json", self.openapi)
 
-    def _admin_authorized(self, request: web.Request) -> bool:
-        if self._admin is None:
-            return False
-        scheme, token = authorization(request.headers)
-        return scheme == b"bearer" and hmac.compare_digest(token, self._admin)
-
     def _need_admin(self, request: web.Request) -> None:
-        if not self._admin_authorized(request):
-            detail = "admin API writes need degradation.admin_token_env and its Bearer token"
-            raise web.HTTPUnauthorized(
-                text=json.dumps({"error": detail}),
-                content_type="application/json",
-                headers={"WWW-Authenticate": 'Bearer realm="vigil-admin"'},
-            )
+        self.auth.require(request)
 
     async def status(self, request: web.Request) -> web.Response:
         """The effective level, why, the pin and the active alerts."""
@@ -240,8 +229,8 @@ class DegradationApi:
         )
 
     async def openapi(self, request: web.Request) -> web.Response:
-        """The OpenAPI document of the webhook and the admin API."""
-        return web.json_response(document())
+        """The OpenAPI document of the webhook and the admin API (and the backups', if served)."""
+        return web.json_response(document(backups=BACKUP_API in request.app))
 
 
 _ACTOR = re.compile(r"[\w.@:+-]{1,100}")

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiohttp import web
 from pydantic import BaseModel
 
 from agent import __version__
 from agent.degradation.alerts import WebhookPayload
 from agent.degradation.flags import FlagDefinition
+from agent.server.backup_api import (
+    KINDS,
+    MAX_LIMIT,
+    OPERATIONS,
+    BackupRequest,
+    DrillRequest,
+    VerifyRequest,
+)
 from agent.server.requests import EvaluateRequest, PinRequest, UnpinRequest
 
 _MODELS: dict[str, type[BaseModel]] = {
@@ -17,6 +27,11 @@ _MODELS: dict[str, type[BaseModel]] = {
     "UnpinRequest": UnpinRequest,
     "EvaluateRequest": EvaluateRequest,
     "FlagDefinition": FlagDefinition,
+}
+_BACKUP_MODELS: dict[str, type[BaseModel]] = {
+    "BackupRequest": BackupRequest,
+    "VerifyRequest": VerifyRequest,
+    "DrillRequest": DrillRequest,
 }
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -34,6 +49,7 @@ def _responses(ok: str, *errors: int) -> dict[str, Any]:
         400: "The request is invalid; nothing changed.",
         401: "Missing or wrong credentials; nothing changed.",
         404: "No such flag.",
+        409: "Conflict; nothing changed.",
         413: "The body, decoded, is larger than allowed; nothing changed.",
         415: "The body's Content-Encoding is not identity, gzip or deflate; nothing changed.",
         503: "The state store is unavailable (or the webhook is overloaded); retry later.",
@@ -63,8 +79,9 @@ def _webhook_responses() -> dict[str, Any]:
     return out
 
 
-def document() -> dict[str, Any]:
-    """The whole OpenAPI document."""
+def document(*, degradation: bool = True, backups: bool = False) -> dict[str, Any]:
+    """The whole OpenAPI document: the webhook and degradation API, the backups API, or both
+    (the routes an agent serves)."""
     schemas: dict[str, Any] = {
         "Error": {
             "type": "object",
@@ -75,11 +92,52 @@ def document() -> dict[str, Any]:
             },
         }
     }
-    for name, model in _MODELS.items():
+    models = {**(_MODELS if degradation else {}), **(_BACKUP_MODELS if backups else {})}
+    for name, model in models.items():
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
     admin: list[dict[str, list[str]]] = [{"adminToken": []}]
+    paths = {
+        **(_degradation_paths(admin) if degradation else {}),
+        **(_backup_paths(admin) if backups else {}),
+    }
+    title = "Vigil degradation API" if degradation and not backups else "Vigil admin API"
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer"},
+                **(
+                    {
+                        "webhookBearer": {"type": "http", "scheme": "bearer"},
+                        "webhookBasic": {"type": "http", "scheme": "basic"},
+                    }
+                    if degradation
+                    else {}
+                ),
+            },
+        },
+    }
+
+
+def handler(
+    *, degradation: bool, backups: bool
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler answering the document of these parts (for an agent whose degradation API,
+    which serves it otherwise, is off)."""
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document(degradation=degradation, backups=backups))
+
+    return openapi
+
+
+def _degradation_paths(admin: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """The webhook's and the degradation API's operations."""
     key = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
     actor = {
         "name": "actor",
@@ -89,108 +147,96 @@ def document() -> dict[str, Any]:
         "schema": {"type": "string", "pattern": r"^[\w.@:+-]{1,100}$"},
     }
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "Vigil degradation API", "version": __version__},
-        "paths": {
-            "/webhooks/alertmanager": {
-                "post": {
-                    "summary": "Apply an Alertmanager v4 webhook notification",
-                    "security": [{"webhookBearer": []}, {"webhookBasic": []}],
-                    "requestBody": _body("WebhookPayload"),
-                    "responses": _webhook_responses(),
-                }
-            },
-            "/api/v1/degradation": {
-                "get": {"summary": "Degradation status", "responses": _responses("Status.")}
-            },
-            "/api/v1/degradation/pin": {
-                "post": {
-                    "summary": "Pin the level",
-                    "security": admin,
-                    "requestBody": _body("PinRequest"),
-                    "responses": _responses("Pinned; the status.", 400, 401, 413, 415, 503),
-                }
-            },
-            "/api/v1/degradation/unpin": {
-                "post": {
-                    "summary": "Remove the pin",
-                    "security": admin,
-                    "requestBody": _body("UnpinRequest"),
-                    "responses": _responses("Unpinned; the status.", 400, 401, 413, 415, 503),
-                }
-            },
-            "/api/v1/audit": {
-                "get": {
-                    "summary": "Audit entries, newest first, filtered and paged",
-                    "parameters": [
-                        _query("limit", "Entries per page.", minimum=1, maximum=10000),
-                        _query(
-                            "since",
-                            "Entries at or after this time (RFC 3339 with an offset).",
-                            fmt="date-time",
-                        ),
-                        _query(
-                            "until",
-                            "Entries before this time (RFC 3339 with an offset).",
-                            fmt="date-time",
-                        ),
-                        _query(
-                            "actor",
-                            "An actor id or kind (`alice`, `alertmanager`), or `kind:id`.",
-                        ),
-                        {
-                            **_query("kind", "Only entries with this `action` (repeatable)."),
-                            "schema": {"type": "array", "items": {"type": "string"}},
-                            "explode": True,
-                        },
-                        _query("cursor", "The `next_cursor` of the page before."),
-                    ],
-                    "responses": _responses(
-                        "Entries, newest first, and `next_cursor` (null on the last page).",
-                        400,
-                        503,
+        "/webhooks/alertmanager": {
+            "post": {
+                "summary": "Apply an Alertmanager v4 webhook notification",
+                "security": [{"webhookBearer": []}, {"webhookBasic": []}],
+                "requestBody": _body("WebhookPayload"),
+                "responses": _webhook_responses(),
+            }
+        },
+        "/api/v1/degradation": {
+            "get": {"summary": "Degradation status", "responses": _responses("Status.")}
+        },
+        "/api/v1/degradation/pin": {
+            "post": {
+                "summary": "Pin the level",
+                "security": admin,
+                "requestBody": _body("PinRequest"),
+                "responses": _responses("Pinned; the status.", 400, 401, 413, 415, 503),
+            }
+        },
+        "/api/v1/degradation/unpin": {
+            "post": {
+                "summary": "Remove the pin",
+                "security": admin,
+                "requestBody": _body("UnpinRequest"),
+                "responses": _responses("Unpinned; the status.", 400, 401, 413, 415, 503),
+            }
+        },
+        "/api/v1/audit": {
+            "get": {
+                "summary": "Audit entries, newest first, filtered and paged",
+                "parameters": [
+                    _query("limit", "Entries per page.", minimum=1, maximum=10000),
+                    _query(
+                        "since",
+                        "Entries at or after this time (RFC 3339 with an offset).",
+                        fmt="date-time",
                     ),
-                }
+                    _query(
+                        "until",
+                        "Entries before this time (RFC 3339 with an offset).",
+                        fmt="date-time",
+                    ),
+                    _query(
+                        "actor",
+                        "An actor id or kind (`alice`, `alertmanager`), or `kind:id`.",
+                    ),
+                    {
+                        **_query("kind", "Only entries with this `action` (repeatable)."),
+                        "schema": {"type": "array", "items": {"type": "string"}},
+                        "explode": True,
+                    },
+                    _query("cursor", "The `next_cursor` of the page before."),
+                ],
+                "responses": _responses(
+                    "Entries, newest first, and `next_cursor` (null on the last page).",
+                    400,
+                    503,
+                ),
+            }
+        },
+        "/api/v1/flags": {
+            "get": {"summary": "Every flag", "responses": _responses("Flag definitions.")}
+        },
+        "/api/v1/flags/{key}": {
+            "get": {
+                "summary": "One flag",
+                "parameters": key,
+                "responses": _responses("The definition.", 404),
             },
-            "/api/v1/flags": {
-                "get": {"summary": "Every flag", "responses": _responses("Flag definitions.")}
+            "put": {
+                "summary": "Create or replace a flag",
+                "security": admin,
+                "parameters": [*key, actor],
+                "requestBody": _body("FlagDefinition"),
+                "responses": _responses("Stored.", 400, 401, 413, 415, 503),
             },
-            "/api/v1/flags/{key}": {
-                "get": {
-                    "summary": "One flag",
-                    "parameters": key,
-                    "responses": _responses("The definition.", 404),
-                },
-                "put": {
-                    "summary": "Create or replace a flag",
-                    "security": admin,
-                    "parameters": [*key, actor],
-                    "requestBody": _body("FlagDefinition"),
-                    "responses": _responses("Stored.", 400, 401, 413, 415, 503),
-                },
-                "delete": {
-                    "summary": "Delete a flag",
-                    "security": admin,
-                    "parameters": [*key, actor],
-                    "responses": _responses("Deleted.", 400, 401, 404, 503),
-                },
-            },
-            "/api/v1/flags/{key}/evaluate": {
-                "post": {
-                    "summary": "Evaluate a flag for a context",
-                    "parameters": key,
-                    "requestBody": _body("EvaluateRequest"),
-                    "responses": _responses("Value, variant and reason.", 400, 413, 415),
-                }
+            "delete": {
+                "summary": "Delete a flag",
+                "security": admin,
+                "parameters": [*key, actor],
+                "responses": _responses("Deleted.", 400, 401, 404, 503),
             },
         },
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                "adminToken": {"type": "http", "scheme": "bearer"},
-                "webhookBearer": {"type": "http", "scheme": "bearer"},
-                "webhookBasic": {"type": "http", "scheme": "basic"},
-            },
+        "/api/v1/flags/{key}/evaluate": {
+            "post": {
+                "summary": "Evaluate a flag for a context",
+                "parameters": key,
+                "requestBody": _body("EvaluateRequest"),
+                "responses": _responses("Value, variant and reason.", 400, 413, 415),
+            }
         },
     }
 
@@ -218,3 +264,87 @@ def _query(
         "description": description,
         "schema": schema,
     }
+
+
+def _backup_paths(admin: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """The backups API's operations."""
+    job = [{"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}]
+    limit = _query(
+        "limit", "At most this many, newest first (default 100).", minimum=1, maximum=MAX_LIMIT
+    )
+    job_filter = _query("job", "Only this job.")
+    paths: dict[str, Any] = {
+        "/api/v1/backups/jobs": {
+            "get": {
+                "summary": "Every backup job: schedules, what runs, last outcomes, failures",
+                "responses": _responses("The jobs.", 503),
+            }
+        },
+        "/api/v1/backups": {
+            "get": {
+                "summary": "Catalogued backups, newest first",
+                "parameters": [
+                    job_filter,
+                    {
+                        **_query("kind", "Only backups of this kind."),
+                        "schema": {"type": "string", "enum": list(KINDS)},
+                    },
+                    _query(
+                        "since",
+                        "Started at or after this time (RFC 3339 with an offset).",
+                        fmt="date-time",
+                    ),
+                    _query(
+                        "until",
+                        "Started before this time (RFC 3339 with an offset).",
+                        fmt="date-time",
+                    ),
+                    limit,
+                ],
+                "responses": _responses("The backups.", 400, 503),
+            }
+        },
+        "/api/v1/backups/runs": {
+            "get": {
+                "summary": "Recorded runs, newest first, with who asked for each",
+                "parameters": [
+                    job_filter,
+                    {
+                        **_query("operation", "Only runs of this operation."),
+                        "schema": {"type": "string", "enum": list(OPERATIONS)},
+                    },
+                    limit,
+                ],
+                "responses": _responses("The runs.", 400, 503),
+            }
+        },
+    }
+    for operation, model in (
+        ("backup", "BackupRequest"),
+        ("verify", "VerifyRequest"),
+        ("drill", "DrillRequest"),
+    ):
+        responses = _responses("unused", 400, 401, 404, 409, 413, 415, 503)
+        del responses["200"]
+        responses["202"] = {
+            "description": "Started (it holds the job's lock); `job`, `operation`, `accepted_at`.",
+            "content": {"application/json": {}},
+        }
+        responses["404"]["description"] = "No such job, or no such backup of it; nothing started."
+        responses["409"] = {
+            "description": "The job runs something already, or has no backup; nothing started.",
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+        responses["503"]["description"] = "The agent is stopping; nothing started."
+        body = _body(model)
+        body["required"] = False
+        paths[f"/api/v1/backups/jobs/{{job}}/{operation}"] = {
+            "post": {
+                "summary": f"Start a {operation} of the job now",
+                "security": admin,
+                "parameters": job,
+                "requestBody": body,
+                "responses": responses,
+            }
+        }
+    return paths
