@@ -3,9 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the test suite starts private instances of (and the benchmark's anchor).
-SYSTEM_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter age zstd
-SYSTEM_BINARIES := redis-server prometheus promtool prometheus-alertmanager amtool prometheus-blackbox-exporter age zstd
+# Debian packages the test suite starts private instances of, and the browser the console's tests
+# drive (Debian's chromium and its chromedriver: no tool downloads a browser of its own).
+SYSTEM_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter age zstd chromium chromium-driver
+SYSTEM_BINARIES := redis-server prometheus promtool prometheus-alertmanager amtool prometheus-blackbox-exporter age zstd chromium chromedriver
 # What only the benchmarks need: pgBackRest, the anchor of benchmarks/backup.py.
 BENCH_PACKAGES := pgbackrest
 BENCH_BINARIES := pgbackrest

@@ -22,6 +22,9 @@ from agent.probes.context import ProbeContext
 from agent.probes.recorder import CheckRecorder
 from agent.probes.runner import Runner
 from agent.server.app import make_app
+from agent.server.auth import AdminAuth
+from agent.server.console.routes import Console
+from agent.server.plumbing import secret_bytes
 from agent.server.runtime_api import RuntimeApi
 from exporters.otel import Pipeline
 
@@ -79,6 +82,11 @@ class Agent:
             config.agent.max_concurrency,
             clock,
         )
+        # One admin check for every admin API: the admin token, or a console session (the
+        # console logs in with that token; without one it is read-only).
+        self.console = Console(secret_bytes(config.degradation.admin_token_env))
+        self.auth = AdminAuth(config.degradation.admin_token_env)
+        self.auth.register(self.console.principal)
         self.api_limiter = _api_limiter(config)
         if self.api_limiter is not None:
             from agent.limits.metrics import observe as observe_limiters
@@ -102,7 +110,7 @@ class Agent:
             from agent.degradation.metrics import DegradationRecorder
             from agent.degradation.reconcile import Reconciler
 
-            self.degradation = _degradation(config, self.database, meter, tracer, clock)
+            self.degradation = _degradation(config, self.database, meter, tracer, clock, self.auth)
             engine = self.degradation.engine
             self.context.heartbeats["alertmanager"] = lambda: engine.state.heartbeat_at
             if config.degradation.alertmanager.url:
@@ -120,17 +128,10 @@ class Agent:
         self.backups: BackupScheduler | None = None
         self.backup_api: BackupApi | None = None
         if config.backup.jobs and self.database is not None:
-            from agent.server.auth import AdminAuth
             from agent.server.backup_api import BackupApi
 
             self.backups = _backups(config, config_path, self.database, meter, tracer, clock)
-            # One admin check for every admin API: the degradation API's when it has one.
-            auth = (
-                self.degradation.auth
-                if self.degradation is not None
-                else AdminAuth(config.degradation.admin_token_env)
-            )
-            self.backup_api = BackupApi(self.backups, auth)
+            self.backup_api = BackupApi(self.backups, self.auth)
 
     async def start(self) -> None:
         """Create the data directory, start serving and scheduling."""
@@ -161,6 +162,7 @@ class Agent:
             middlewares,
         )
         RuntimeApi(self.board, self._limiters, self._queues).register(app)
+        self.console.register(app)
         if self.degradation is not None:
             await self.degradation.flags.load()
             await self.degradation.engine.start()
@@ -262,9 +264,9 @@ def _api_limiter(config: VigilConfig) -> Limiter | None:
 
 
 def _rate_limited(request: web.Request) -> bool:
-    """The routes behind the API rate limit: the admin API and `/health`, never what Prometheus,
-    orchestrators' probes or Alertmanager call."""
-    return request.path.startswith("/api/") or request.path == "/health"
+    """The routes behind the API rate limit: the admin API, the console's session API (its
+    login) and `/health`, never what Prometheus, orchestrators' probes or Alertmanager call."""
+    return request.path.startswith(("/api/", "/ui/api/")) or request.path == "/health"
 
 
 def _backups(
@@ -306,8 +308,10 @@ def _degradation(
     meter: Meter,
     tracer: Tracer,
     clock: Callable[[], float],
+    auth: AdminAuth,
 ) -> DegradationApi:
-    """The degradation engine, flags and API, in the agent's database or in Redis."""
+    """The degradation engine, flags and API (checking writes with `auth`), in the agent's
+    database or in Redis."""
     from agent.degradation.engine import DegradationEngine
     from agent.degradation.flags import Flags, FlagStore
     from agent.degradation.store import StateStore
@@ -333,7 +337,7 @@ def _degradation(
     flags = Flags(
         store=flag_store, level=lambda: engine.level, forced_off=lambda: engine.state.flags_off
     )
-    return DegradationApi(settings, engine, flags, tracer)
+    return DegradationApi(settings, engine, flags, tracer, auth)
 
 
 async def _refresh_flags(flags: Flags, seconds: float) -> None:

@@ -9,7 +9,6 @@ reading and error answers are `plumbing.py`.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import structlog
@@ -31,7 +30,7 @@ from agent.degradation.errors import (
 )
 from agent.degradation.flags import FlagDefinition, Flags
 from agent.degradation.levels import Level
-from agent.server.auth import AdminAuth
+from agent.server.auth import AdminAuth, Principal
 from agent.server.backup_api import BACKUP_API
 from agent.server.openapi import document
 from agent.server.plumbing import (
@@ -88,8 +87,8 @@ class DegradationApi:
         r.add_post("/api/v1/flags/{key}/evaluate", self.evaluate_flag)
         r.add_get("/api/v1/openapi.json", self.openapi)
 
-    def _need_admin(self, request: web.Request) -> None:
-        self.auth.require(request)
+    def _need_admin(self, request: web.Request) -> Principal:
+        return self.auth.authorize(request)
 
     async def status(self, request: web.Request) -> web.Response:
         """The effective level, why, the pin and the active alerts."""
@@ -97,12 +96,13 @@ class DegradationApi:
 
     async def pin(self, request: web.Request) -> web.Response:
         """Pin the level (token required)."""
-        self._need_admin(request)
+        principal = self._need_admin(request)
         body = await read_model(request, PinRequest)
+        actor = _pin_actor(principal, body)
         try:
             await self.engine.set_pin(
                 Level.parse(body.level),
-                Actor("user", body.actor),
+                Actor("user", actor),
                 body.reason,
                 body.ttl_seconds,
                 trace_id_of(None),
@@ -115,10 +115,11 @@ class DegradationApi:
 
     async def unpin(self, request: web.Request) -> web.Response:
         """Remove the pin (token required)."""
-        self._need_admin(request)
+        principal = self._need_admin(request)
         body = await read_model(request, UnpinRequest)
+        actor = _pin_actor(principal, body)
         try:
-            await self.engine.clear_pin(Actor("user", body.actor), body.reason, trace_id_of(None))
+            await self.engine.clear_pin(Actor("user", actor), body.reason, trace_id_of(None))
         except (StoreUnavailableError, ConflictError) as exc:
             raise unavailable(exc) from None
         except RequestError as exc:
@@ -153,8 +154,7 @@ class DegradationApi:
 
     async def put_flag(self, request: web.Request) -> web.Response:
         """Create or replace a flag (token required); cycles and unknown parents are refused."""
-        self._need_admin(request)
-        actor = _actor(request)
+        actor = self._need_admin(request).acting_as(request.query.get("actor"))
         key = request.match_info["key"]
         raw = await read_json(request)
         if isinstance(raw, dict):
@@ -176,8 +176,7 @@ class DegradationApi:
 
     async def delete_flag(self, request: web.Request) -> web.Response:
         """Delete a flag (token required); refused while another flag depends on it."""
-        self._need_admin(request)
-        actor = _actor(request)
+        actor = self._need_admin(request).acting_as(request.query.get("actor"))
         key = request.match_info["key"]
         if self.flags.get(key) is None:
             raise web.HTTPNotFound(
@@ -233,15 +232,12 @@ class DegradationApi:
         return web.json_response(document(backups=BACKUP_API in request.app))
 
 
-_ACTOR = re.compile(r"[\w.@:+-]{1,100}")
-
-
-def _actor(request: web.Request) -> str:
-    """Who makes a flag write: the `actor` query parameter (default `api`), a plain name."""
-    actor = request.query.get("actor", "api")
-    if not _ACTOR.fullmatch(actor):  # fullmatch: `$` would let a trailing newline through
-        raise bad_request("actor must be 1-100 letters, digits or . _ @ : + -")
-    return actor
+def _pin_actor(principal: Principal, body: PinRequest | UnpinRequest) -> str:
+    """Who pins or unpins: with the token, the body's `actor` (default `api`), as ever; with a
+    console session, its operator (a body naming someone else is refused by `acting_as`)."""
+    if principal.shared:
+        return body.actor
+    return principal.acting_as(body.actor if "actor" in body.model_fields_set else None)
 
 
 def status_json(engine: DegradationEngine) -> dict[str, Any]:
@@ -274,7 +270,12 @@ def status_json(engine: DegradationEngine) -> dict[str, Any]:
             for c in state.reasons
         ],
         "active_alerts": [
-            {"fingerprint": a.fingerprint, "labels": dict(a.labels), "starts_at": a.starts_at}
+            {
+                "fingerprint": a.fingerprint,
+                "labels": dict(a.labels),
+                "starts_at": a.starts_at,
+                "runbook_url": a.runbook_url,
+            }
             for a in state.book.active.values()
         ],
         "stale_seconds": engine.staleness(),

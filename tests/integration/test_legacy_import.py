@@ -70,6 +70,9 @@ async def _seen(agent: Any) -> dict[str, Any]:
     _, status = await agent.send("GET", "/api/v1/degradation")
     _, audit = await agent.send("GET", "/api/v1/audit?limit=1000")
     _, flags = await agent.send("GET", "/api/v1/flags")
+    # Alerts gained `runbook_url` since that release; an imported alert has none.
+    for alert in status["active_alerts"]:
+        assert alert.pop("runbook_url") is None
     return {
         "status": {k: status[k] for k in KEPT},
         "audit": audit["entries"],
