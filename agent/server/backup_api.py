@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.config.backup import FilesJob, PostgresJob
 from agent.server.auth import AdminAuth
 from agent.server.plumbing import bad_request, read_model
+from agent.server.requests import query_time
 
 if TYPE_CHECKING:
     from agent.backup.catalogue import JobStatus
@@ -400,14 +401,8 @@ def _limit(query: MultiMapping[str]) -> int:
 
 
 def _time(query: MultiMapping[str], key: str) -> float | None:
-    raw = query.get(key)
-    if raw is None:
-        return None
     try:
-        moment = dt.datetime.fromisoformat(raw)
-        if moment.tzinfo is None:
-            raise ValueError
-        return moment.timestamp()
-    except (ValueError, OverflowError):
-        msg = f"{key} must be an RFC 3339 time with an offset, e.g. 2026-12-06T23:30:00Z"
-        raise bad_request(msg) from None
+        moment = query_time(query, key)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    return None if moment is None else moment.timestamp()

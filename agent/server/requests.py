@@ -83,7 +83,9 @@ def audit_query(params: MultiMapping[str]) -> AuditQuery:
     )
 
 
-def _time(params: MultiMapping[str], name: str) -> str | None:
+def query_time(params: MultiMapping[str], name: str) -> dt.datetime | None:
+    """Query parameter `name` as an RFC 3339 time with an offset (None when absent); ValueError
+    saying so otherwise. Shared by the audit and backups queries."""
     raw = params.get(name)
     if raw is None:
         return None
@@ -91,7 +93,15 @@ def _time(params: MultiMapping[str], name: str) -> str | None:
         moment = dt.datetime.fromisoformat(raw)
         if moment.tzinfo is None:
             raise ValueError
-        return time_text(moment)
+        # A time with no UTC or Unix equivalent (year 1 at +01:00, 9999-12-31 at -05:00).
+        moment.astimezone(dt.UTC)
+        moment.timestamp()
     except (ValueError, OverflowError):
         msg = f"{name} must be an RFC 3339 time with an offset, e.g. 2026-12-06T23:30:00Z"
         raise ValueError(msg) from None
+    return moment
+
+
+def _time(params: MultiMapping[str], name: str) -> str | None:
+    moment = query_time(params, name)
+    return None if moment is None else time_text(moment)
