@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -131,7 +131,16 @@ class Agent:
             from agent.server.backup_api import BackupApi
 
             self.backups = _backups(config, config_path, self.database, meter, tracer, clock)
-            self.backup_api = BackupApi(self.backups, self.auth)
+            audit = None
+            if self.degradation is not None:
+                from agent.degradation.audit import Actor
+
+                engine = self.degradation.engine
+
+                async def audit(action: str, body: Mapping[str, Any], actor: str) -> None:
+                    await engine.record(action, body, Actor("user", actor))
+
+            self.backup_api = BackupApi(self.backups, self.auth, audit)
 
     async def start(self) -> None:
         """Create the data directory, start serving and scheduling."""

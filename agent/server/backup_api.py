@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from agent.backup.scheduler import Scheduler
 
 Job = FilesJob | PostgresJob
+
+Audit = Callable[[str, Mapping[str, Any], str], Awaitable[None]]
+"""Appends an entry to the agent's audit trail: action, fields, actor."""
 
 log = structlog.get_logger("vigil.backup.api")
 
@@ -84,10 +87,11 @@ _LIMIT = re.compile(r"[0-9]{1,5}")
 class BackupApi:
     """Route handlers over the agent's backup scheduler, with the shared admin check."""
 
-    def __init__(self, scheduler: Scheduler, auth: AdminAuth) -> None:
+    def __init__(self, scheduler: Scheduler, auth: AdminAuth, audit: Audit | None = None) -> None:
         self.scheduler = scheduler
         self.backups = scheduler.backups
         self.auth = auth
+        self._audit = audit
         self._tasks: set[asyncio.Task[BackupError | None]] = set()
         self._stopping = False
 
@@ -274,9 +278,28 @@ class BackupApi:
             running = self._running(job.name)
             raise _busy(job.name, running["operation"] if running else None)
         log.info("backup operation started", job=job.name, operation=operation, actor=actor)
+        await self._note(job.name, operation, actor, arguments)
         return web.json_response(
             {"job": job.name, "operation": operation, "accepted_at": _iso(accepted)}, status=202
         )
+
+    async def _note(self, job: str, operation: str, actor: str, arguments: dict[str, Any]) -> None:
+        """An audit entry `backup_started` for the operation, when the agent keeps an audit
+        trail (degradation enabled). The operation has started either way: a trail that cannot
+        take the entry now is logged, not answered as a failure."""
+        if self._audit is None:
+            return
+        from agent.degradation.errors import ConflictError, StoreUnavailableError
+
+        body: dict[str, Any] = {"job": job, "operation": operation}
+        if "wanted" in arguments:
+            body["type"] = arguments["wanted"].value
+        if "backup" in arguments:
+            body["backup"] = arguments["backup"]
+        try:
+            await self._audit("backup_started", body, actor)
+        except (StoreUnavailableError, ConflictError) as exc:
+            log.error("backup operation started but not audited", job=job, error=str(exc))
 
     async def _arguments(self, job: Job, operation: str, body: _Request) -> dict[str, Any]:
         """The scheduler's keyword arguments for `body`; 400, 404 or 409 when they cannot run."""

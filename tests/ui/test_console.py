@@ -290,6 +290,8 @@ def test_an_operator_starts_a_backup_and_a_drill_and_sees_them_listed(console: C
     assert started["backup"]["ok"] is True
     assert started["backup"]["actor"] == OPERATOR
     assert started["drill"]["actor"] == OPERATOR
+    _, audit = console.api("GET", f"/api/v1/audit?actor={OPERATOR}&kind=backup_started")
+    assert sorted(e["operation"] for e in audit["entries"]) == ["backup", "drill"]
 
 
 def test_active_alerts_show_with_their_runbook_and_the_level_says_why(console: Console) -> None:
