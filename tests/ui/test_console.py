@@ -312,6 +312,36 @@ def test_active_alerts_show_with_their_runbook_and_the_level_says_why(console: C
         assert "demo" in text_of(driver, "#degradation-state table")
 
 
+def test_without_degradation_backups_or_a_token_the_console_reads_and_says_what_is_off(
+    tmp_path: Path,
+) -> None:
+    config = {
+        "agent": {"listen_port": 0, "data_dir": str(tmp_path / "data")},
+        "checks": [{"name": "data-disk", "kind": "disk", "path": str(tmp_path)}],
+    }
+    agent = start_agent_process(tmp_path / "agent", config, {})
+    try:
+        console = Console(agent, RedisServer())
+        with chromium(PHONE) as driver:
+            open_page(driver, console, "health")
+            assert not driver.find_element(By.ID, "login-open").is_displayed()
+            assert "Read-only" in text_of(driver, "#who")
+            said = {
+                "degradation": "Degradation is not enabled",
+                "flags": "need degradation.enabled",
+                "backups": "No backup job is configured",
+                "alerts": "degradation.enabled",
+            }
+            for page, text in said.items():
+                open_page(driver, console, page)
+                assert text in text_of(driver, f"#page-{page}"), page
+                screenshot(driver, f"{page}-default-config-phone")
+        login = console.api("POST", "/ui/api/login", {"operator": OPERATOR, "token": "x"})
+        assert login[0] == 403
+    finally:
+        stop_agent_process(agent)
+
+
 def _session(console: Console) -> tuple[str, str]:
     """A console session opened over HTTP: its cookie header and CSRF token."""
     body = json.dumps({"operator": OPERATOR, "token": ADMIN_TOKEN}).encode()
