@@ -163,6 +163,13 @@ def axe_violations(driver: WebDriver) -> list[dict[str, Any]]:
 def test_every_page_renders_passes_axe_and_is_saved(
     console: Console, size_name: str, size: tuple[int, int]
 ) -> None:
+    # Something on every page: a flag, a firing alert, a backup.
+    flag = {"enabled": True, "rollout_percent": 25, "disabled_at_level": "minimal"}
+    assert console.admin("PUT", "/api/v1/flags/new-checkout", flag)[0] == 200
+    firing = json.loads((REFERENCE / "webhook_firing.json").read_text())["body"]
+    hook = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    assert console.api("POST", "/webhooks/alertmanager", firing, **hook)[0] == 200
+    assert console.admin("POST", "/api/v1/backups/jobs/site/backup", {})[0] == 202
     with chromium(size) as driver:
         open_page(driver, console, "health")
         screenshot(driver, f"health-read-only-{size_name}")
