@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document of the webhook and the admin API, built from the request models."""
+"""The OpenAPI 3.1 document of the webhook, the admin APIs and the runtime status reads, built
+from the request models."""
 
 from __future__ import annotations
 
@@ -101,6 +102,7 @@ def document(*, degradation: bool = True, backups: bool = False) -> dict[str, An
     paths = {
         **(_degradation_paths(admin) if degradation else {}),
         **(_backup_paths(admin) if backups else {}),
+        **_runtime_paths(),
     }
     title = "Vigil degradation API" if degradation and not backups else "Vigil admin API"
     return {
@@ -263,6 +265,33 @@ def _query(
         "required": False,
         "description": description,
         "schema": schema,
+    }
+
+
+def _runtime_paths() -> dict[str, Any]:
+    """The runtime status API's reads (served by every agent)."""
+    history = _responses("Each check's recent runs, oldest first.", 400, 404)
+    history["404"]["description"] = "No such check."
+    return {
+        "/api/v1/checks/history": {
+            "get": {
+                "summary": "Each check's last runs (time, status, reason, duration)",
+                "parameters": [_query("check", "Only this check.")],
+                "responses": history,
+            }
+        },
+        "/api/v1/limits": {
+            "get": {
+                "summary": "The agent's rate limiters: limits, decisions, utilization",
+                "responses": _responses("The limiters.", 400),
+            }
+        },
+        "/api/v1/queues": {
+            "get": {
+                "summary": "The agent's work queues: depth, workers, backpressure, counts",
+                "responses": _responses("The queues.", 400),
+            }
+        },
     }
 
 

@@ -511,6 +511,9 @@ DOCUMENTED = {
     "PUT /api/v1/flags/{key}",
     "DELETE /api/v1/flags/{key}",
     "POST /api/v1/flags/{key}/evaluate",
+    "GET /api/v1/checks/history",
+    "GET /api/v1/limits",
+    "GET /api/v1/queues",
 }
 CHECKS: list[Callable[..., Any]] = [
     not_a_server_error,
