@@ -5,7 +5,7 @@ flag is evaluated), `service` the `Flags` that services use. The names below are
 public interface: `from agent.degradation.flags import FlagDefinition, Flags`.
 """
 
-from agent.degradation.flags.evaluation import FlagSet
+from agent.degradation.flags.evaluation import FlagSet, rollout_bucket
 from agent.degradation.flags.model import (
     BUCKETS,
     FORMAT_VERSION,
@@ -43,4 +43,5 @@ __all__ = [
     "Reason",
     "TargetingRule",
     "Variant",
+    "rollout_bucket",
 ]

@@ -11,9 +11,12 @@ Evaluation of one flag for a context and a degradation level; the first step tha
 6. hashing needed (a rollout strictly between 0 and 100 %, or a choice between several variants)
    but the stickiness attribute is missing from the context -> off, `error` (`stickiness_missing`).
    Never a random draw: the same context always gets the same answer;
-7. partial rollout: `bucket = murmur3_32(f"{group_id}:{stickiness_value}", seed=0) % 10000 + 1`,
-   on iff `bucket <= round(rollout_percent * 100)` -> `split`. Raising the percentage only adds
-   subjects (the bucket never changes), lowering it only removes them;
+7. partial rollout: with `h = murmur3_32(f"{group_id}:{stickiness_value}", seed=0)` (unsigned),
+   `bucket = (h % 100) * 100 + (h // 100) % 100` (0..9999), on iff
+   `bucket < round(rollout_percent * 100)` -> `split`. At a whole percentage p this is exactly
+   Unleash's `h % 100 + 1 <= p` (the first term is Unleash's bucket, the second only orders the
+   subjects inside it for the 0.01 % steps). Raising the percentage only adds subjects (the bucket
+   never changes), lowering it only removes them;
 8. on: the variant is chosen by a second hash (seed 86028157, Unleash's variant seed) over the
    cumulative weights (`split`), or is the only variant / `on` (`targeting_match` when rules were
    present, else `static`).
@@ -51,6 +54,17 @@ from agent.degradation.levels import Level
 _Answer = tuple[Evaluation, int]
 _Predicate = Callable[[Mapping[str, str]], bool]
 _NEVER = len(Level)  # off_level of a flag without disabled_at_level: no level reaches it
+
+
+def rollout_bucket(group_id: str, value: str) -> int:
+    """The rollout bucket (0..9999) of `value` in `group_id`: in at r % iff below round(r * 100).
+
+    The hundreds are Unleash's bucket (`h % 100`, its `normalizedValue` minus one), so at every
+    whole percentage the cohort is Unleash's; the units (`h // 100 % 100`) order the subjects
+    inside an Unleash bucket for the 0.01 % steps between whole percentages.
+    """
+    h = mmh3.hash(f"{group_id}:{value}", 0, False)
+    return h % 100 * 100 + h // 100 % 100
 
 
 def _predicate(rule: TargetingRule) -> _Predicate:
@@ -170,8 +184,10 @@ class _Flag:
         if sticky is None:
             return self.missing
         subject = self.prefix + sticky
-        if self.threshold < BUCKETS and mmh3.hash(subject, 0, False) % BUCKETS >= self.threshold:
-            return self.split_off
+        if self.threshold < BUCKETS:
+            h = mmh3.hash(subject, 0, False)
+            if h % 100 * 100 + h // 100 % 100 >= self.threshold:  # rollout_bucket, inlined
+                return self.split_off
         if self.cumulative is None:
             return self.variants[0]
         target = mmh3.hash(subject, VARIANT_SEED, False) % self.total + 1
