@@ -1,7 +1,8 @@
 """Feature flags: persisted definitions, compiled when written, evaluated without I/O or exceptions.
 
 `model` holds the definitions and the answers, `evaluation` the compiled `FlagSet` (and how one
-flag is evaluated), `service` the `Flags` that services use. The names below are the package's
+flag is evaluated), `service` the `Flags` that services use, `unleash` the exact translation of
+Unleash features (or the reason there is none). The names below are the package's
 public interface: `from agent.degradation.flags import FlagDefinition, Flags`.
 """
 
