@@ -1,11 +1,12 @@
 """Feature flags: persisted definitions, compiled when written, evaluated without I/O or exceptions.
 
 `model` holds the definitions and the answers, `evaluation` the compiled `FlagSet` (and how one
-flag is evaluated), `service` the `Flags` that services use. The names below are the package's
+flag is evaluated), `service` the `Flags` that services use, `unleash` the exact translation of
+Unleash features (or the reason there is none). The names below are the package's
 public interface: `from agent.degradation.flags import FlagDefinition, Flags`.
 """
 
-from agent.degradation.flags.evaluation import FlagSet
+from agent.degradation.flags.evaluation import FlagSet, rollout_bucket
 from agent.degradation.flags.model import (
     BUCKETS,
     FORMAT_VERSION,
@@ -43,4 +44,5 @@ __all__ = [
     "Reason",
     "TargetingRule",
     "Variant",
+    "rollout_bucket",
 ]

@@ -11,9 +11,12 @@ Evaluation of one flag for a context and a degradation level; the first step tha
 6. hashing needed (a rollout strictly between 0 and 100 %, or a choice between several variants)
    but the stickiness attribute is missing from the context -> off, `error` (`stickiness_missing`).
    Never a random draw: the same context always gets the same answer;
-7. partial rollout: `bucket = murmur3_32(f"{group_id}:{stickiness_value}", seed=0) % 10000 + 1`,
-   on iff `bucket <= round(rollout_percent * 100)` -> `split`. Raising the percentage only adds
-   subjects (the bucket never changes), lowering it only removes them;
+7. partial rollout: with `h = murmur3_32(f"{group_id}:{stickiness_value}", seed=0)` (unsigned),
+   `bucket = (h % 100) * 100 + (h // 100) % 100` (0..9999), on iff
+   `bucket < round(rollout_percent * 100)` -> `split`. At a whole percentage p this is exactly
+   Unleash's `h % 100 + 1 <= p` (the first term is Unleash's bucket, the second only orders the
+   subjects inside it for the 0.01 % steps). Raising the percentage only adds subjects (the bucket
+   never changes), lowering it only removes them;
 8. on: the variant is chosen by a second hash (seed 86028157, Unleash's variant seed) over the
    cumulative weights (`split`), or is the only variant / `on` (`targeting_match` when rules were
    present, else `static`).
@@ -53,6 +56,17 @@ _Predicate = Callable[[Mapping[str, str]], bool]
 _NEVER = len(Level)  # off_level of a flag without disabled_at_level: no level reaches it
 
 
+def rollout_bucket(group_id: str, value: str) -> int:
+    """The rollout bucket (0..9999) of `value` in `group_id`: in at r % iff below round(r * 100).
+
+    The hundreds are Unleash's bucket (`h % 100`, its `normalizedValue` minus one), so at every
+    whole percentage the cohort is Unleash's; the units (`h // 100 % 100`) order the subjects
+    inside an Unleash bucket for the 0.01 % steps between whole percentages.
+    """
+    h = mmh3.hash(f"{group_id}:{value}", 0, False)
+    return h % 100 * 100 + h // 100 % 100
+
+
 def _predicate(rule: TargetingRule) -> _Predicate:
     """The rule as one closure over precompiled values (a frozenset, a bound regex match)."""
     attribute = rule.attribute
@@ -90,7 +104,9 @@ class _Flag:
         "stickiness",
         "threshold",
         "total",
+        "units",
         "variants",
+        "whole",
     )
 
     def __init__(
@@ -114,6 +130,7 @@ class _Flag:
         self.stickiness = definition.stickiness
         self.prefix = f"{definition.group_id or key}:"
         self.threshold = round(definition.rollout_percent * 100)
+        self.whole, self.units = divmod(self.threshold, 100)
         weighted = [v for v in definition.variants if v.weight > 0]
         several = len(weighted) > 1
         self.hashed = 0 < self.threshold < BUCKETS or several
@@ -170,8 +187,13 @@ class _Flag:
         if sticky is None:
             return self.missing
         subject = self.prefix + sticky
-        if self.threshold < BUCKETS and mmh3.hash(subject, 0, False) % BUCKETS >= self.threshold:
-            return self.split_off
+        if self.threshold < BUCKETS:
+            # rollout_bucket(...) >= threshold, compared digit by digit: the units are computed
+            # only in the one Unleash bucket the threshold cuts (saves ~60 ns an evaluation).
+            h = mmh3.hash(subject, 0, False)
+            hundreds = h % 100
+            if hundreds > self.whole or (hundreds == self.whole and h // 100 % 100 >= self.units):
+                return self.split_off
         if self.cumulative is None:
             return self.variants[0]
         target = mmh3.hash(subject, VARIANT_SEED, False) % self.total + 1

@@ -23,7 +23,7 @@ from agent.degradation.levels import Level
 
 _KEY = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 BUCKETS = 10_000
-"""Rollout granularity: 0.01 % steps."""
+"""Rollout granularity: 0.01 % steps (see `evaluation.rollout_bucket`)."""
 VARIANT_SEED = 86_028_157
 """murmur3 seed of variant choice, distinct from the rollout seed 0 (the value Unleash uses)."""
 MAX_DEPENDENCY_DEPTH = 16

@@ -25,6 +25,7 @@ from agent.degradation.flags import (
     Flags,
     FlagSet,
     Reason,
+    rollout_bucket,
 )
 from agent.degradation.levels import Level
 from agent.degradation.sqlitestore import SCHEMA, SqliteFlagStore
@@ -61,15 +62,15 @@ def murmur3_32(data: bytes, seed: int = 0) -> int:
     return h ^ (h >> 16)
 
 
-# (group_id, stickiness value) -> rollout bucket 1..10000, computed once and pinned here.
+# (group_id, stickiness value) -> rollout bucket 0..9999, computed once and pinned here.
 BUCKET_VECTORS = [
-    ("new-checkout", "user-1", 632),
-    ("new-checkout", "user-2", 790),
-    ("search.v2", "42", 6255),
-    ("search.v2", "alice@example.com", 6506),
-    ("search.v2", "zoë", 3953),
-    ("group-a", "bob", 9460),
-    ("f", "", 3670),
+    ("new-checkout", "user-1", 3106),
+    ("new-checkout", "user-2", 8907),
+    ("search.v2", "42", 5462),
+    ("search.v2", "alice@example.com", 565),
+    ("search.v2", "zoë", 5239),
+    ("group-a", "bob", 5994),
+    ("f", "", 6936),
 ]
 
 
@@ -82,24 +83,59 @@ def test_reference_murmur3_matches_published_vectors() -> None:
 
 @pytest.mark.parametrize(("group", "value", "bucket"), BUCKET_VECTORS)
 def test_bucket_vectors_agree_with_reference_murmur3(group: str, value: str, bucket: int) -> None:
-    """Each pinned bucket is murmur3_32 of "group:value" (UTF-8, seed 0) mod 10000 plus 1."""
-    assert murmur3_32(f"{group}:{value}".encode(), 0) % 10_000 + 1 == bucket
+    """Each pinned bucket is h % 100 * 100 + h // 100 % 100, h = murmur3_32("group:value", 0)."""
+    h = murmur3_32(f"{group}:{value}".encode(), 0)
+    assert h % 100 * 100 + h // 100 % 100 == bucket == rollout_bucket(group, value)
 
 
 @pytest.mark.parametrize(("group", "value", "bucket"), BUCKET_VECTORS)
 def test_rollout_turns_on_exactly_at_the_pinned_bucket(group: str, value: str, bucket: int) -> None:
-    """A subject is on at rollout bucket/100 % and off one basis point below."""
-    at = FlagSet.build([flag("f", group_id=group, rollout_percent=bucket / 100)])
-    below = FlagSet.build([flag("f", group_id=group, rollout_percent=(bucket - 1) / 100)])
+    """A subject in bucket b is on at rollout (b + 1)/100 % and off one basis point below."""
+    at = FlagSet.build([flag("f", group_id=group, rollout_percent=(bucket + 1) / 100)])
+    below = FlagSet.build([flag("f", group_id=group, rollout_percent=bucket / 100)])
     assert at.evaluate("f", {"user_id": value}) == Evaluation(True, "on", Reason.SPLIT, "f")
     assert below.evaluate("f", {"user_id": value}) == Evaluation(False, "off", Reason.SPLIT, "f")
 
 
+# Strings UTF-8 can encode (no lone surrogates), as group ids (1-128 chars) and stickiness values.
+_GROUPS = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=128)
+_VALUES = st.text(st.characters(blacklist_categories=("Cs",)), max_size=64)
+
+
+@given(_GROUPS, _VALUES)
+def test_whole_percentages_put_in_exactly_unleashs_cohort(group: str, value: str) -> None:
+    """At every whole p, a subject is on iff Unleash's murmur3("group:value") % 100 + 1 <= p."""
+    unleash_bucket = murmur3_32(f"{group}:{value}".encode(), 0) % 100 + 1  # normalizedValue
+    flags = FlagSet.build(
+        [flag(f"p{percent}", group_id=group, rollout_percent=percent) for percent in range(101)]
+    )
+    for percent in range(101):
+        expected = percent > 0 and unleash_bucket <= percent
+        assert flags.evaluate(f"p{percent}", {"user_id": value}).value is expected, percent
+
+
+@given(_GROUPS, _VALUES, st.integers(0, 10_000), st.integers(0, 10_000))
+def test_rollout_is_monotonic_in_basis_points(group: str, value: str, a: int, b: int) -> None:
+    """In at r % iff the bucket is below r * 100, so raising the rollout never turns one off."""
+    low, high = sorted((a, b))
+    flags = FlagSet.build(
+        [
+            flag("low", group_id=group, rollout_percent=low / 100),
+            flag("high", group_id=group, rollout_percent=high / 100),
+        ]
+    )
+    context = {"user_id": value}
+    on_low, on_high = (flags.evaluate(k, context).value for k in ("low", "high"))
+    assert on_low is (rollout_bucket(group, value) < low)
+    assert on_high is (rollout_bucket(group, value) < high)
+    assert on_high or not on_low
+
+
 def test_group_id_defaults_to_the_flag_key() -> None:
     """Without group_id the flag key is hashed, so the pinned vector holds for key new-checkout."""
-    flags = FlagSet.build([flag("new-checkout", rollout_percent=6.32)])
-    assert flags.evaluate("new-checkout", {"user_id": "user-1"}).value is True
-    assert flags.evaluate("new-checkout", {"user_id": "user-2"}).value is False  # bucket 790
+    flags = FlagSet.build([flag("new-checkout", rollout_percent=31.07)])
+    assert flags.evaluate("new-checkout", {"user_id": "user-1"}).value is True  # bucket 3106
+    assert flags.evaluate("new-checkout", {"user_id": "user-2"}).value is False  # bucket 8907
 
 
 def test_variant_vectors_use_the_variant_seed() -> None:
@@ -171,7 +207,7 @@ def test_full_and_zero_rollout_need_no_stickiness_value() -> None:
 
 def test_stickiness_names_the_hashed_attribute() -> None:
     """A flag sticky on tenant hashes the tenant value, not user_id."""
-    flags = FlagSet.build([flag("new-checkout", rollout_percent=6.32, stickiness="tenant")])
+    flags = FlagSet.build([flag("new-checkout", rollout_percent=31.07, stickiness="tenant")])
     assert flags.evaluate("new-checkout", {"tenant": "user-1", "user_id": "x"}).value is True
     assert flags.evaluate("new-checkout", {"user_id": "user-1"}).reason is Reason.ERROR
 
@@ -224,7 +260,7 @@ def test_all_targeting_rules_must_match() -> None:
 def test_targeting_then_rollout_answers_split() -> None:
     """A targeted partial rollout applies targeting first, then the bucket."""
     rules = [{"attribute": "tenant", "operator": "in", "values": ["a"]}]
-    flags = FlagSet.build([flag("new-checkout", targeting=rules, rollout_percent=6.32)])
+    flags = FlagSet.build([flag("new-checkout", targeting=rules, rollout_percent=31.07)])
     assert flags.evaluate("new-checkout", {"tenant": "b", "user_id": "user-1"}).reason is (
         Reason.DEFAULT
     )
@@ -617,7 +653,7 @@ async def test_store_round_trip(store: SqliteFlagStore) -> None:
 async def test_flags_open_reloads_what_was_written(tmp_path: Path) -> None:
     """Flags.open over the same database sees the flags a previous instance wrote."""
     first = await Flags.open(SqliteFlagStore(Database(tmp_path / "vigil.db", [SCHEMA])))
-    await first.set(flag("a", rollout_percent=6.32, group_id="new-checkout"))
+    await first.set(flag("a", rollout_percent=31.07, group_id="new-checkout"))
     await first.close()
     reopened = await Flags.open(SqliteFlagStore(Database(tmp_path / "vigil.db", [SCHEMA])))
     assert reopened.evaluate("a", {"user_id": "user-1"}).value is True

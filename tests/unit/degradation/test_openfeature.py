@@ -25,8 +25,8 @@ def flag(key: str, **fields: Any) -> FlagDefinition:
 
 LEVEL = [Level.FULL]
 FLAGS = [
-    # bucket of "new-checkout:user-1" is 632, of "new-checkout:user-2" is 790
-    flag("new-checkout", rollout_percent=6.32, stickiness="targeting_key"),
+    # rollout bucket of "new-checkout:user-1" is 3106, of "new-checkout:user-2" is 8907
+    flag("new-checkout", rollout_percent=31.07, stickiness="targeting_key"),
     flag(
         "checkout",
         stickiness="targeting_key",
@@ -68,7 +68,7 @@ def test_provider_is_ready_and_named(client: OpenFeatureClient) -> None:
 
 
 def test_boolean_details_follow_the_rollout(client: OpenFeatureClient) -> None:
-    """The targeting key is the stickiness value: bucket 632 is on at 6.32 %, bucket 790 off."""
+    """The targeting key is the stickiness value: bucket 3106 is on at 31.07 %, 8907 off."""
     on = client.get_boolean_details("new-checkout", False, EvaluationContext("user-1"))
     off = client.get_boolean_details("new-checkout", True, EvaluationContext("user-2"))
     assert (on.value, on.variant, on.reason, on.error_code) == (True, "on", "SPLIT", None)
