@@ -9,16 +9,16 @@ import urllib.parse
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tests.integration.test_webhook_robust import (
     ADMIN,
+    ONE_AGENT,
     Client,
     client,
-    encode,
     header_values,
-    odd_headers,
+    route_requests,
     weighted,
 )
 from tests.strategies import any_text, mostly, text
@@ -145,24 +145,8 @@ authorizations = weighted(
 )
 
 
-@st.composite
-def admin_requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes]:
-    """A method, path, headers and body for some admin route."""
-    method, path, body = draw(routes)
-    headers, coding = odd_headers(draw, authorizations, 2)
-    return method, path, headers, encode(body, coding, draw(st.booleans()))
-
-
-@settings(
-    max_examples=120,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,  # one agent serves every example
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-    ],
-)
-@given(request=admin_requests())
+@ONE_AGENT
+@given(request=route_requests(routes, authorizations))
 async def test_any_admin_request_gets_no_5xx(
     client: Client, request: tuple[str, str, dict[str, str], bytes]
 ) -> None:

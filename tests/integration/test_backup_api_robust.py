@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from agent.server.agent import Agent
@@ -28,10 +28,10 @@ from tests.integration.test_backup_api import (
     idle,
 )
 from tests.integration.test_webhook_robust import (
+    ONE_AGENT,
     Client,
-    encode,
     header_values,
-    odd_headers,
+    route_requests,
     weighted,
 )
 from tests.strategies import mostly, text
@@ -95,24 +95,8 @@ authorizations = weighted(
 )
 
 
-@st.composite
-def backup_requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes]:
-    """A method, path, headers and body for some backups route."""
-    method, path, body = draw(routes)
-    headers, coding = odd_headers(draw, authorizations, 2)
-    return method, path, headers, encode(body, coding, draw(st.booleans()))
-
-
-@settings(
-    max_examples=120,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,  # one agent serves every example
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-    ],
-)
-@given(request=backup_requests())
+@ONE_AGENT
+@given(request=route_requests(routes, authorizations))
 async def test_any_backups_request_gets_no_5xx_and_refusals_change_nothing(
     client: Client, request: tuple[str, str, dict[str, str], bytes]
 ) -> None:

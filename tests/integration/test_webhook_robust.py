@@ -340,6 +340,34 @@ def encode(body: bytes, coding: str | None, honest: bool) -> bytes:
     return body
 
 
+def route_requests(
+    routes: st.SearchStrategy[tuple[str, str, bytes]],
+    credentials: st.SearchStrategy[str | None],
+) -> st.SearchStrategy[tuple[str, str, dict[str, str], bytes]]:
+    """A method, path, headers and body for one of `routes` (method, path, body), with any of
+    `credentials`, up to two other headers and any content coding."""
+
+    @st.composite
+    def requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes]:
+        method, path, body = draw(routes)
+        headers, coding = odd_headers(draw, credentials, 2)
+        return method, path, headers, encode(body, coding, draw(st.booleans()))
+
+    return requests()
+
+
+ONE_AGENT = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,  # one agent serves every example
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
+"""Hypothesis settings for fuzzing the routes of one agent with many requests."""
+
+
 def odd_headers(
     draw: st.DrawFn, credentials: st.SearchStrategy[str | None], extra: int
 ) -> tuple[dict[str, str], str | None]:
