@@ -35,9 +35,9 @@ async def flags_of(agent: Any) -> dict[str, dict[str, Any]]:
     return {d["key"]: d for d in body["flags"]}
 
 
-def state(path: str) -> dict[str, Any]:
-    """The client-features document of a spec test file."""
-    return dict(json.loads(Path(path).read_text(encoding="utf-8"))["state"])
+def spec(path: str) -> dict[str, Any]:
+    """A spec test file: its client-features document (`state`) and its cases (`tests`)."""
+    return dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 async def test_dry_run_prints_each_feature_and_changes_nothing(start_agent) -> None:
@@ -85,7 +85,7 @@ async def test_import_creates_flags_that_answer_as_unleash(start_agent) -> None:
     assert done.stdout.splitlines()[-1] == "4 feature(s) imported: 4 created, 0 replaced"
     assert "Feature.B3 -> feature.b3: enabled, rollout 50 % by userId" in done.stdout
     assert sorted(await flags_of(agent)) == ["feature.a3", "feature.b3", "feature.c3", "feature.d3"]
-    cases = json.loads(Path(USER_ID).read_text(encoding="utf-8"))["tests"]
+    cases = spec(USER_ID)["tests"]
     answers = []
     for case in cases:
         key = case["toggleName"].lower()
@@ -116,7 +116,7 @@ async def test_existing_flags_are_replaced_only_with_replace(start_agent) -> Non
     await agent.send(
         "PUT", "/api/v1/flags/feature.a", {"enabled": False, "description": "mine"}, token=ADMIN
     )
-    document = state(SIMPLE)
+    document = spec(SIMPLE)["state"]
 
     refused = await vigil(agent.base_url, "flags", "import", SIMPLE)
     kept = await flags_of(agent)
