@@ -476,7 +476,9 @@ REFUSED_EXIT = 2
 @click.option("--dry-run", is_flag=True, help="Only print what each feature becomes.")
 @click.option("--replace", is_flag=True, help="Replace flags that already exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@click.option("--actor", default=None, help="Who imports, for the audit (default: OS user).")
+@click.option(
+    "--actor", default=None, metavar="NAME", help="Who imports, for the audit (default: OS user)."
+)
 def flags_import(
     api: _Api,
     file: pathlib.Path,
