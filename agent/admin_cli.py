@@ -9,6 +9,7 @@ import getpass
 import http.client
 import json
 import os
+import pathlib
 import re
 import sys
 import urllib.error
@@ -463,3 +464,121 @@ def flags_evaluate(api: _Api, key: str, pairs: tuple[str, ...], as_json: bool) -
         f"{answer['flag']}: {'on' if answer['value'] else 'off'} (variant {answer['variant']},"
         f" reason {answer['reason']}{error}) at level {answer['level']}"
     )
+
+
+REFUSED_EXIT = 2
+"""`flags import`: a feature refused, or a flag that exists without `--replace`; nothing written."""
+
+
+@flags.command(name="import")
+@_api_options
+@click.argument("file", type=click.Path(dir_okay=False, path_type=pathlib.Path))
+@click.option("--dry-run", is_flag=True, help="Only print what each feature becomes.")
+@click.option("--replace", is_flag=True, help="Replace flags that already exist.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option(
+    "--actor", default=None, metavar="NAME", help="Who imports, for the audit (default: OS user)."
+)
+def flags_import(
+    api: _Api,
+    file: pathlib.Path,
+    dry_run: bool,
+    replace: bool,
+    as_json: bool,
+    actor: str | None,
+) -> None:
+    """Import the features of an Unleash client-features document FILE, all or nothing."""
+    # Imported here, as rich is: `vigil run` loads this module only to register the commands.
+    from agent.degradation.flags.unleash import (
+        DocumentError,
+        read_document,
+        translate_features,
+    )
+
+    try:
+        document = read_document(file.read_bytes())
+    except (OSError, DocumentError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        click.echo(f"vigil: {file}: {reason}", err=True)
+        sys.exit(CONFIG_ERROR_EXIT)
+    translated, refusals = translate_features(document)
+    why = {refusal.feature: refusal.reason for refusal in refusals}
+    outcome: list[dict[str, Any]] = []
+    for feature in document["features"]:
+        name = feature["name"]
+        if name in why:
+            outcome.append({"feature": name, "refused": why[name]})
+        else:
+            outcome.append({"feature": name, "flag": translated[name].model_dump(mode="json")})
+    if dry_run or refusals:
+        _print_import(outcome, as_json, written=False)
+        if refusals and not dry_run:
+            click.echo(f"vigil: {len(refusals)} feature(s) refused; nothing imported", err=True)
+        sys.exit(REFUSED_EXIT if refusals else 0)
+    existing = {d["key"] for d in api.call("GET", "/api/v1/flags")["flags"]}
+    clashes = sorted(existing & {entry["flag"]["key"] for entry in outcome})
+    if clashes and not replace:
+        click.echo(
+            f"vigil: these flags exist already: {', '.join(clashes)};"
+            " --replace replaces them. Nothing imported",
+            err=True,
+        )
+        sys.exit(REFUSED_EXIT)
+    who = urllib.parse.quote(actor or _os_user(), safe="")
+    for done, entry in enumerate(outcome):
+        path = f"/api/v1/flags/{urllib.parse.quote(entry['flag']['key'], safe='')}"
+        try:
+            entry["flag"] = api.call("PUT", f"{path}?actor={who}", entry["flag"])
+        except SystemExit:
+            click.echo(f"vigil: {done} of {len(outcome)} flag(s) were imported before", err=True)
+            raise
+        entry["action"] = "replaced" if entry["flag"]["key"] in existing else "created"
+    _print_import(outcome, as_json, written=True)
+
+
+def _print_import(outcome: list[dict[str, Any]], as_json: bool, written: bool) -> None:
+    """Each feature's flag (and whether it was created or replaced) or refusal, then totals."""
+    refused = sum(1 for entry in outcome if "refused" in entry)
+    if as_json:
+        _echo_json(
+            {
+                "dry_run": not written,
+                "features": outcome,
+                "translated": len(outcome) - refused,
+                "refused": refused,
+            }
+        )
+        return
+    # One line per feature, not a table: refusal reasons are long and must not be folded away.
+    for entry in outcome:
+        flag = entry.get("flag")
+        if flag is None:
+            click.echo(f"{entry['feature']}: refused: {entry['refused']}")
+            continue
+        line = (
+            f"{entry['feature']} -> {flag['key']}: {'enabled' if flag['enabled'] else 'disabled'},"
+            f" rollout {flag['rollout_percent']:g} % by {flag['stickiness']}"
+        )
+        if flag["targeting"]:
+            line += f", when {' and '.join(_rule(rule) for rule in flag['targeting'])}"
+        if "action" in entry:
+            line += f" ({entry['action']})"
+        click.echo(line)
+    if written:
+        created = sum(1 for entry in outcome if entry["action"] == "created")
+        click.echo(
+            f"{len(outcome)} feature(s) imported: {created} created,"
+            f" {len(outcome) - created} replaced"
+        )
+    else:
+        translated = len(outcome) - refused
+        click.echo(f"{len(outcome)} feature(s): {translated} translate, {refused} refused")
+
+
+def _rule(rule: dict[str, Any]) -> str:
+    """A targeting rule in a few words; the translation's presence rule as `ATTR present`."""
+    from agent.degradation.flags.unleash import ANY_VALUE  # as in `flags_import`
+
+    if rule["operator"] == "regex" and rule["values"] == [ANY_VALUE]:
+        return f"{rule['attribute']} present"
+    return f"{rule['attribute']} {rule['operator']} {', '.join(rule['values'])}"

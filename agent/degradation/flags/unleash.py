@@ -28,6 +28,7 @@ lower case; the hash group is always Unleash's (`groupId`, else the feature's na
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -61,6 +62,10 @@ class _Rollout:
     group: str
 
 
+class DocumentError(ValueError):
+    """A file that is not a client-features document: not JSON, or not shaped like one."""
+
+
 class _Unsupported(Exception):  # noqa: N818 - internal control flow, carries the refusal reason
     """Raised inside the translation; becomes a `Refusal`."""
 
@@ -82,6 +87,65 @@ def vigil_context(context: Mapping[str, Any]) -> dict[str, str]:
         flat.update((k, v) for k, v in properties.items() if isinstance(v, str))
     flat.update((k, v) for k, v in context.items() if isinstance(v, str))
     return flat
+
+
+def read_document(raw: bytes | str) -> dict[str, Any]:
+    """A client-features document from JSON text, checked as far as translating needs.
+
+    The top level is `{"version": ..., "features": [...], "segments"?: [...]}`; a file holding
+    it under `state` (a client-specification test file) is read as its `state`. Every feature is
+    an object with a name, and no two share one. `DocumentError` says what is wrong otherwise.
+    """
+    try:
+        document: object = json.loads(raw)
+    except RecursionError:
+        msg = "not JSON: nested too deeply"
+        raise DocumentError(msg) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers past the limit
+        msg = f"not JSON: {exc}"
+        raise DocumentError(msg) from None
+    if not isinstance(document, dict):
+        msg = f"not a client-features document: the top level is {_json_type(document)}"
+        raise DocumentError(msg)
+    state = document.get("state")
+    if "features" not in document and isinstance(state, dict):
+        document = state
+    features = document.get("features")
+    if not isinstance(features, list):
+        found = "missing" if features is None else _json_type(features)
+        msg = f"not a client-features document: features must be a list, is {found}"
+        raise DocumentError(msg)
+    segments = document.get("segments")
+    if segments is not None and not isinstance(segments, list):
+        msg = f"segments must be a list, is {_json_type(segments)}"
+        raise DocumentError(msg)
+    first: dict[str, int] = {}
+    for index, feature in enumerate(features):
+        if not isinstance(feature, dict):
+            msg = f"features[{index}] must be an object, is {_json_type(feature)}"
+            raise DocumentError(msg)
+        name = feature.get("name")
+        if not isinstance(name, str) or not name:
+            msg = f"features[{index}] has no name (a non-empty string)"
+            raise DocumentError(msg)
+        if name in first:
+            msg = f"features[{index}]: name {name!r} is also the name of features[{first[name]}]"
+            raise DocumentError(msg)
+        first[name] = index
+    return document
+
+
+def _json_type(value: object) -> str:
+    """What a parsed JSON value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def translate_feature(feature: Mapping[str, Any]) -> FlagDefinition | Refusal:

@@ -1,0 +1,192 @@
+"""`vigil flags import` as a user runs it, against a real in-process agent: the dry run, the
+all-or-nothing import of Unleash client-features documents, `--replace`, and the audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.degradation.flags.unleash import vigil_context
+from tests.integration.test_cli_degradation import vigil
+from tests.integration.test_degradation_api import ADMIN, DISK, TOKEN, degradation
+
+pytestmark = pytest.mark.integration
+
+SPEC = Path(__file__).resolve().parents[1] / "fixtures" / "unleash-spec"
+SIMPLE = str(SPEC / "01-simple-examples.json")  # 3 features, all translate
+USER_ID = str(SPEC / "03-gradual-rollout-user-id-strategy.json")  # 4 features, all translate
+FLEXIBLE = str(SPEC / "10-flexible-rollout-strategy.json")  # 5 features, 1 refused
+
+
+@pytest.fixture(autouse=True)
+def tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webhook and admin tokens in the environment, as `degradation()` names them."""
+    monkeypatch.setenv("VIGIL_TEST_HOOK", TOKEN)
+    monkeypatch.setenv("VIGIL_TEST_ADMIN", ADMIN)
+
+
+async def flags_of(agent: Any) -> dict[str, dict[str, Any]]:
+    """Every flag definition of the agent, by key."""
+    status, body = await agent.send("GET", "/api/v1/flags")
+    assert status == 200, body
+    return {d["key"]: d for d in body["flags"]}
+
+
+def spec(path: str) -> dict[str, Any]:
+    """A spec test file: its client-features document (`state`) and its cases (`tests`)."""
+    return dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+async def test_dry_run_prints_each_feature_and_changes_nothing(start_agent) -> None:
+    """`--dry-run` prints each feature's flag or refusal and the totals, exits 2 when one is
+    refused (0 when none is), and the agent's flags are the same afterwards."""
+    agent = await start_agent(DISK, degradation=degradation())
+    await agent.send("PUT", "/api/v1/flags/feature.a", {"enabled": False}, token=ADMIN)
+    before = await flags_of(agent)
+
+    refused = await vigil(agent.base_url, "flags", "import", "--dry-run", FLEXIBLE)
+    clean = await vigil(agent.base_url, "flags", "import", "--dry-run", "--json", SIMPLE)
+
+    assert await flags_of(agent) == before
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stdout.splitlines() == [
+        "Feature.flexibleRollout.100 -> feature.flexiblerollout.100:"
+        " enabled, rollout 100 % by user_id",
+        "Feature.flexibleRollout.10: refused: strategy 'flexibleRollout' with stickiness"
+        " 'default' draws at random below 100 %",
+        "Feature.flexibleRollout.0 -> feature.flexiblerollout.0: enabled, rollout 0 % by user_id",
+        "Feature.flexibleRollout.userId.55 -> feature.flexiblerollout.userid.55:"
+        " enabled, rollout 55 % by userId, when userId present",
+        "Feature.flexibleRollout.sessionId.42 -> feature.flexiblerollout.sessionid.42:"
+        " enabled, rollout 42 % by sessionId, when sessionId present",
+        "5 feature(s): 4 translate, 1 refused",
+    ]
+    assert clean.returncode == 0, clean.stderr
+    report = json.loads(clean.stdout)
+    assert (report["dry_run"], report["translated"], report["refused"]) == (True, 3, 0)
+    assert [(f["feature"], f["flag"]["key"], f["flag"]["enabled"]) for f in report["features"]] == [
+        ("Feature.A", "feature.a", True),
+        ("Feature.B", "feature.b", False),
+        ("Feature.C", "feature.c", True),
+    ]
+
+
+async def test_import_creates_flags_that_answer_as_unleash(start_agent) -> None:
+    """An imported spec document's flags answer every spec case as Unleash expects, through the
+    agent's evaluate endpoint."""
+    agent = await start_agent(DISK, degradation=degradation())
+
+    done = await vigil(agent.base_url, "flags", "import", USER_ID, "--actor", "alice")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "4 feature(s) imported: 4 created, 0 replaced"
+    assert "Feature.B3 -> feature.b3: enabled, rollout 50 % by userId" in done.stdout
+    assert sorted(await flags_of(agent)) == ["feature.a3", "feature.b3", "feature.c3", "feature.d3"]
+    cases = spec(USER_ID)["tests"]
+    answers = []
+    for case in cases:
+        key = case["toggleName"].lower()
+        body = {"context": vigil_context(case["context"])}
+        status, answer = await agent.send("POST", f"/api/v1/flags/{key}/evaluate", body)
+        assert status == 200, answer
+        answers.append((case["description"], answer["value"]))
+    assert answers == [(case["description"], case["expectedResult"]) for case in cases]
+    assert len(answers) == 6
+
+
+async def test_a_refused_feature_imports_nothing(start_agent) -> None:
+    """One refused feature: the refusals are printed, exit 2, and no flag is written."""
+    agent = await start_agent(DISK, degradation=degradation())
+
+    done = await vigil(agent.base_url, "flags", "import", FLEXIBLE)
+
+    assert done.returncode == 2
+    assert "Feature.flexibleRollout.10: refused: strategy 'flexibleRollout'" in done.stdout
+    assert "vigil: 1 feature(s) refused; nothing imported" in done.stderr
+    assert await flags_of(agent) == {}
+
+
+async def test_existing_flags_are_replaced_only_with_replace(start_agent) -> None:
+    """A document naming a flag that exists is refused before anything is written (exit 2,
+    naming it) unless `--replace`, which replaces it and creates the rest."""
+    agent = await start_agent(DISK, degradation=degradation())
+    await agent.send(
+        "PUT", "/api/v1/flags/feature.a", {"enabled": False, "description": "mine"}, token=ADMIN
+    )
+    document = spec(SIMPLE)["state"]
+
+    refused = await vigil(agent.base_url, "flags", "import", SIMPLE)
+    kept = await flags_of(agent)
+    replaced = await vigil(agent.base_url, "flags", "import", SIMPLE, "--replace")
+
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "vigil: these flags exist already: feature.a; --replace replaces them. Nothing imported\n"
+    )
+    assert list(kept) == ["feature.a"]
+    assert (kept["feature.a"]["enabled"], kept["feature.a"]["description"]) == (False, "mine")
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout.splitlines() == [
+        "Feature.A -> feature.a: enabled, rollout 100 % by user_id (replaced)",
+        "Feature.B -> feature.b: disabled, rollout 100 % by user_id (created)",
+        "Feature.C -> feature.c: enabled, rollout 100 % by user_id (created)",
+        "3 feature(s) imported: 2 created, 1 replaced",
+    ]
+    after = await flags_of(agent)
+    assert (after["feature.a"]["enabled"], after["feature.a"]["description"]) == (
+        True,
+        document["features"][0]["description"],
+    )
+
+
+async def test_audit_entries_name_the_actor(start_agent) -> None:
+    """Every imported flag has a `flag_set` audit entry naming `--actor` as a user."""
+    agent = await start_agent(DISK, degradation=degradation())
+
+    done = await vigil(agent.base_url, "flags", "import", SIMPLE, "--actor", "carol")
+    status, audit = await agent.send("GET", "/api/v1/audit?kind=flag_set")
+
+    assert done.returncode == 0, done.stderr
+    assert status == 200, audit
+    assert sorted((e["flags"], e["actor"]["kind"], e["actor"]["id"]) for e in audit["entries"]) == [
+        (["feature.a"], "user", "carol"),
+        (["feature.b"], "user", "carol"),
+        (["feature.c"], "user", "carol"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "not JSON: Expecting value: line 1 column 1 (char 0)"),
+        ('{"flags": []}', "not a client-features document: features must be a list, is missing"),
+        ('{"features": [{"enabled": true}]}', "features[0] has no name (a non-empty string)"),
+    ],
+)
+async def test_a_malformed_file_exits_3_and_writes_nothing(
+    start_agent, tmp_path: Path, content: str, message: str
+) -> None:
+    """Not JSON, not a features document, a feature without a name: exit 3 naming the file and
+    the reason, no traceback, no flag written."""
+    agent = await start_agent(DISK, degradation=degradation())
+    path = tmp_path / "features.json"
+    path.write_text(content, encoding="utf-8")
+
+    done = await vigil(agent.base_url, "flags", "import", str(path))
+
+    assert done.returncode == 3
+    assert done.stderr == f"vigil: {path}: {message}\n"
+    assert await flags_of(agent) == {}
+
+
+async def test_a_missing_file_exits_3(tmp_path: Path) -> None:
+    """A file that cannot be read exits 3 with the reason, before any request."""
+    path = tmp_path / "absent.json"
+
+    done = await vigil("http://127.0.0.1:1", "flags", "import", str(path))
+
+    assert done.returncode == 3
+    assert done.stderr == f"vigil: {path}: No such file or directory\n"
