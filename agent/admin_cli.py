@@ -1,4 +1,5 @@
-"""`vigil degradation ...` and `vigil flags ...`: commands that talk to a running agent's API."""
+"""`vigil degradation ...`: commands that talk to a running agent's API, and what every such
+command shares (the API client, its options, exit codes and tables; `flags_cli.py` uses them)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import getpass
 import http.client
 import json
 import os
-import pathlib
 import re
 import sys
 import urllib.error
@@ -32,7 +32,7 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 _PIN_LEVELS = ("full", "degraded", "minimal", "maintenance")
 
 
-class _ApiGroup(click.Group):
+class ApiGroup(click.Group):
     """A command group whose usage errors exit 3, since 1 and 2 mean "agent error/unreachable"."""
 
     def make_context(
@@ -63,7 +63,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Api:
+class Api:
     """A running agent's admin API, as the options and the environment name it."""
 
     url: str
@@ -75,7 +75,7 @@ class _Api:
         With `missing_ok`, a 404 answers None instead.
         """
         data = None if body is None else json.dumps(body).encode()
-        # S310: `_api_options` admits only http:// and https:// URLs.
+        # S310: `api_options` admits only http:// and https:// URLs.
         request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
         request.add_header("Accept", "application/json")
         if data is not None:
@@ -125,7 +125,7 @@ class _Api:
         sys.exit(API_ERROR_EXIT)
 
 
-def _api_options(fn: Callable[..., None]) -> Callable[..., None]:
+def api_options(fn: Callable[..., None]) -> Callable[..., None]:
     """`--url` and `--token-env`, turned into the `api` argument of the command."""
 
     @click.option(
@@ -149,7 +149,7 @@ def _api_options(fn: Callable[..., None]) -> Callable[..., None]:
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             click.echo(f"vigil: --url must be an http:// or https:// URL, not {url!r}", err=True)
             sys.exit(CONFIG_ERROR_EXIT)
-        fn(api=_Api(url.rstrip("/"), token_env), **kwargs)
+        fn(api=Api(url.rstrip("/"), token_env), **kwargs)
 
     return wrapper
 
@@ -164,7 +164,7 @@ def _ttl(value: str) -> float | None:
     return float(found.group(1)) * _UNITS[found.group(2)]
 
 
-def _os_user() -> str:
+def os_user() -> str:
     try:
         return getpass.getuser()
     except (OSError, KeyError):  # no login name and no passwd entry (some containers)
@@ -177,7 +177,7 @@ def _when(timestamp: object) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], unwrapped: int = 1) -> None:
+def table(columns: Sequence[str], rows: Iterable[Sequence[object]], unwrapped: int = 1) -> None:
     """A rich table; the first `unwrapped` columns never wrap, the others fold."""
     # rich is imported by the commands that print, never by `vigil run`, which only loads this
     # module to register the command groups.
@@ -192,29 +192,29 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], unwrapped: 
     Console(highlight=False).print(table)
 
 
-def _echo_json(body: object) -> None:
+def echo_json(body: object) -> None:
     click.echo(json.dumps(body, indent=2))
 
 
-@click.group(cls=_ApiGroup)
+@click.group(cls=ApiGroup)
 def degradation() -> None:
     """Show and steer the degradation level of a running agent."""
 
 
 @degradation.command(name="status")
-@_api_options
+@api_options
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
-def degradation_status(api: _Api, as_json: bool) -> None:
+def degradation_status(api: Api, as_json: bool) -> None:
     """The effective level, why, the pin and the active alerts."""
     status = api.call("GET", "/api/v1/degradation")
     if as_json:
-        _echo_json(status)
+        echo_json(status)
         return
     _print_status(status)
 
 
 def _print_status(status: dict[str, Any]) -> None:
-    from rich.console import Console  # only when printing (see `_table`)
+    from rich.console import Console  # only when printing (see `table`)
 
     console = Console(highlight=False)
     console.print(
@@ -233,7 +233,7 @@ def _print_status(status: dict[str, Any]) -> None:
         console.print(f"[red]state store unreachable for {status['stale_seconds']:.1f} s[/]")
     reasons = status.get("reasons") or []
     if reasons:
-        _table(
+        table(
             ("alert", "rule", "level", "fingerprint"),
             (
                 (r["alertname"], r["rule"] or "(severity)", r["level"], r["fingerprint"])
@@ -244,36 +244,36 @@ def _print_status(status: dict[str, Any]) -> None:
 
 
 @degradation.command()
-@_api_options
+@api_options
 @click.argument("level", type=click.Choice(_PIN_LEVELS, case_sensitive=False))
 @click.option("--reason", required=True, help="Why; kept in the audit trail.")
 @click.option(
     "--ttl", default="1h", show_default=True, metavar="DURATION", help="1h, 30m, 3600s or none."
 )
 @click.option("--actor", default=None, help="Who pins (default: the OS user).")
-def pin(api: _Api, level: str, reason: str, ttl: str, actor: str | None) -> None:
+def pin(api: Api, level: str, reason: str, ttl: str, actor: str | None) -> None:
     """Pin the level to LEVEL, over whatever the alerts demand (admin token)."""
     body = {
         "level": level.lower(),
         "reason": reason,
         "ttl_seconds": _ttl(ttl),
-        "actor": actor or _os_user(),
+        "actor": actor or os_user(),
     }
     _print_status(api.call("POST", "/api/v1/degradation/pin", body))
 
 
 @degradation.command()
-@_api_options
+@api_options
 @click.option("--reason", default="", help="Why; kept in the audit trail.")
 @click.option("--actor", default=None, help="Who unpins (default: the OS user).")
-def unpin(api: _Api, reason: str, actor: str | None) -> None:
+def unpin(api: Api, reason: str, actor: str | None) -> None:
     """Remove the pin; the level the alerts demand applies at once (admin token)."""
-    body = {"reason": reason, "actor": actor or _os_user()}
+    body = {"reason": reason, "actor": actor or os_user()}
     _print_status(api.call("POST", "/api/v1/degradation/unpin", body))
 
 
 @degradation.command()
-@_api_options
+@api_options
 @click.option(
     "--since", metavar="WHEN", help="From this time on: RFC 3339, or an age such as 2h or 30m."
 )
@@ -290,7 +290,7 @@ def unpin(api: _Api, reason: str, actor: str | None) -> None:
 @click.option("--cursor", metavar="CURSOR", help="Go on from an earlier page (its next cursor).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 def history(
-    api: _Api,
+    api: Api,
     since: str | None,
     until: str | None,
     actor: str | None,
@@ -312,9 +312,9 @@ def history(
         params.append(("cursor", cursor))
     body = api.call("GET", f"/api/v1/audit?{urllib.parse.urlencode(params)}")
     if as_json:
-        _echo_json(body)
+        echo_json(body)
         return
-    _table(
+    table(
         ("time", "actor", "action", "from -> to", "cause", "alerts"),
         (_audit_row(e) for e in body["entries"]),
         unwrapped=3,
@@ -356,229 +356,3 @@ def _audit_row(entry: dict[str, Any]) -> tuple[str, ...]:
         change = ", ".join(entry.get("flags", []))
     time = str(entry.get("time", ""))[:19].replace("T", " ")  # UTC, to the second
     return (time, who, action, change, str(cause), ", ".join(alerts))
-
-
-@click.group(cls=_ApiGroup)
-def flags() -> None:
-    """List, change and evaluate the feature flags of a running agent."""
-
-
-@flags.command(name="list")
-@_api_options
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
-def flags_list(api: _Api, as_json: bool) -> None:
-    """Every flag definition."""
-    body = api.call("GET", "/api/v1/flags")
-    if as_json:
-        _echo_json(body)
-        return
-    _print_flags(body["flags"])
-
-
-def _print_flags(definitions: Iterable[dict[str, Any]]) -> None:
-    _table(
-        ("flag", "enabled", "rollout", "stickiness", "off at", "depends on", "description"),
-        (
-            (
-                d["key"],
-                "yes" if d["enabled"] else "no",
-                f"{d['rollout_percent']:g} %",
-                d["stickiness"],
-                d["disabled_at_level"] or "",
-                ", ".join(p["flag"] for p in d["depends_on"]),
-                d["description"],
-            )
-            for d in definitions
-        ),
-    )
-
-
-@flags.command(name="set")
-@_api_options
-@click.argument("key")
-@click.option("--enabled/--disabled", default=None, help="Switch the flag on or off.")
-@click.option("--rollout", type=click.FloatRange(0, 100), metavar="PCT", help="Rollout percent.")
-@click.option("--stickiness", metavar="ATTR", help="Context attribute the rollout hashes.")
-@click.option(
-    "--disabled-at-level",
-    type=click.Choice(("degraded", "minimal", "maintenance", "none"), case_sensitive=False),
-    help="Off at this degradation level and above; none removes it.",
-)
-@click.option(
-    "--depends-on", multiple=True, metavar="KEY", help="Parent flag that must be on (repeatable)."
-)
-@click.option("--description", metavar="TEXT", help="Free text.")
-@click.option("--actor", default=None, help="Who changes it, for the audit (default: OS user).")
-def flags_set(
-    api: _Api,
-    key: str,
-    enabled: bool | None,
-    rollout: float | None,
-    stickiness: str | None,
-    disabled_at_level: str | None,
-    depends_on: tuple[str, ...],
-    description: str | None,
-    actor: str | None,
-) -> None:
-    """Create flag KEY or change the given fields of it; the rest stays (admin token)."""
-    path = f"/api/v1/flags/{urllib.parse.quote(key, safe='')}"
-    definition: dict[str, Any] = api.call("GET", path, missing_ok=True) or {"key": key}
-    changes = {
-        "enabled": enabled,
-        "rollout_percent": rollout,
-        "stickiness": stickiness,
-        "description": description,
-    }
-    definition.update({k: v for k, v in changes.items() if v is not None})
-    if disabled_at_level is not None:
-        level = disabled_at_level.lower()
-        definition["disabled_at_level"] = None if level == "none" else level
-    if depends_on:
-        # A parent already listed keeps what it requires (a variant, or being off).
-        kept = {d["flag"]: d for d in definition.get("depends_on", [])}
-        definition["depends_on"] = [kept.get(k, {"flag": k}) for k in dict.fromkeys(depends_on)]
-    who = urllib.parse.quote(actor or _os_user(), safe="")
-    _print_flags([api.call("PUT", f"{path}?actor={who}", definition)])
-
-
-@flags.command(name="evaluate")
-@_api_options
-@click.argument("key")
-@click.option("--context", "pairs", multiple=True, metavar="K=V", help="Context attribute.")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
-def flags_evaluate(api: _Api, key: str, pairs: tuple[str, ...], as_json: bool) -> None:
-    """Evaluate flag KEY for a context at the agent's current level."""
-    context: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{pair!r} is not K=V", param_hint="--context")
-        context[name] = value
-    path = f"/api/v1/flags/{urllib.parse.quote(key, safe='')}/evaluate"
-    answer = api.call("POST", path, {"context": context})
-    if as_json:
-        _echo_json(answer)
-        return
-    error = f", error {answer['error']}" if answer.get("error") else ""
-    click.echo(
-        f"{answer['flag']}: {'on' if answer['value'] else 'off'} (variant {answer['variant']},"
-        f" reason {answer['reason']}{error}) at level {answer['level']}"
-    )
-
-
-REFUSED_EXIT = 2
-"""`flags import`: a feature refused, or a flag that exists without `--replace`; nothing written."""
-
-
-@flags.command(name="import")
-@_api_options
-@click.argument("file", type=click.Path(dir_okay=False, path_type=pathlib.Path))
-@click.option("--dry-run", is_flag=True, help="Only print what each feature becomes.")
-@click.option("--replace", is_flag=True, help="Replace flags that already exist.")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@click.option(
-    "--actor", default=None, metavar="NAME", help="Who imports, for the audit (default: OS user)."
-)
-def flags_import(
-    api: _Api,
-    file: pathlib.Path,
-    dry_run: bool,
-    replace: bool,
-    as_json: bool,
-    actor: str | None,
-) -> None:
-    """Import the features of an Unleash client-features document FILE, all or nothing."""
-    # Imported here, as rich is: `vigil run` loads this module only to register the commands.
-    from agent.degradation.flags.unleash import (
-        DocumentError,
-        read_document,
-        translate_features,
-    )
-
-    try:
-        document = read_document(file.read_bytes())
-    except (OSError, DocumentError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        click.echo(f"vigil: {file}: {reason}", err=True)
-        sys.exit(CONFIG_ERROR_EXIT)
-    translated, refusals = translate_features(document)
-    why = {refusal.feature: refusal.reason for refusal in refusals}
-    outcome: list[dict[str, Any]] = []
-    for feature in document["features"]:
-        name = feature["name"]
-        if name in why:
-            outcome.append({"feature": name, "refused": why[name]})
-        else:
-            outcome.append({"feature": name, "flag": translated[name].model_dump(mode="json")})
-    if dry_run or refusals:
-        _print_import(outcome, as_json, written=False)
-        if refusals and not dry_run:
-            click.echo(f"vigil: {len(refusals)} feature(s) refused; nothing imported", err=True)
-        sys.exit(REFUSED_EXIT if refusals else 0)
-    existing = {d["key"] for d in api.call("GET", "/api/v1/flags")["flags"]}
-    clashes = sorted(existing & {entry["flag"]["key"] for entry in outcome})
-    if clashes and not replace:
-        click.echo(
-            f"vigil: these flags exist already: {', '.join(clashes)};"
-            " --replace replaces them. Nothing imported",
-            err=True,
-        )
-        sys.exit(REFUSED_EXIT)
-    who = urllib.parse.quote(actor or _os_user(), safe="")
-    for done, entry in enumerate(outcome):
-        path = f"/api/v1/flags/{urllib.parse.quote(entry['flag']['key'], safe='')}"
-        try:
-            entry["flag"] = api.call("PUT", f"{path}?actor={who}", entry["flag"])
-        except SystemExit:
-            click.echo(f"vigil: {done} of {len(outcome)} flag(s) were imported before", err=True)
-            raise
-        entry["action"] = "replaced" if entry["flag"]["key"] in existing else "created"
-    _print_import(outcome, as_json, written=True)
-
-
-def _print_import(outcome: list[dict[str, Any]], as_json: bool, written: bool) -> None:
-    """Each feature's flag (and whether it was created or replaced) or refusal, then totals."""
-    refused = sum(1 for entry in outcome if "refused" in entry)
-    if as_json:
-        _echo_json(
-            {
-                "dry_run": not written,
-                "features": outcome,
-                "translated": len(outcome) - refused,
-                "refused": refused,
-            }
-        )
-        return
-    # One line per feature, not a table: refusal reasons are long and must not be folded away.
-    for entry in outcome:
-        flag = entry.get("flag")
-        if flag is None:
-            click.echo(f"{entry['feature']}: refused: {entry['refused']}")
-            continue
-        line = (
-            f"{entry['feature']} -> {flag['key']}: {'enabled' if flag['enabled'] else 'disabled'},"
-            f" rollout {flag['rollout_percent']:g} % by {flag['stickiness']}"
-        )
-        if flag["targeting"]:
-            line += f", when {' and '.join(_rule(rule) for rule in flag['targeting'])}"
-        if "action" in entry:
-            line += f" ({entry['action']})"
-        click.echo(line)
-    if written:
-        created = sum(1 for entry in outcome if entry["action"] == "created")
-        click.echo(
-            f"{len(outcome)} feature(s) imported: {created} created,"
-            f" {len(outcome) - created} replaced"
-        )
-    else:
-        translated = len(outcome) - refused
-        click.echo(f"{len(outcome)} feature(s): {translated} translate, {refused} refused")
-
-
-def _rule(rule: dict[str, Any]) -> str:
-    """A targeting rule in a few words; the translation's presence rule as `ATTR present`."""
-    from agent.degradation.flags.unleash import ANY_VALUE  # as in `flags_import`
-
-    if rule["operator"] == "regex" and rule["values"] == [ANY_VALUE]:
-        return f"{rule['attribute']} present"
-    return f"{rule['attribute']} {rule['operator']} {', '.join(rule['values'])}"

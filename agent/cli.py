@@ -10,10 +10,11 @@ from pathlib import Path
 import click
 
 from agent import __version__
-from agent.admin_cli import degradation, flags
+from agent.admin_cli import degradation
 from agent.backup_cli import backup
 from agent.config import ConfigError, VigilConfig, load_config
 from agent.config.loader import CONFIG_ERROR_EXIT
+from agent.flags_cli import flags
 from agent.probes import PROBES
 from agent.probes.result import Reason, Status
 from agent.server import loop
