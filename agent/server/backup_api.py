@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.config.backup import FilesJob, PostgresJob
 from agent.server.auth import AdminAuth
 from agent.server.plumbing import bad_request, read_model
-from agent.server.requests import query_time
+from agent.server.requests import known_parameters, query_limit, query_time
 
 if TYPE_CHECKING:
     from agent.backup.catalogue import JobStatus
@@ -40,7 +40,6 @@ Audit = Callable[[str, Mapping[str, Any], str], Awaitable[None]]
 
 log = structlog.get_logger("vigil.backup.api")
 
-MAX_LIMIT = 10_000
 _ACTOR = r"^[\w.@:+-]{1,100}$"
 _BACKUP_ID = r"^[0-9A-Za-z.:_-]{1,100}$"
 
@@ -81,7 +80,6 @@ RUN_PARAMETERS = ("job", "operation", "limit")
 KINDS = ("files", "postgres_logical", "postgres_physical")
 OPERATIONS = ("backup", "verify", "restore", "drill", "prune")
 _JOB = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")  # as agent.config.backup names a job
-_LIMIT = re.compile(r"[0-9]{1,5}")
 
 
 class BackupApi:
@@ -399,13 +397,10 @@ def _busy(job: str, operation: str | None) -> web.HTTPException:
 
 def _only(query: MultiMapping[str], known: tuple[str, ...]) -> None:
     """400 for a parameter not in `known`, or one given twice."""
-    unknown = sorted(set(query) - set(known))
-    if unknown:
-        names = ", ".join(known) or "none"
-        raise bad_request(f"unknown parameter {unknown[0]!r}; known: {names}")
-    for name in known:
-        if len(query.getall(name, [])) > 1:
-            raise bad_request(f"{name} given more than once")
+    try:
+        known_parameters(query, known)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def _name(query: MultiMapping[str], key: str) -> str | None:
@@ -416,11 +411,10 @@ def _name(query: MultiMapping[str], key: str) -> str | None:
 
 
 def _limit(query: MultiMapping[str]) -> int:
-    raw = query.get("limit", "100")
-    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise bad_request(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
+    try:
+        return query_limit(query)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def _time(query: MultiMapping[str], key: str) -> float | None:

@@ -11,10 +11,10 @@ from pydantic import BaseModel
 
 from agent import __version__
 from agent.degradation.alerts import WebhookPayload
+from agent.degradation.audit import MAX_LIMIT
 from agent.degradation.flags import FlagDefinition
 from agent.server.backup_api import (
     KINDS,
-    MAX_LIMIT,
     OPERATIONS,
     BackupRequest,
     DrillRequest,

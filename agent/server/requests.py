@@ -53,16 +53,8 @@ def audit_query(params: MultiMapping[str]) -> AuditQuery:
     with an offset; `actor` an actor id or kind, or `kind:id`; `kind` an entry's `action`,
     repeatable; `cursor` the `next_cursor` of the page before.
     """
-    unknown = sorted(set(params) - set(AUDIT_PARAMETERS))
-    if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(AUDIT_PARAMETERS)}")
-    for name in ("limit", "since", "until", "actor", "cursor"):
-        if len(params.getall(name, [])) > 1:
-            raise ValueError(f"{name} given more than once")
-    raw = params.get("limit", "100")
-    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    known_parameters(params, AUDIT_PARAMETERS, repeatable=("kind",))
+    limit = query_limit(params)
     kinds = tuple(dict.fromkeys(params.getall("kind", [])))
     bad = [k for k in kinds if not _KIND.fullmatch(k)]
     if bad or len(kinds) > 32:
@@ -74,13 +66,35 @@ def audit_query(params: MultiMapping[str]) -> AuditQuery:
     if cursor is not None and not (1 <= len(cursor) <= 64 and cursor.isascii()):
         raise ValueError("cursor must be the next_cursor of an earlier page")
     return AuditQuery(
-        limit=int(raw),
+        limit=limit,
         since=_time(params, "since"),
         until=_time(params, "until"),
         actor=actor,
         kinds=kinds,
         cursor=cursor,
     )
+
+
+def known_parameters(
+    params: MultiMapping[str], known: tuple[str, ...], repeatable: tuple[str, ...] = ()
+) -> None:
+    """ValueError naming the first query parameter not in `known`, or one given more than once
+    (unless `repeatable`). Shared by the audit and backups queries."""
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(known) or 'none'}")
+    for name in known:
+        if name not in repeatable and len(params.getall(name, [])) > 1:
+            raise ValueError(f"{name} given more than once")
+
+
+def query_limit(params: MultiMapping[str]) -> int:
+    """`limit`: 1 to MAX_LIMIT, 100 when absent; ValueError saying so otherwise."""
+    raw = params.get("limit", "100")
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
 
 
 def query_time(params: MultiMapping[str], name: str) -> dt.datetime | None:
