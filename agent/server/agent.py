@@ -24,7 +24,6 @@ from agent.probes.runner import Runner
 from agent.server.app import make_app
 from agent.server.auth import AdminAuth
 from agent.server.console.routes import Console
-from agent.server.plumbing import secret_bytes
 from agent.server.runtime_api import RuntimeApi
 from exporters.otel import Pipeline
 
@@ -84,9 +83,8 @@ class Agent:
         )
         # One admin check for every admin API: the admin token, or a console session (the
         # console logs in with that token; without one it is read-only).
-        self.console = Console(secret_bytes(config.degradation.admin_token_env))
         self.auth = AdminAuth(config.degradation.admin_token_env)
-        self.auth.register(self.console.principal)
+        self.console = Console(self.auth)
         self.api_limiter = _api_limiter(config)
         if self.api_limiter is not None:
             from agent.limits.metrics import observe as observe_limiters

@@ -60,6 +60,15 @@ class AdminAuth:
         self._token = secret_bytes(token_env)
         self._authenticators: list[Authenticator] = [self._bearer]
 
+    @property
+    def has_token(self) -> bool:
+        """Whether an admin token is configured (without one, nobody is ever authorized)."""
+        return self._token is not None
+
+    def token_matches(self, sent: bytes) -> bool:
+        """Whether `sent` is the admin token (a console's login), compared in constant time."""
+        return self._token is not None and hmac.compare_digest(sent, self._token)
+
     def register(self, authenticator: Authenticator) -> None:
         """Accept another kind of credential (tried after those registered before)."""
         self._authenticators.append(authenticator)
@@ -97,6 +106,6 @@ class AdminAuth:
         if self._token is None:
             return None
         scheme, token = authorization(request.headers)
-        if scheme == b"bearer" and hmac.compare_digest(token, self._token):
+        if scheme == b"bearer" and self.token_matches(token):
             return Principal(DEFAULT_ACTOR, shared=True)
         return None

@@ -10,7 +10,6 @@ plus the session's CSRF token in `X-CSRF-Token`, from this origin.
 
 from __future__ import annotations
 
-import hmac
 import importlib.resources
 import json
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.server.auth import Principal
+from agent.server.auth import AdminAuth, Principal
 from agent.server.console.sessions import OPERATOR, Session, Sessions, csrf_matches
 from agent.server.plumbing import read_json, wire
 
@@ -77,12 +76,14 @@ def same_origin(request: web.Request) -> bool:
 
 
 class Console:
-    """The console's routes over `sessions`, logging in with `admin_token` (None: the agent has
-    no admin token configured, so nobody can log in and the console is read-only)."""
+    """The console's routes over `sessions`, logging in with the admin token of `auth` (without
+    one, nobody can log in and the console is read-only). Its sessions are registered with
+    `auth` in turn, as the other kind of admin credential."""
 
-    def __init__(self, admin_token: bytes | None, sessions: Sessions | None = None) -> None:
-        self.admin_token = admin_token
+    def __init__(self, auth: AdminAuth, sessions: Sessions | None = None) -> None:
+        self.auth = auth
         self.sessions = sessions or Sessions()
+        auth.register(self.principal)
         self._page = _static("index.html")
         self._assets = {name: _static(name) for name in ASSETS}
 
@@ -145,7 +146,7 @@ class Console:
             {
                 "operator": session.operator if session else None,
                 "csrf": session.csrf if session else None,
-                "login_available": self.admin_token is not None,
+                "login_available": self.auth.has_token,
             }
         )
 
@@ -153,7 +154,7 @@ class Console:
         """Open a session for an operator who sends the admin token (JSON body, never a URL)."""
         if not same_origin(request):
             return _error(403, "login from another origin refused")
-        if self.admin_token is None:
+        if not self.auth.has_token:
             return _error(
                 403, "this agent has no admin token (degradation.admin_token_env): read-only"
             )
@@ -166,7 +167,7 @@ class Console:
             # Never echo the values: one of them is the token.
             return _error(400, f"invalid {', '.join(fields)}: operator must be 1-100 letters, "
                           "digits or . _ @ : + -, and a token is required")  # fmt: skip
-        if not hmac.compare_digest(wire(body.token), self.admin_token):
+        if not self.auth.token_matches(wire(body.token)):
             return _error(401, "the token is not this agent's admin token")
         session = self.sessions.open(body.operator)
         response = _json({"operator": session.operator, "csrf": session.csrf})
