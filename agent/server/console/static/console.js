@@ -193,14 +193,8 @@ async function logout() {
 // --- health --------------------------------------------------------------------------------
 
 function historyOf(body, name) {
-  if (!body) return [];
-  const checks = body.checks;
-  if (Array.isArray(checks)) {
-    const found = checks.find((c) => c.name === name || c.check === name);
-    return found ? found.runs || [] : [];
-  }
-  if (checks && typeof checks === "object") return checks[name] || [];
-  return [];
+  const found = (body.checks || []).find((c) => c.name === name);
+  return found ? found.runs : [];
 }
 
 function sparkline(name, history) {
