@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,13 +21,16 @@ def parse_document(raw: bytes | str, where: str) -> list[FlagDefinition]:
     except ValueError as exc:
         msg = f"{where}: not valid JSON: {exc}"
         raise FlagStoreError(msg) from None
-    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
-        msg = f"{where}: expected an object with version {FORMAT_VERSION}"
+    version = document.get("version") if isinstance(document, dict) else None
+    if version not in _READABLE:
+        msg = f"{where}: expected an object with version {FORMAT_VERSION} (or 1)"
         raise FlagStoreError(msg)
     items = document.get("flags")
     if not isinstance(items, list):
         msg = f"{where}: flags must be a list"
         raise FlagStoreError(msg)
+    if version == 1:
+        items = [upgrade_v1(item) for item in items]
     definitions = []
     for index, item in enumerate(items):
         try:
@@ -36,6 +41,39 @@ def parse_document(raw: bytes | str, where: str) -> list[FlagDefinition]:
             msg = f"{where}: {at}: {first['msg']}"
             raise FlagStoreError(msg) from None
     return definitions
+
+
+_READABLE = (1, FORMAT_VERSION)
+_LEADING_FLAGS = re.compile(r"(?:\(\?[aiLmsux]+\))*")
+
+
+def upgrade_v1(item: Any) -> Any:
+    """A flag of a version-1 document, written so that it answers as it did then.
+
+    Two rule operators changed meaning with version 2, which follows Unleash: `regex` searches
+    (it matched the whole value) and `not_in` matches a context without the attribute (it
+    failed). A `regex` pattern is anchored at both ends (`\\A(?:...)\\Z`, its leading inline
+    flags kept in front); a `not_in` rule gets a rule before it requiring the attribute.
+    """
+    if not isinstance(item, dict) or not isinstance(item.get("targeting"), list):
+        return item
+    rules: list[Any] = []
+    for rule in item["targeting"]:
+        if isinstance(rule, dict) and isinstance(rule.get("values"), list):
+            operator = rule.get("operator")
+            if operator == "regex" and rule["values"] and isinstance(rule["values"][0], str):
+                pattern = rule["values"][0]
+                flags = _LEADING_FLAGS.match(pattern)
+                cut = flags.end() if flags else 0
+                # In verbose mode a comment would run on over the closing parenthesis.
+                close = "\n)" if "x" in pattern[:cut] else ")"
+                anchored = f"{pattern[:cut]}\\A(?:{pattern[cut:]}{close}\\Z"
+                rule = {**rule, "values": [anchored, *rule["values"][1:]]}
+            elif operator == "not_in":
+                attribute = rule.get("attribute")
+                rules.append({"attribute": attribute, "operator": "regex", "values": [""]})
+        rules.append(rule)
+    return {**item, "targeting": rules}
 
 
 def render_document(definitions: Iterable[FlagDefinition]) -> bytes:

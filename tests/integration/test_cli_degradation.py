@@ -211,7 +211,7 @@ async def test_flags_set_list_and_evaluate(start_agent) -> None:
         "stickiness": "account",
     }
     assert flags["search-v2"]["depends_on"] == [
-        {"flag": "search", "enabled": True, "variant": None}
+        {"flag": "search", "enabled": True, "variant": None, "variants": []}
     ]
     assert (on["value"], on["reason"], on["level"]) == (True, "static", "full")
     assert off.stdout.strip() == "search: off (variant off, reason degraded) at level minimal"

@@ -30,6 +30,7 @@ integers per (flag, reason) for `stats()`.
 from __future__ import annotations
 
 import bisect
+import random
 import re
 from collections.abc import Callable, Iterable, Mapping
 
@@ -40,20 +41,26 @@ from agent.degradation.flags.model import (
     BUCKETS,
     MAX_DEPENDENCY_DEPTH,
     NO_CONTEXT,
+    STICKY_DEFAULT,
+    STICKY_RANDOM,
     UNKNOWN_KEY_LABEL,
     VARIANT_SEED,
     Evaluation,
     EvaluationError,
     FlagDefinition,
     Operator,
+    Payload,
     Reason,
+    Strategy,
     TargetingRule,
+    Variant,
 )
 from agent.degradation.levels import Level
 
 _Answer = tuple[Evaluation, int]
 _Predicate = Callable[[Mapping[str, str]], bool]
 _NEVER = len(Level)  # off_level of a flag without disabled_at_level: no level reaches it
+_DRAW = random.randrange  # the random draws Unleash's `default` and `random` stickiness make
 
 
 def rollout_bucket(group_id: str, value: str) -> int:
@@ -82,72 +89,165 @@ def _predicate(rule: TargetingRule) -> _Predicate:
     return lambda ctx: (v := ctx.get(attribute)) is not None and v not in values
 
 
+def _seed(stickiness: str) -> Callable[[Mapping[str, str]], str | None]:
+    """Reads a subject's stickiness value from a context; None when there is none to hash."""
+    if stickiness == STICKY_DEFAULT:
+
+        def chain(ctx: Mapping[str, str]) -> str | None:
+            value = ctx.get("userId")
+            return ctx.get("sessionId") if value is None else value
+
+        return chain
+    if stickiness == STICKY_RANDOM:
+        return lambda _ctx: None
+    return lambda ctx: ctx.get(stickiness)
+
+
+def _draws(stickiness: str) -> bool:
+    """Whether a missing stickiness value means a random draw rather than no answer."""
+    return stickiness in (STICKY_DEFAULT, STICKY_RANDOM)
+
+
+class _Choice:
+    """A variant chosen among several: overrides first, then the hash of the subject.
+
+    `choose` answers None when the stickiness value is missing and no draw is allowed.
+    """
+
+    __slots__ = ("answers", "cumulative", "draw", "overrides", "prefix", "seed", "single", "total")
+
+    def __init__(
+        self,
+        variants: list[Variant],
+        group: str,
+        stickiness: str,
+        answer: Callable[[Reason, str, Payload | None], _Answer],
+        reason: Reason,
+        *,
+        draw: bool,
+    ) -> None:
+        weighted = [v for v in variants if v.weight > 0]
+        self.answers = tuple(answer(reason, v.name, v.payload) for v in weighted)
+        self.single = self.answers[0] if len(weighted) == 1 else None
+        running = 0
+        bounds = []
+        for v in weighted:
+            running += v.weight
+            bounds.append(running)
+        self.cumulative, self.total = tuple(bounds), running
+        self.overrides = tuple(
+            (o.attribute, frozenset(o.values), answer(Reason.TARGETING_MATCH, v.name, v.payload))
+            for v in variants
+            for o in v.overrides
+        )
+        self.prefix = f"{group}:"
+        self.seed = _seed(stickiness)
+        self.draw = draw or _draws(stickiness)
+
+    def choose(self, ctx: Mapping[str, str]) -> _Answer | None:
+        """The answer for this subject's variant."""
+        for attribute, values, answer in self.overrides:
+            if ctx.get(attribute) in values:
+                return answer
+        if self.single is not None:
+            return self.single
+        seed = self.seed(ctx)
+        if seed is not None:
+            target = mmh3.hash(self.prefix + seed, VARIANT_SEED, False) % self.total + 1
+        elif self.draw:
+            target = _DRAW(self.total) + 1
+        else:
+            return None
+        return self.answers[bisect.bisect_left(self.cumulative, target)]
+
+
+class _Rollout:
+    """Whether a subject is in a rollout of `threshold` buckets (see `rollout_bucket`)."""
+
+    __slots__ = ("draw", "prefix", "seed", "threshold", "units", "whole")
+
+    def __init__(self, percent: float, group: str, stickiness: str) -> None:
+        self.threshold = round(percent * 100)
+        self.whole, self.units = divmod(self.threshold, 100)
+        self.prefix = f"{group}:"
+        self.seed = _seed(stickiness)
+        self.draw = _draws(stickiness)
+
+    def holds(self, ctx: Mapping[str, str]) -> bool | None:
+        """In or out; None when the stickiness value is missing and no draw is allowed."""
+        seed = self.seed(ctx)
+        if seed is None:
+            return _DRAW(BUCKETS) < self.threshold if self.draw else None
+        # rollout_bucket(...) < threshold, compared digit by digit: the units are computed
+        # only in the one Unleash bucket the threshold cuts (saves ~60 ns an evaluation).
+        h = mmh3.hash(self.prefix + seed, 0, False)
+        hundreds = h % 100
+        return hundreds < self.whole or (hundreds == self.whole and h // 100 % 100 < self.units)
+
+
+class _Strategy:
+    """One strategy of a flag, compiled: targeting, rollout and the choice of its variant."""
+
+    __slots__ = ("choice", "rollout", "rules", "static")
+
+    def __init__(self, rules: tuple[_Predicate, ...], rollout: _Rollout | None, choice: _Choice):
+        self.rules = rules
+        self.rollout = rollout
+        self.choice = choice
+
+    def answer(self, ctx: Mapping[str, str]) -> _Answer | None:
+        """This strategy's answer when it is on for `ctx`, else None."""
+        for rule in self.rules:
+            if not rule(ctx):
+                return None
+        if self.rollout is not None and not self.rollout.holds(ctx):
+            return None
+        return self.choice.choose(ctx)
+
+
 class _Flag:
     """A definition compiled for evaluation, with every possible answer prebuilt."""
 
     __slots__ = (
-        "cumulative",
+        "choice",
         "degraded",
         "disabled",
         "enabled",
         "failed",
-        "hashed",
         "missing",
         "no_match",
         "off_level",
         "parents",
-        "prefix",
         "prerequisite_failed",
+        "rollout",
         "rules",
         "split_off",
         "static",
-        "stickiness",
-        "threshold",
-        "total",
-        "units",
-        "variants",
-        "whole",
+        "strategies",
     )
 
     def __init__(
         self,
         definition: FlagDefinition,
-        parents: tuple[tuple[_Flag, bool, str | None], ...],
+        parents: tuple[tuple[_Flag, bool, frozenset[str]], ...],
         slot: Callable[[str, Reason], int],
     ) -> None:
         key = definition.key
 
         def answer(
-            reason: Reason, variant: str = "off", error: EvaluationError | None = None
+            reason: Reason,
+            variant: str = "off",
+            payload: Payload | None = None,
+            error: EvaluationError | None = None,
         ) -> _Answer:
-            return Evaluation(variant != "off", variant, reason, key, error), slot(key, reason)
+            evaluation = Evaluation(variant != "off", variant, reason, key, error, payload)
+            return evaluation, slot(key, reason)
 
         self.enabled = definition.enabled
         level = definition.disabled_at_level
         self.off_level = _NEVER if level is None else int(level)
         self.parents = parents
         self.rules = tuple(_predicate(rule) for rule in definition.targeting)
-        self.stickiness = definition.stickiness
-        self.prefix = f"{definition.group_id or key}:"
-        self.threshold = round(definition.rollout_percent * 100)
-        self.whole, self.units = divmod(self.threshold, 100)
-        weighted = [v for v in definition.variants if v.weight > 0]
-        several = len(weighted) > 1
-        self.hashed = 0 < self.threshold < BUCKETS or several
-        on_reason = Reason.TARGETING_MATCH if self.rules else Reason.STATIC
-        if self.hashed:
-            on_reason = Reason.SPLIT
-        names = [v.name for v in weighted] or ["on"]
-        self.variants = tuple(answer(on_reason, name) for name in names)
-        self.cumulative: tuple[int, ...] | None = None
-        self.total = 0
-        if several:
-            running = 0
-            bounds = []
-            for v in weighted:
-                running += v.weight
-                bounds.append(running)
-            self.cumulative, self.total = tuple(bounds), running
         self.disabled = answer(Reason.DISABLED)
         self.degraded = answer(Reason.DEGRADED)
         self.prerequisite_failed = answer(Reason.PREREQUISITE_FAILED)
@@ -155,12 +255,60 @@ class _Flag:
         self.split_off = answer(Reason.SPLIT)
         self.missing = answer(Reason.ERROR, error=EvaluationError.STICKINESS_MISSING)
         self.failed = answer(Reason.ERROR, error=EvaluationError.EVALUATION_FAILED)
-        # The answer when no hash is needed: everyone off (0 %) or everyone on one variant.
+        group = key if definition.group_id is None else definition.group_id
+        variants = definition.variants or [Variant(name="on")]
+        several = sum(1 for v in variants if v.weight > 0) > 1
+        self.strategies: tuple[_Strategy, ...] | None = None
         self.static: _Answer | None = None
-        if self.threshold == 0:
+        self.rollout: _Rollout | None = None
+        if definition.strategies:
+            self.strategies = tuple(
+                self._strategy(s, definition, group, variants, answer)
+                for s in definition.strategies
+            )
+            self.choice = self.strategies[0].choice
+            return
+        threshold = round(definition.rollout_percent * 100)
+        partial = 0 < threshold < BUCKETS
+        on_reason = Reason.TARGETING_MATCH if self.rules else Reason.STATIC
+        if partial or several:
+            on_reason = Reason.SPLIT
+        self.choice = _Choice(variants, group, definition.stickiness, answer, on_reason, draw=False)
+        if partial:
+            self.rollout = _Rollout(definition.rollout_percent, group, definition.stickiness)
+        # The answer when no hash is needed: everyone off (0 %) or everyone on one variant.
+        if threshold == 0:
             self.static = self.split_off
-        elif not self.hashed:
-            self.static = self.variants[0]
+        elif not partial and self.choice.single is not None and not self.choice.overrides:
+            self.static = self.choice.single
+
+    def _strategy(
+        self,
+        strategy: Strategy,
+        definition: FlagDefinition,
+        group: str,
+        variants: list[Variant],
+        answer: Callable[..., _Answer],
+    ) -> _Strategy:
+        rules = tuple(_predicate(rule) for rule in strategy.targeting)
+        threshold = round(strategy.rollout_percent * 100)
+        own = [v for v in strategy.variants if v.weight > 0]
+        hashed = 0 < threshold < BUCKETS or len(own if own else variants) > 1
+        reason = Reason.TARGETING_MATCH if rules or self.rules else Reason.STATIC
+        if hashed:
+            reason = Reason.SPLIT
+        # Unleash: a strategy's hash group is its groupId, else the feature's name.
+        own_group = definition.key if strategy.group_id is None else strategy.group_id
+        if own:
+            choice = _Choice(
+                strategy.variants, own_group, strategy.stickiness, answer, reason, draw=True
+            )
+        else:
+            choice = _Choice(variants, group, definition.stickiness, answer, reason, draw=True)
+        rollout = None
+        if threshold < BUCKETS or not _draws(strategy.stickiness):
+            rollout = _Rollout(strategy.rollout_percent, own_group, strategy.stickiness)
+        return _Strategy(rules, rollout, choice)
 
     def resolve(self, ctx: Mapping[str, str], level: int) -> _Answer:
         """This flag's answer; may raise on a malformed context (the caller catches)."""
@@ -169,35 +317,34 @@ class _Flag:
         if level >= self.off_level:
             return self.degraded
         if self.parents:
-            for parent, want_on, want_variant in self.parents:
+            for parent, want_on, wanted in self.parents:
                 got = parent.resolve(ctx, level)[0]
                 if (
                     got.reason is Reason.ERROR
                     or got.value is not want_on
-                    or (want_variant is not None and got.variant != want_variant)
+                    or (wanted and got.variant not in wanted)
                 ):
                     return self.prerequisite_failed
         if self.rules:
             for rule in self.rules:
                 if not rule(ctx):
                     return self.no_match
+        if self.strategies is not None:
+            for strategy in self.strategies:
+                found = strategy.answer(ctx)
+                if found is not None:
+                    return found
+            return self.no_match
         if self.static is not None:
             return self.static
-        sticky = ctx.get(self.stickiness)
-        if sticky is None:
-            return self.missing
-        subject = self.prefix + sticky
-        if self.threshold < BUCKETS:
-            # rollout_bucket(...) >= threshold, compared digit by digit: the units are computed
-            # only in the one Unleash bucket the threshold cuts (saves ~60 ns an evaluation).
-            h = mmh3.hash(subject, 0, False)
-            hundreds = h % 100
-            if hundreds > self.whole or (hundreds == self.whole and h // 100 % 100 >= self.units):
+        if self.rollout is not None:
+            held = self.rollout.holds(ctx)
+            if held is None:
+                return self.missing
+            if not held:
                 return self.split_off
-        if self.cumulative is None:
-            return self.variants[0]
-        target = mmh3.hash(subject, VARIANT_SEED, False) % self.total + 1
-        return self.variants[bisect.bisect_left(self.cumulative, target)]
+        chosen = self.choice.choose(ctx)
+        return self.missing if chosen is None else chosen
 
 
 def _ordered(definitions: Mapping[str, FlagDefinition]) -> list[str]:
@@ -238,12 +385,13 @@ def _check_references(definitions: Mapping[str, FlagDefinition]) -> None:
             if parent is None:
                 msg = f"flag {definition.key!r} depends on unknown flag {dep.flag!r}"
                 raise FlagError(msg)
-            if dep.variant is not None and dep.variant not in parent.variant_names:
-                msg = (
-                    f"flag {definition.key!r} depends on variant {dep.variant!r} of {dep.flag!r},"
-                    f" whose variants are: {', '.join(parent.variant_names)}"
-                )
-                raise FlagError(msg)
+            for variant in dep.wanted:
+                if variant not in parent.variant_names:
+                    msg = (
+                        f"flag {definition.key!r} depends on variant {variant!r} of {dep.flag!r},"
+                        f" whose variants are: {', '.join(parent.variant_names)}"
+                    )
+                    raise FlagError(msg)
 
 
 class FlagSet:
@@ -308,7 +456,8 @@ class FlagSet:
         for key in order:
             definition = by_key[key]
             parents = tuple(
-                (flag_set._by_key[d.flag], d.enabled, d.variant) for d in definition.depends_on
+                (flag_set._by_key[d.flag], d.enabled, frozenset(d.wanted))
+                for d in definition.depends_on
             )
             flag_set._by_key[key] = _Flag(definition, parents, slot)
         flag_set._definitions = tuple(by_key.values())

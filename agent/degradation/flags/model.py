@@ -7,7 +7,7 @@ import enum
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BeforeValidator,
@@ -22,6 +22,7 @@ from agent.config.base import Strict
 from agent.degradation.levels import Level
 
 _KEY = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_VARIANT = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 BUCKETS = 10_000
 """Rollout granularity: 0.01 % steps (see `evaluation.rollout_bucket`)."""
 VARIANT_SEED = 86_028_157
@@ -30,8 +31,12 @@ MAX_DEPENDENCY_DEPTH = 16
 """Longest parent chain accepted; deeper graphs are refused when written."""
 UNKNOWN_KEY_LABEL = "<unknown>"
 """The `stats()` flag name under which evaluations of unknown keys are counted (bounded labels)."""
-FORMAT_VERSION = 1
-"""Version of the flag file's JSON layout."""
+FORMAT_VERSION = 2
+"""Version of the stored flag document's layout (1: before strategies; read and upgraded)."""
+STICKY_DEFAULT = "default"
+"""Stickiness `default`, as Unleash's: `userId`, else `sessionId`, else a random draw."""
+STICKY_RANDOM = "random"
+"""Stickiness `random`, as Unleash's: a random draw on every evaluation."""
 NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
 """The empty evaluation context (immutable, so it can be a default argument)."""
 
@@ -98,6 +103,10 @@ class TargetingRule(Strict):
     values: list[str] = Field(
         min_length=1, description="`equals` and `regex` take exactly one; regex is full-match."
     )
+    inverted: bool = Field(
+        default=False, description="Negates the answer, also for a missing attribute."
+    )
+    case_insensitive: bool = False
 
     @model_validator(mode="after")
     def _one_value_when_scalar(self) -> TargetingRule:
@@ -116,11 +125,29 @@ class TargetingRule(Strict):
         return self
 
 
+class Payload(Strict):
+    """Data an answer carries with its variant, as Unleash's variant payloads: a typed string."""
+
+    type: Literal["string", "json", "csv", "number"]
+    value: str = Field(max_length=65_536)
+
+
+class Override(Strict):
+    """Subjects whose `attribute` is one of `values` get this variant, before any hashing."""
+
+    attribute: str = Field(min_length=1, max_length=128)
+    values: list[str] = Field(min_length=1)
+
+
 class Variant(Strict):
     """A named share of the subjects for whom the flag is on."""
 
-    name: str = Field(pattern=_KEY)
+    name: str = Field(pattern=_VARIANT)
     weight: int = Field(default=1, ge=0, le=BUCKETS)
+    payload: Payload | None = None
+    overrides: list[Override] = Field(
+        default_factory=list, description="The first variant with a matching override wins."
+    )
 
     @field_validator("name")
     @classmethod
@@ -132,18 +159,61 @@ class Variant(Strict):
         return value
 
 
+def _unique_variants(variants: list[Variant]) -> None:
+    names = [variant.name for variant in variants]
+    if len(set(names)) != len(names):
+        msg = "variant names must be unique"
+        raise ValueError(msg)
+    if variants and sum(variant.weight for variant in variants) == 0:
+        msg = "variant weights must not all be 0"
+        raise ValueError(msg)
+
+
 class Dependency(Strict):
-    """A parent flag that must answer `enabled` (and `variant`, if given) for a child to be on."""
+    """A parent flag that must answer `enabled` (and one of `variants`, if given) for a child
+    to be on."""
 
     flag: str = Field(pattern=_KEY)
     enabled: bool = True
-    variant: str | None = None
+    variant: str | None = Field(default=None, description="One required variant (or `variants`).")
+    variants: list[str] = Field(
+        default_factory=list, description="The parent must answer one of these variants."
+    )
 
     @model_validator(mode="after")
     def _variant_needs_enabled(self) -> Dependency:
-        if self.variant is not None and not self.enabled:
+        if self.variant is not None and self.variants:
+            msg = "give variant or variants, not both"
+            raise ValueError(msg)
+        if self.wanted and not self.enabled:
             msg = "variant can only be required of a parent that is enabled"
             raise ValueError(msg)
+        return self
+
+    @property
+    def wanted(self) -> tuple[str, ...]:
+        """The variants of which the parent must answer one; empty when any will do."""
+        return (self.variant,) if self.variant is not None else tuple(self.variants)
+
+
+class Strategy(Strict):
+    """One way a flag can be on: its targeting all matched and the subject in its rollout.
+
+    A flag with strategies is on when any of them is (the first one that is chooses the
+    variant: its own variants if it has some, else the flag's).
+    """
+
+    rollout_percent: float = Field(default=100.0, ge=0, le=100)
+    stickiness: str = Field(default="user_id", min_length=1, max_length=128)
+    group_id: str | None = Field(
+        default=None, max_length=128, description="Hash group; defaults to the flag's key."
+    )
+    targeting: list[TargetingRule] = Field(default_factory=list, description="All must match.")
+    variants: list[Variant] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Strategy:
+        _unique_variants(self.variants)
         return self
 
 
@@ -160,6 +230,10 @@ class FlagDefinition(Strict):
     )
     targeting: list[TargetingRule] = Field(default_factory=list, description="All must match.")
     variants: list[Variant] = Field(default_factory=list)
+    strategies: list[Strategy] = Field(
+        default_factory=list,
+        description="On when any is on (after `targeting`); each has its own rollout.",
+    )
     depends_on: list[Dependency] = Field(default_factory=list)
     disabled_at_level: LevelName | None = Field(
         default=None, description="Off at this degradation level and above."
@@ -167,12 +241,9 @@ class FlagDefinition(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> FlagDefinition:
-        names = [variant.name for variant in self.variants]
-        if len(set(names)) != len(names):
-            msg = "variant names must be unique"
-            raise ValueError(msg)
-        if self.variants and sum(variant.weight for variant in self.variants) == 0:
-            msg = "variant weights must not all be 0"
+        _unique_variants(self.variants)
+        if self.strategies and self.rollout_percent != 100:
+            msg = "with strategies, each strategy has its rollout: rollout_percent must be 100"
             raise ValueError(msg)
         if self.disabled_at_level is Level.FULL:
             msg = "disabled_at_level full would always be off; set enabled: false instead"
@@ -181,8 +252,14 @@ class FlagDefinition(Strict):
 
     @property
     def variant_names(self) -> tuple[str, ...]:
-        """The variants an on answer can carry."""
-        return tuple(v.name for v in self.variants) or ("on",)
+        """The variants an on answer can carry (`on` when it can be on without a variant)."""
+        own = [v.name for v in self.variants if v.weight > 0] or ["on"]
+        if not self.strategies:
+            return tuple(own)
+        names: dict[str, None] = {}
+        for strategy in self.strategies:
+            names.update(dict.fromkeys([v.name for v in strategy.variants if v.weight > 0] or own))
+        return tuple(names)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -194,3 +271,4 @@ class Evaluation:
     reason: Reason
     flag: str
     error: EvaluationError | None = None
+    payload: Payload | None = None
