@@ -370,6 +370,7 @@ _SPACE_BODY = "".join(f"\\U{ord(char):08x}" for char in _WHITE_SPACE)
 _ESCAPABLE = frozenset("\\.+*?()|[]{}^$#&-~!\"%',/:;=@_`")  # Rust's escapable punctuation
 _CONTROL_ESCAPES = {"n": "\\n", "t": "\\t", "r": "\\r", "f": "\\x0c", "v": "\\x0b"}
 _MAX_WEIGHT = 10_000  # far below where Rust's compiled-size limit could refuse a pattern
+_DOTTED_I = "iI\u0131\u0130"
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z.\[\]]*")
 
 
@@ -485,7 +486,10 @@ class _Translator:
         if char == "(":
             return self.group(flags)
         if char == "[":
-            return self.scoped(self.char_class(), flags, "i"), 10, True
+            body = self.char_class()
+            if flags["i"] and 0 < sum(bool(re.match(body, c)) for c in _DOTTED_I) < 4:
+                raise _Untranslatable  # case-folded, i/I and U+0131/U+0130 would differ
+            return self.scoped(body, flags, "i"), 10, True
         if char == "\\":
             return self.escape(flags)
         if char == ".":
@@ -496,7 +500,15 @@ class _Translator:
             return ("(?m:$)" if flags["m"] else "\\Z"), 1, False
         if char in ("*", "+", "?", "{", "]", "}"):
             raise _Untranslatable
-        return self.scoped(re.escape(char), flags, "i"), 1, True
+        return self.literal(char, flags), 1, True
+
+    def literal(self, char: str, flags: dict[str, bool]) -> str:
+        if flags["i"] and char in _DOTTED_I:
+            # Python folds i, I, dotless i (U+0131) and dotted I (U+0130) together; Rust's case
+            # folding pairs only i with I and leaves the other two alone.
+            exact = "[iI]" if char in "iI" else re.escape(char)
+            return f"(?-i:{exact})" if self.base_i else exact
+        return self.scoped(re.escape(char), flags, "i")
 
     def group(self, flags: dict[str, bool]) -> tuple[str, int, bool]:
         inner = dict(flags)
@@ -560,7 +572,7 @@ class _Translator:
         if char in _CONTROL_ESCAPES:
             return _CONTROL_ESCAPES[char], 1, True
         if char in _ESCAPABLE:
-            return self.scoped(re.escape(char), flags, "i"), 1, True
+            return self.literal(char, flags), 1, True
         raise _Untranslatable
 
     def class_literal(self) -> str | None:

@@ -224,6 +224,9 @@ def test_current_time_reads_as_now_to_the_second_when_missing() -> None:
         ({"operator": "REGEX", "value": "^a$"}, "a\n", False),  # Rust's $ is the very end
         ({"operator": "REGEX", "value": "(?i)b|c"}, "C", True),  # (?i) reaches every alternative
         ({"operator": "REGEX", "value": r"\w+é"}, "é", False),
+        ({"operator": "REGEX", "value": "i", "caseInsensitive": True}, "I", True),
+        ({"operator": "REGEX", "value": "i", "caseInsensitive": True}, "\u0130", False),  # İ
+        ({"operator": "REGEX", "value": "(?i)\u0131"}, "I", False),  # dotless i folds to nothing in Rust
     ],
 )
 def test_operator_semantics_follow_yggdrasil(
@@ -284,6 +287,7 @@ def test_from_unleash_drops_what_unleash_ignores() -> None:
         ({"operator": "REGEX", "value": "a{,3}"}, "cannot reproduce"),
         ({"operator": "REGEX", "value": "[a&&b]"}, "cannot reproduce"),
         ({"operator": "REGEX", "value": r"\pL"}, "cannot reproduce"),
+        ({"operator": "REGEX", "value": "(?i)[h-j]"}, "cannot reproduce"),
     ],
 )
 def test_what_cannot_be_expressed_exactly_is_refused_with_the_reason(
