@@ -225,8 +225,8 @@ def test_current_time_reads_as_now_to_the_second_when_missing() -> None:
         ({"operator": "REGEX", "value": "(?i)b|c"}, "C", True),  # (?i) reaches every alternative
         ({"operator": "REGEX", "value": r"\w+é"}, "é", False),
         ({"operator": "REGEX", "value": "i", "caseInsensitive": True}, "I", True),
-        ({"operator": "REGEX", "value": "i", "caseInsensitive": True}, "\u0130", False),  # İ
-        ({"operator": "REGEX", "value": "(?i)\u0131"}, "I", False),  # dotless i folds to nothing in Rust
+        ({"operator": "REGEX", "value": "i", "caseInsensitive": True}, "\u0130", False),  # dotted I
+        ({"operator": "REGEX", "value": "(?i)\u0131"}, "I", False),  # Rust: dotless i folds alone
     ],
 )
 def test_operator_semantics_follow_yggdrasil(
