@@ -211,12 +211,32 @@ def _offset(scan: _Scan) -> int:
     return -seconds if sign != "+" else seconds
 
 
+# The form nearly every date takes; whatever it matches, chrono reads the same way.
+_PLAIN_DATE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9})[0-9]*)?(?:[Zz]|([+-])([0-9]{2}):([0-5][0-9]))"
+)
+
+
+@functools.lru_cache(maxsize=4096)
 def _date(text: str) -> _DateKey | None:
     """The instant chrono reads in `text`, or None where chrono refuses it."""
-    try:
-        year, month, day, hour, minute, second, nanos, offset = _date_fields(text)
-    except ValueError:
-        return None
+    plain = _PLAIN_DATE.fullmatch(text)
+    if plain is not None:
+        year, month, day, hour, minute, second = (
+            int(part) for part in plain.group(1, 2, 3, 4, 5, 6)
+        )
+        fraction = plain.group(7) or ""
+        nanos = int(fraction) * 10 ** (9 - len(fraction)) if fraction else 0
+        offset = 0
+        if plain.group(8):
+            offset = int(plain.group(9)) * 3600 + int(plain.group(10)) * 60
+            offset = -offset if plain.group(8) == "-" else offset
+    else:
+        try:
+            year, month, day, hour, minute, second, nanos, offset = _date_fields(text)
+        except ValueError:
+            return None
     if not (
         -262144 <= year <= 262143
         and 1 <= month <= 12
@@ -251,6 +271,7 @@ _U64 = 2**64
 _VersionKey = tuple[int, int, int, tuple[Any, ...]]
 
 
+@functools.lru_cache(maxsize=4096)
 def _semver(text: str) -> _VersionKey | None:
     match = _SEMVER.fullmatch(text)
     if match is None:
@@ -291,6 +312,7 @@ def _ipv4(text: str) -> int | None:
     return (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
 
 
+@functools.lru_cache(maxsize=4096)
 def _address(text: str) -> tuple[int, int] | None:
     """(version, integer) of an IP address as Rust's `IpAddr::from_str` reads it, or None."""
     v4 = _ipv4(text)
