@@ -48,7 +48,7 @@ def _print_flags(definitions: Iterable[dict[str, Any]]) -> None:
             (
                 d["key"],
                 "yes" if d["enabled"] else "no",
-                f"{d['rollout_percent']:g} %",
+                _rollout_column(d),
                 d["stickiness"],
                 d["disabled_at_level"] or "",
                 ", ".join(p["flag"] for p in d["depends_on"]),
@@ -57,6 +57,13 @@ def _print_flags(definitions: Iterable[dict[str, Any]]) -> None:
             for d in definitions
         ),
     )
+
+
+def _rollout_column(definition: dict[str, Any]) -> str:
+    strategies = definition.get("strategies") or []
+    if strategies:
+        return f"{len(strategies)} strateg{'y' if len(strategies) == 1 else 'ies'}"
+    return f"{definition['rollout_percent']:g} %"
 
 
 @flags.command(name="set")
@@ -167,15 +174,17 @@ def flags_import(
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         click.echo(f"vigil: {file}: {reason}", err=True)
         sys.exit(CONFIG_ERROR_EXIT)
-    translated, refusals = translate_features(document)
-    why = {refusal.feature: refusal.reason for refusal in refusals}
-    outcome: list[dict[str, Any]] = []
-    for feature in document["features"]:
-        name = feature["name"]
-        if name in why:
-            outcome.append({"feature": name, "refused": why[name]})
-        else:
-            outcome.append({"feature": name, "flag": translated[name].model_dump(mode="json")})
+    translation = translate_features(document)
+    refusals = translation.refused
+    outcome: list[dict[str, Any]] = [
+        {"feature": refusal.feature, "refused": refusal.reason} for refusal in refusals
+    ]
+    # Parents before children, as the translation orders them: each is written in turn.
+    for name, definition in translation.definitions.items():
+        entry: dict[str, Any] = {"feature": name, "flag": definition.model_dump(mode="json")}
+        if name in translation.notes:
+            entry["note"] = translation.notes[name]
+        outcome.append(entry)
     if dry_run or refusals:
         _print_import(outcome, as_json, written=False)
         if refusals and not dry_run:
@@ -221,12 +230,9 @@ def _print_import(outcome: list[dict[str, Any]], as_json: bool, written: bool) -
         if flag is None:
             click.echo(f"{entry['feature']}: refused: {entry['refused']}")
             continue
-        line = (
-            f"{entry['feature']} -> {flag['key']}: {'enabled' if flag['enabled'] else 'disabled'},"
-            f" rollout {flag['rollout_percent']:g} % by {flag['stickiness']}"
-        )
-        if flag["targeting"]:
-            line += f", when {' and '.join(_rule(rule) for rule in flag['targeting'])}"
+        line = f"{entry['feature']} -> {flag['key']}: {describe(flag)}"
+        if "note" in entry:
+            line += f" ({entry['note']})"
         if "action" in entry:
             line += f" ({entry['action']})"
         click.echo(line)
@@ -241,10 +247,50 @@ def _print_import(outcome: list[dict[str, Any]], as_json: bool, written: bool) -
         click.echo(f"{len(outcome)} feature(s): {translated} translate, {refused} refused")
 
 
-def _rule(rule: dict[str, Any]) -> str:
-    """A targeting rule in a few words; the translation's presence rule as `ATTR present`."""
-    from agent.degradation.flags.unleash import ANY_VALUE  # as in `flags_import`
+def describe(flag: dict[str, Any]) -> str:
+    """A flag definition (as JSON) in one line: state, rollouts, targeting, variants."""
+    words = ["enabled" if flag["enabled"] else "disabled"]
+    if flag["targeting"]:
+        words.append(f"when {' and '.join(_rule(rule) for rule in flag['targeting'])}")
+    strategies = flag.get("strategies") or []
+    if strategies:
+        words.append(
+            "on by any of: " + "; ".join(f"[{_strategy(strategy)}]" for strategy in strategies)
+        )
+    else:
+        words.append(f"rollout {flag['rollout_percent']:g} % by {flag['stickiness']}")
+    if flag["variants"]:
+        words.append(f"variants {_variants(flag['variants'])} by {flag['stickiness']}")
+    if flag["depends_on"]:
+        words.append(f"after {', '.join(_parent(p) for p in flag['depends_on'])}")
+    return ", ".join(words)
 
-    if rule["operator"] == "regex" and rule["values"] == [ANY_VALUE]:
-        return f"{rule['attribute']} present"
-    return f"{rule['attribute']} {rule['operator']} {', '.join(rule['values'])}"
+
+def _strategy(strategy: dict[str, Any]) -> str:
+    words = [f"{strategy['rollout_percent']:g} % by {strategy['stickiness']}"]
+    if strategy["group_id"] is not None:
+        words[0] += f" in {strategy['group_id']!r}"
+    if strategy["targeting"]:
+        words.append(f"when {' and '.join(_rule(rule) for rule in strategy['targeting'])}")
+    if strategy["variants"]:
+        words.append(f"variants {_variants(strategy['variants'])}")
+    return ", ".join(words)
+
+
+def _variants(variants: list[dict[str, Any]]) -> str:
+    return "/".join(f"{v['name']}:{v['weight']}" for v in variants)
+
+
+def _parent(dependency: dict[str, Any]) -> str:
+    wanted = dependency["variants"] or ([dependency["variant"]] if dependency["variant"] else [])
+    state = "on" if dependency["enabled"] else "off"
+    return f"{dependency['flag']} {state}" + (f" as {'/'.join(wanted)}" if wanted else "")
+
+
+def _rule(rule: dict[str, Any]) -> str:
+    """A targeting rule in a few words."""
+    values = ", ".join(rule["values"])
+    operator = ("not " if rule.get("inverted") else "") + rule["operator"]
+    if rule.get("case_insensitive"):
+        operator += " (any case)"
+    return f"{rule['attribute']} {operator} {values}"

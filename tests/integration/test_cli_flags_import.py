@@ -18,7 +18,19 @@ pytestmark = pytest.mark.integration
 SPEC = Path(__file__).resolve().parents[1] / "fixtures" / "unleash-spec"
 SIMPLE = str(SPEC / "01-simple-examples.json")  # 3 features, all translate
 USER_ID = str(SPEC / "03-gradual-rollout-user-id-strategy.json")  # 4 features, all translate
-FLEXIBLE = str(SPEC / "10-flexible-rollout-strategy.json")  # 5 features, 1 refused
+FLEXIBLE = SPEC / "10-flexible-rollout-strategy.json"  # 5 features, all translate
+DEPENDENT = str(SPEC / "17-dependent-features.json")  # 25 features, parents and children
+CUSTOM = {"name": "Custom.Strategy", "enabled": True, "strategies": [{"name": "myStrategy"}]}
+
+
+@pytest.fixture
+def refusing(tmp_path: Path) -> str:
+    """Spec file 10's document with one more feature, which is refused (a custom strategy)."""
+    document = json.loads(FLEXIBLE.read_text(encoding="utf-8"))["state"]
+    document["features"].append(CUSTOM)
+    path = tmp_path / "refusing.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return str(path)
 
 
 @pytest.fixture(autouse=True)
@@ -40,29 +52,31 @@ def spec(path: str) -> dict[str, Any]:
     return dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-async def test_dry_run_prints_each_feature_and_changes_nothing(start_agent) -> None:
+async def test_dry_run_prints_each_feature_and_changes_nothing(start_agent, refusing: str) -> None:
     """`--dry-run` prints each feature's flag or refusal and the totals, exits 2 when one is
     refused (0 when none is), and the agent's flags are the same afterwards."""
     agent = await start_agent(DISK, degradation=degradation())
     await agent.send("PUT", "/api/v1/flags/feature.a", {"enabled": False}, token=ADMIN)
     before = await flags_of(agent)
 
-    refused = await vigil(agent.base_url, "flags", "import", "--dry-run", FLEXIBLE)
+    refused = await vigil(agent.base_url, "flags", "import", "--dry-run", refusing)
     clean = await vigil(agent.base_url, "flags", "import", "--dry-run", "--json", SIMPLE)
 
     assert await flags_of(agent) == before
     assert refused.returncode == 2, refused.stderr
     assert refused.stdout.splitlines() == [
-        "Feature.flexibleRollout.100 -> feature.flexiblerollout.100:"
-        " enabled, rollout 100 % by user_id",
-        "Feature.flexibleRollout.10: refused: strategy 'flexibleRollout' with stickiness"
-        " 'default' draws at random below 100 %",
-        "Feature.flexibleRollout.0 -> feature.flexiblerollout.0: enabled, rollout 0 % by user_id",
-        "Feature.flexibleRollout.userId.55 -> feature.flexiblerollout.userid.55:"
-        " enabled, rollout 55 % by userId, when userId present",
-        "Feature.flexibleRollout.sessionId.42 -> feature.flexiblerollout.sessionid.42:"
-        " enabled, rollout 42 % by sessionId, when sessionId present",
-        "5 feature(s): 4 translate, 1 refused",
+        "Custom.Strategy: refused: strategy 'myStrategy' has no Vigil equivalent",
+        "Feature.flexibleRollout.100 -> feature.flexiblerollout.100: enabled,"
+        " on by any of: [100 % by default in 'Feature.flexibleRollout.100']",
+        "Feature.flexibleRollout.10 -> feature.flexiblerollout.10: enabled,"
+        " on by any of: [10 % by default in 'Feature.flexibleRollout.10']",
+        "Feature.flexibleRollout.0 -> feature.flexiblerollout.0: enabled,"
+        " on by any of: [0 % by default]",
+        "Feature.flexibleRollout.userId.55 -> feature.flexiblerollout.userid.55: enabled,"
+        " on by any of: [55 % by userId in 'Feature.flexibleRollout.userId.55']",
+        "Feature.flexibleRollout.sessionId.42 -> feature.flexiblerollout.sessionid.42: enabled,"
+        " on by any of: [42 % by sessionId in 'Feature.flexibleRollout.sessionId.42']",
+        "6 feature(s): 5 translate, 1 refused",
     ]
     assert clean.returncode == 0, clean.stderr
     report = json.loads(clean.stdout)
@@ -83,7 +97,10 @@ async def test_import_creates_flags_that_answer_as_unleash(start_agent) -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "4 feature(s) imported: 4 created, 0 replaced"
-    assert "Feature.B3 -> feature.b3: enabled, rollout 50 % by userId" in done.stdout
+    assert (
+        "Feature.B3 -> feature.b3: enabled, on by any of: [50 % by userId in 'AB12A']"
+        in done.stdout
+    )
     assert sorted(await flags_of(agent)) == ["feature.a3", "feature.b3", "feature.c3", "feature.d3"]
     cases = spec(USER_ID)["tests"]
     answers = []
@@ -97,14 +114,14 @@ async def test_import_creates_flags_that_answer_as_unleash(start_agent) -> None:
     assert len(answers) == 6
 
 
-async def test_a_refused_feature_imports_nothing(start_agent) -> None:
+async def test_a_refused_feature_imports_nothing(start_agent, refusing: str) -> None:
     """One refused feature: the refusals are printed, exit 2, and no flag is written."""
     agent = await start_agent(DISK, degradation=degradation())
 
-    done = await vigil(agent.base_url, "flags", "import", FLEXIBLE)
+    done = await vigil(agent.base_url, "flags", "import", refusing)
 
     assert done.returncode == 2
-    assert "Feature.flexibleRollout.10: refused: strategy 'flexibleRollout'" in done.stdout
+    assert "Custom.Strategy: refused: strategy 'myStrategy' has no Vigil" in done.stdout
     assert "vigil: 1 feature(s) refused; nothing imported" in done.stderr
     assert await flags_of(agent) == {}
 
@@ -130,9 +147,11 @@ async def test_existing_flags_are_replaced_only_with_replace(start_agent) -> Non
     assert (kept["feature.a"]["enabled"], kept["feature.a"]["description"]) == (False, "mine")
     assert replaced.returncode == 0, replaced.stderr
     assert replaced.stdout.splitlines() == [
-        "Feature.A -> feature.a: enabled, rollout 100 % by user_id (replaced)",
-        "Feature.B -> feature.b: disabled, rollout 100 % by user_id (created)",
-        "Feature.C -> feature.c: enabled, rollout 100 % by user_id (created)",
+        "Feature.A -> feature.a: enabled, on by any of: [100 % by default in 'Feature.A']"
+        " (replaced)",
+        "Feature.B -> feature.b: disabled, on by any of: [100 % by default in 'Feature.B']"
+        " (created)",
+        "Feature.C -> feature.c: enabled, rollout 100 % by default (created)",
         "3 feature(s) imported: 2 created, 1 replaced",
     ]
     after = await flags_of(agent)
@@ -190,3 +209,28 @@ async def test_a_missing_file_exits_3(tmp_path: Path) -> None:
 
     assert done.returncode == 3
     assert done.stderr == f"vigil: {path}: No such file or directory\n"
+
+
+async def test_dependent_features_import_parents_first_and_answer_as_unleash(start_agent) -> None:
+    """Spec file 17 (dependencies, parent variants, cycles, missing parents) imports in one go,
+    parents before children, and every case answers through the agent as the spec expects."""
+    agent = await start_agent(DISK, degradation=degradation())
+
+    done = await vigil(agent.base_url, "flags", "import", DEPENDENT, "--actor", "alice")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "25 feature(s) imported: 25 created, 0 replaced"
+    assert (
+        "child.with.cycle -> child.with.cycle: disabled, on by any of: [100 % by default in"
+        " 'parent', variants parent.variant:1] (imported off, as Unleash answers: its parent"
+        " 'parent.with.cycle' has parents itself) (created)"
+    ) in done.stdout
+    answers = []
+    cases = spec(DEPENDENT)["tests"]
+    for case in cases:
+        body = {"context": vigil_context(case["context"])}
+        key = case["toggleName"].lower()
+        status, answer = await agent.send("POST", f"/api/v1/flags/{key}/evaluate", body)
+        assert status in (200, 404), answer
+        answers.append((case["description"], status == 200 and answer["value"]))
+    assert answers == [(case["description"], case["expectedResult"]) for case in cases]

@@ -71,12 +71,12 @@ async def agent(start_agent: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 def expected(raw: bytes) -> dict[str, dict[str, Any]] | None:
     """The flags a clean import of `raw` writes, by key; None when it is refused."""
     try:
-        definitions, refusals = translate_features(read_document(raw))
+        translation = translate_features(read_document(raw))
     except DocumentError:
         return None
-    if refusals:
+    if translation.refused:
         return None
-    return {d.key: d.model_dump(mode="json") for d in definitions.values()}
+    return {d.key: d.model_dump(mode="json") for d in translation.definitions.values()}
 
 
 @settings(

@@ -6,20 +6,25 @@ Unleash features (or the reason there is none). The names below are the package'
 public interface: `from agent.degradation.flags import FlagDefinition, Flags`.
 """
 
+from agent.degradation.flags.constraints import Operator
 from agent.degradation.flags.evaluation import FlagSet, rollout_bucket
 from agent.degradation.flags.model import (
     BUCKETS,
     FORMAT_VERSION,
     MAX_DEPENDENCY_DEPTH,
     NO_CONTEXT,
+    STICKY_DEFAULT,
+    STICKY_RANDOM,
     UNKNOWN_KEY_LABEL,
     VARIANT_SEED,
     Dependency,
     Evaluation,
     EvaluationError,
     FlagDefinition,
-    Operator,
+    Override,
+    Payload,
     Reason,
+    Strategy,
     TargetingRule,
     Variant,
 )
@@ -30,6 +35,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_DEPENDENCY_DEPTH",
     "NO_CONTEXT",
+    "STICKY_DEFAULT",
+    "STICKY_RANDOM",
     "UNKNOWN_KEY_LABEL",
     "VARIANT_SEED",
     "Dependency",
@@ -41,7 +48,10 @@ __all__ = [
     "FlagStore",
     "Flags",
     "Operator",
+    "Override",
+    "Payload",
     "Reason",
+    "Strategy",
     "TargetingRule",
     "Variant",
     "rollout_bucket",

@@ -870,6 +870,11 @@ _ORDINAL_VALUE = re.compile(
 _TOGGLE_OFF = "Unleash cannot compile it and keeps the whole toggle off"
 
 
+class ToggleOff(ValueError):  # noqa: N818 - the outcome it names, not an error of the caller
+    """A constraint Unleash cannot compile: Unleash keeps the whole toggle off, whatever the
+    context, so the feature's exact translation is a flag that is always off."""
+
+
 def _quotable(text: str) -> bool:
     # A value is spliced into the rule between quotes with only `"` escaped: a trailing backslash
     # would escape the closing quote.
@@ -881,7 +886,8 @@ def from_unleash(
 ) -> tuple[str, Operator, tuple[str, ...], bool, bool] | bool:
     """An Unleash constraint object as Vigil's (attribute, operator, values, inverted,
     case_insensitive), with what Unleash ignores dropped; a bool where Unleash's answer does not
-    depend on the context; ValueError (with the reason) where it cannot be expressed exactly.
+    depend on the context; `ToggleOff` where Unleash keeps the whole toggle off; ValueError (with
+    the reason) where it cannot be expressed exactly.
     """
     name = constraint.get("contextName")
     unleash_operator = constraint.get("operator")
@@ -899,7 +905,7 @@ def from_unleash(
         pattern = "" if pattern is None else pattern
         if not isinstance(pattern, str) or not _quotable(pattern):
             msg = f"regex {pattern!r}: {_TOGGLE_OFF}"
-            raise ValueError(msg)
+            raise ToggleOff(msg)
         translated = translate_regex(pattern, case_insensitive=case_insensitive)
         if translated is None:  # Rust refuses the pattern: the constraint is false, then inverted
             return inverted
@@ -907,7 +913,7 @@ def from_unleash(
     if unleash_operator in _UNLEASH_ORDINALS:
         return _from_ordinal(constraint, name, unleash_operator, inverted)
     msg = f"operator {unleash_operator!r} is not one Unleash knows: {_TOGGLE_OFF}"
-    raise ValueError(msg)
+    raise ToggleOff(msg)
 
 
 def _from_list(
@@ -919,12 +925,12 @@ def _from_list(
         raise ValueError(msg)
     if not all(map(_quotable, values)):
         msg = f"a value ending in a backslash: {_TOGGLE_OFF}"
-        raise ValueError(msg)
+        raise ToggleOff(msg)
     if not values:
         if operator in (Operator.IN, Operator.NOT_IN):
             return (operator is Operator.NOT_IN) is not inverted
         msg = f"{operator.value} without values: {_TOGGLE_OFF}"
-        raise ValueError(msg)
+        raise ToggleOff(msg)
     if operator is Operator.IN_CIDR:
         values = [value for value in values if _network(value) is not None]  # Unleash skips them
         if not values:
@@ -938,19 +944,19 @@ def _from_ordinal(
     value = constraint.get("value")
     if not isinstance(value, str):
         msg = f"{unleash_operator} without a value: {_TOGGLE_OFF}"
-        raise ValueError(msg)
+        raise ToggleOff(msg)
     if unleash_operator.startswith("SEMVER") and value.startswith("v"):
         return False  # Yggdrasil's own rule: false, and not inverted
     match = _ORDINAL_VALUE.fullmatch(value)
     if match is None:
         msg = f"{unleash_operator} value {value!r}: {_TOGGLE_OFF}"
-        raise ValueError(msg)
+        raise ToggleOff(msg)
     kind = match.lastgroup
     assert kind is not None  # one alternative matched
     token = match.group(kind)
     if (kind == "date" and _date(token) is None) or (kind == "semver" and _semver(token) is None):
         msg = f"{unleash_operator} value {value!r}: {_TOGGLE_OFF}"
-        raise ValueError(msg)
+        raise ToggleOff(msg)
     operator = _BY_KIND[kind].get(_UNLEASH_ORDINALS[unleash_operator])
     if operator is None:
         msg = f"{unleash_operator} with the date {token!r}: Vigil compares dates only by > and <"

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import bisect
 import random
-import re
 from collections.abc import Callable, Iterable, Mapping
 
 import mmh3
 
 from agent.degradation.errors import FlagError
+from agent.degradation.flags.constraints import compile_constraint
 from agent.degradation.flags.model import (
     BUCKETS,
     MAX_DEPENDENCY_DEPTH,
@@ -48,7 +48,6 @@ from agent.degradation.flags.model import (
     Evaluation,
     EvaluationError,
     FlagDefinition,
-    Operator,
     Payload,
     Reason,
     Strategy,
@@ -75,18 +74,14 @@ def rollout_bucket(group_id: str, value: str) -> int:
 
 
 def _predicate(rule: TargetingRule) -> _Predicate:
-    """The rule as one closure over precompiled values (a frozenset, a bound regex match)."""
-    attribute = rule.attribute
-    if rule.operator is Operator.EQUALS:
-        expected = rule.values[0]
-        return lambda ctx: ctx.get(attribute) == expected
-    if rule.operator is Operator.REGEX:
-        match = re.compile(rule.values[0]).fullmatch
-        return lambda ctx: (v := ctx.get(attribute)) is not None and match(v) is not None
-    values = frozenset(rule.values)
-    if rule.operator is Operator.IN:
-        return lambda ctx: ctx.get(attribute) in values
-    return lambda ctx: (v := ctx.get(attribute)) is not None and v not in values
+    """The rule as one closure over precompiled values (see `constraints.compile_constraint`)."""
+    return compile_constraint(
+        rule.attribute,
+        rule.operator,
+        rule.values,
+        inverted=rule.inverted,
+        case_insensitive=rule.case_insensitive,
+    )
 
 
 def _seed(stickiness: str) -> Callable[[Mapping[str, str]], str | None]:

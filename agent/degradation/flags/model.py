@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, Literal
@@ -19,10 +18,14 @@ from pydantic import (
 )
 
 from agent.config.base import Strict
+from agent.degradation.flags.constraints import Operator, problem
 from agent.degradation.levels import Level
 
-_KEY = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-_VARIANT = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
+_KEY = r"^[^\s/\\?#%.\-\x00-\x1f\x7f][^\s/\\?#%\x00-\x1f\x7f]{0,99}$"
+"""A flag key: up to 100 characters of any script (Unleash names are UTF-8), no whitespace, no
+`/ \\ ? # %` (it is a path segment of the HTTP API), not starting with `.` or `-`; lower case."""
+_VARIANT = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]{0,98}[^\s\x00-\x1f\x7f])?$"
+"""A variant name: up to 100 printable characters of any script, not starting or ending blank."""
 BUCKETS = 10_000
 """Rollout granularity: 0.01 % steps (see `evaluation.rollout_bucket`)."""
 VARIANT_SEED = 86_028_157
@@ -67,15 +70,6 @@ class EvaluationError(enum.StrEnum):
     EVALUATION_FAILED = "evaluation_failed"
 
 
-class Operator(enum.StrEnum):
-    """How a targeting rule compares a context attribute with its values."""
-
-    IN = "in"
-    NOT_IN = "not_in"
-    EQUALS = "equals"
-    REGEX = "regex"
-
-
 def _to_level(value: object) -> Level:
     """A Level from its name; numbers are refused so the file always reads as names."""
     if isinstance(value, Level):
@@ -96,32 +90,26 @@ LevelName = Annotated[
 
 
 class TargetingRule(Strict):
-    """One condition on a context attribute; a missing attribute fails every operator."""
+    """One condition on a context attribute, as Unleash's constraints (`constraints.py`)."""
 
     attribute: str = Field(min_length=1, max_length=128)
     operator: Operator
     values: list[str] = Field(
-        min_length=1, description="`equals` and `regex` take exactly one; regex is full-match."
+        min_length=1,
+        description="`equals`, `regex` and the num_, date_ and semver_ operators take exactly one.",
     )
     inverted: bool = Field(
         default=False, description="Negates the answer, also for a missing attribute."
     )
-    case_insensitive: bool = False
+    case_insensitive: bool = Field(
+        default=False, description="For the str_ operators and regex; ignored by the others."
+    )
 
     @model_validator(mode="after")
-    def _one_value_when_scalar(self) -> TargetingRule:
-        if self.operator in (Operator.EQUALS, Operator.REGEX) and len(self.values) != 1:
-            msg = f"operator {self.operator.value} takes exactly one value"
-            raise ValueError(msg)
-        if self.operator is Operator.REGEX:
-            try:
-                re.compile(self.values[0])
-            except re.error as exc:
-                msg = f"regex does not compile: {exc}"
-                raise ValueError(msg) from None
-            except (OverflowError, RecursionError):  # a{9999999999}, or nested thousands deep
-                msg = "regex does not compile: a repeat count or nesting too large"
-                raise ValueError(msg) from None
+    def _usable(self) -> TargetingRule:
+        why = problem(self.operator, self.values)
+        if why is not None:
+            raise ValueError(why)
         return self
 
 
@@ -222,6 +210,15 @@ class FlagDefinition(Strict):
 
     key: str = Field(pattern=_KEY)
     description: str = ""
+
+    @field_validator("key")
+    @classmethod
+    def _lower_case(cls, value: str) -> str:
+        if value != value.lower():
+            msg = f"must be lower case ({value.lower()!r})"
+            raise ValueError(msg)
+        return value
+
     enabled: bool = False
     rollout_percent: float = Field(default=100.0, ge=0, le=100)
     stickiness: str = Field(default="user_id", min_length=1, max_length=128)

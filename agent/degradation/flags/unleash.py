@@ -1,28 +1,26 @@
 """Unleash features as Vigil flag definitions: an exact translation, or a refusal with the reason.
 
-The start of an importer of Unleash's client-features documents (`/api/client/features`). A
+The importer of Unleash's client-features documents (`/api/client/features`, or an export). A
 feature is translated only when every context gets the same answer from the Vigil flag as from
-Unleash's client specification; anything else is refused with the feature's name and why, never
-approximated. What translates today:
+Unleash's reference engine (Yggdrasil, which the client specification's cases describe);
+anything else is refused with the feature's name and why, never approximated:
 
-* `enabled`, and the strategies `default`, `flexibleRollout` (`rollout`, `stickiness`, `groupId`),
-  `gradualRolloutUserId`, `gradualRolloutSessionId` (`percentage`, `groupId`) and
-  `gradualRolloutRandom` (`percentage`), at whole percentages (Unleash's steps), with no
-  constraints, segments or strategy variants;
-* several strategies (Unleash turns a feature on when any strategy is on) only when they reduce
-  exactly to one: a strategy at 0 % is never on and is dropped; `default`, or 100 % of a random
-  draw (`gradualRolloutRandom`, or the `default` / `random` stickiness), is on for everyone;
-* a draw at random (those stickinesses strictly between 0 and 100 %) is refused: Vigil never
-  draws, the same context always gets the same answer.
+* each strategy becomes a Vigil strategy (`default`, `userWithId`, `gradualRolloutUserId`,
+  `gradualRolloutSessionId`, `gradualRolloutRandom`, `flexibleRollout`, `remoteAddress`), with
+  its constraints and the constraints of its segments as targeting rules, its rollout,
+  stickiness, hash group and variants; a strategy that can never be on is left out, and a
+  feature whose strategies name a segment the document lacks is always off (as in Yggdrasil);
+* the feature's variants (payloads, overrides; the first variant's stickiness) are the flag's,
+  hashed in the feature's name;
+* dependencies: on a parent (enabled or not, one of its variants); a child whose parent is
+  missing from the document or has parents itself is always off in Unleash, and is imported off;
+* custom and `applicationHostname` strategies, and what Python cannot evaluate as Yggdrasil does,
+  are refused.
 
 Contexts keep Unleash's field names: `vigil_context` flattens an Unleash context (its
-`properties` beside `userId`, `sessionId`, ...) into the mapping Vigil evaluates, so a stickiness
-`userId` hashes the `userId` attribute. Unleash is off when the stickiness field is absent, also
-at 100 %, where Vigil hashes nothing; the translation says so with a targeting rule that any
-value of that attribute matches. An empty value counts as present, as in Unleash's engine
-(Yggdrasil; the Node client alone treats it as absent). The flag key is the feature's name in
-lower case; the hash group is always Unleash's (`groupId`, else the feature's name for
-`flexibleRollout`), written out in `group_id`, so the cohorts are Unleash's.
+`properties` beside `userId`, `sessionId`, ...) into the mapping Vigil evaluates. An Unleash
+answer's variant `disabled` is Vigil's `off` when the flag is off and `on` when it is on without
+a variant. The flag key is the feature's name in lower case; the hash groups are written out.
 """
 
 from __future__ import annotations
@@ -35,14 +33,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.degradation.flags.constraints import ToggleOff, from_unleash
 from agent.degradation.flags.model import FlagDefinition
 
-ANY_VALUE = r"(?s).*"
-"""The regex of the targeting rule that requires the stickiness attribute to be present."""
-_WHOLE_PERCENT = re.compile(r"\d{1,3}")
+_WHOLE_PERCENT = re.compile(r"[0-9]+")
 _ATTRIBUTE_OF = {"gradualRolloutUserId": "userId", "gradualRolloutSessionId": "sessionId"}
-_DRAWN = frozenset({"default", "random"})  # stickinesses that end in (or are) a random draw
-_ON, _OFF = "on", "off"  # a strategy on, or off, for every context
+_RESERVED = frozenset({"on", "off"})  # Vigil's answers without a variant of their own
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,13 +49,8 @@ class Refusal:
     reason: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Rollout:
-    """A strategy that is on for a share of the subjects holding `attribute`."""
-
-    percent: int
-    attribute: str
-    group: str
+class _Never(Exception):  # noqa: N818 - internal control flow
+    """Raised inside the translation of a strategy that is never on."""
 
 
 class DocumentError(ValueError):
@@ -75,17 +66,24 @@ def flag_key(name: str) -> str:
     return name.lower()
 
 
-def vigil_context(context: Mapping[str, Any]) -> dict[str, str]:
-    """An Unleash context as Vigil's flat string mapping: top-level fields win over `properties`.
+_TOP_LEVEL = ("userId", "sessionId", "remoteAddress", "environment", "appName", "currentTime")
+"""The fields of an Unleash context outside `properties`; every other field is a property."""
 
-    As Unleash resolves a field (`userId`, a custom stickiness field, ...): the top-level field
-    if present, else the one in `properties`. Values that are not strings are left out.
+
+def vigil_context(context: Mapping[str, Any]) -> dict[str, str]:
+    """An Unleash context as Vigil's flat string mapping, read as Unleash's engine reads it.
+
+    The standard fields (`userId`, `sessionId`, `remoteAddress`, `environment`, `appName`,
+    `currentTime`) are taken from the top level only, every other field from `properties` only;
+    values that are not strings are left out.
     """
     flat: dict[str, str] = {}
     properties = context.get("properties")
     if isinstance(properties, Mapping):
-        flat.update((k, v) for k, v in properties.items() if isinstance(v, str))
-    flat.update((k, v) for k, v in context.items() if isinstance(v, str))
+        flat.update(
+            (k, v) for k, v in properties.items() if isinstance(v, str) and k not in _TOP_LEVEL
+        )
+    flat.update((k, v) for k in _TOP_LEVEL if isinstance(v := context.get(k), str))
     return flat
 
 
@@ -148,57 +146,113 @@ def _json_type(value: object) -> str:
     return "a list" if isinstance(value, list) else "an object"
 
 
-def translate_feature(feature: Mapping[str, Any]) -> FlagDefinition | Refusal:
-    """The Vigil definition answering like `feature` for every context, or why there is none."""
+def translate_feature(
+    feature: Mapping[str, Any], segments: Mapping[int, Sequence[Any]] | None = None
+) -> FlagDefinition | Refusal:
+    """The Vigil definition answering like `feature` for every context, or why there is none.
+
+    `segments`: the document's segments by id. Dependencies are left out here (they need the
+    other features: see `translate_features`).
+    """
     name = str(feature.get("name", ""))
     try:
-        return _translate(name, feature)
+        return _validated(name, _fields(name, feature, segments or {}))
+    except _AlwaysOff:
+        return _validated(name, _off(name, feature))
     except _Unsupported as exc:
         return Refusal(name, str(exc))
 
 
-def translate_features(
-    document: Mapping[str, Any],
-) -> tuple[dict[str, FlagDefinition], list[Refusal]]:
-    """Every feature of a client-features document: definitions by Unleash name, and refusals.
+def _off(name: str, feature: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a flag that is always off."""
+    return {"key": flag_key(name), "description": str(feature.get("description") or "")}
 
-    Two names with the same key (they differ only in case) are both refused.
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Translation:
+    """A document's features: definitions by Unleash name (parents before children), refusals,
+    and notes on features imported off because Unleash always answers off for them."""
+
+    definitions: dict[str, FlagDefinition]
+    refused: list[Refusal]
+    notes: dict[str, str]
+
+
+def translate_features(document: Mapping[str, Any]) -> Translation:
+    """Every feature of a client-features document, as `Translation`.
+
+    Two names with the same key (they differ only in case) are both refused; so is a child
+    of a refused parent.
     """
-    definitions: dict[str, FlagDefinition] = {}
+    segments = _segments(document.get("segments") or [])
+    features = {str(f["name"]): f for f in document.get("features", [])}
+    fields: dict[str, dict[str, Any]] = {}
     refused: list[Refusal] = []
-    for feature in document.get("features", []):
-        answer = translate_feature(feature)
-        if isinstance(answer, Refusal):
-            refused.append(answer)
-        else:
-            definitions[str(feature["name"])] = answer
+    notes: dict[str, str] = {}
+    for name, feature in features.items():
+        try:
+            fields[name] = _fields(name, feature, segments)
+        except _AlwaysOff as exc:
+            fields[name] = _off(name, feature)
+            notes[name] = f"imported off, as Unleash answers: {exc}"
+        except _Unsupported as exc:
+            refused.append(Refusal(name, str(exc)))
     by_key: dict[str, list[str]] = {}
-    for name, definition in definitions.items():
-        by_key.setdefault(definition.key, []).append(name)
+    for name in fields:
+        by_key.setdefault(flag_key(name), []).append(name)
     for key, names in by_key.items():
         if len(names) > 1:
             for name in names:
-                del definitions[name]
+                del fields[name]
                 refused.append(Refusal(name, f"key {key!r} is also the key of {names!r}"))
-    return definitions, refused
+    children: dict[str, list[str]] = {}
+    for name in list(fields):
+        if name in notes:
+            continue
+        try:
+            off_because = _dependencies(name, features, fields)
+        except _Unsupported as exc:
+            del fields[name]
+            refused.append(Refusal(name, str(exc)))
+            continue
+        if off_because:
+            notes[name] = f"imported off, as Unleash answers: {off_because}"
+            fields[name] = {**fields[name], "enabled": False, "depends_on": []}
+        for dependency in fields[name].get("depends_on", []):
+            children.setdefault(dependency["parent"], []).append(name)
+    # A child of a refused parent cannot be written without it.
+    gone = [r.feature for r in refused]
+    while gone:
+        for child in children.pop(gone.pop(), []):
+            if child in fields:
+                del fields[child]
+                refused.append(Refusal(child, "its parent feature is refused"))
+                gone.append(child)
+    definitions: dict[str, FlagDefinition] = {}
+    # Parents first: they are written before their children.
+    for name in sorted(fields, key=lambda n: bool(fields[n].get("depends_on"))):
+        entry = dict(fields[name])
+        entry["depends_on"] = [
+            {k: v for k, v in d.items() if k != "parent"} for d in entry.get("depends_on", [])
+        ]
+        try:
+            definitions[name] = _validated(name, entry)
+        except _Unsupported as exc:
+            refused.append(Refusal(name, str(exc)))
+    return Translation(definitions, refused, notes)
 
 
-def _translate(name: str, feature: Mapping[str, Any]) -> FlagDefinition:
-    if feature.get("variants"):
-        raise _Unsupported("variants are not translated: Vigil chooses variants differently")
-    if feature.get("dependencies"):
-        raise _Unsupported("dependencies are not translated")
-    strategies = feature.get("strategies")
-    if strategies is None:
-        strategies = []
-    if not isinstance(strategies, Sequence):
-        raise _Unsupported("strategies is not a list")
-    fields: dict[str, Any] = {
-        "key": flag_key(name),
-        "description": str(feature.get("description") or ""),
-        "enabled": feature.get("enabled") is True,
-        **_strategies(name, strategies),
-    }
+def _segments(raw: Sequence[Any]) -> dict[int, Sequence[Any]]:
+    """The document's segments: their constraints by id."""
+    segments: dict[int, Sequence[Any]] = {}
+    for segment in raw:
+        if isinstance(segment, Mapping) and isinstance(segment.get("id"), int):
+            constraints = segment.get("constraints") or []
+            segments[segment["id"]] = constraints if isinstance(constraints, list) else []
+    return segments
+
+
+def _validated(name: str, fields: dict[str, Any]) -> FlagDefinition:
     try:
         return FlagDefinition.model_validate(fields)
     except ValidationError as exc:
@@ -208,72 +262,295 @@ def _translate(name: str, feature: Mapping[str, Any]) -> FlagDefinition:
         raise _Unsupported(f"not a valid Vigil flag: {problems}") from None
 
 
-def _strategies(name: str, strategies: Sequence[Any]) -> dict[str, Any]:
-    """The rollout fields of a feature whose strategies reduce exactly to one rollout."""
-    if not strategies:
-        return {"rollout_percent": 100}  # Unleash: an enabled feature without strategies is on
-    kinds = [_strategy(name, strategy) for strategy in strategies]
-    if _ON in kinds:
-        return {"rollout_percent": 100}
-    rollouts = {kind for kind in kinds if isinstance(kind, _Rollout)}
-    if not rollouts:
-        return {"rollout_percent": 0}
-    if len(rollouts) > 1:
-        msg = "several strategies can be on for part of the subjects: Vigil has one rollout"
-        raise _Unsupported(msg)
-    rollout = rollouts.pop()
-    presence = {"attribute": rollout.attribute, "operator": "regex", "values": [ANY_VALUE]}
-    return {
-        "rollout_percent": rollout.percent,
-        "stickiness": rollout.attribute,
-        "group_id": rollout.group,
-        "targeting": [presence],
+def _fields(
+    name: str, feature: Mapping[str, Any], segments: Mapping[int, Sequence[Any]]
+) -> dict[str, Any]:
+    """The fields of the Vigil definition of `feature`, dependencies aside."""
+    variants = _variants(feature.get("variants"), "the feature")
+    first = feature.get("variants")[0] if variants else None  # type: ignore[index]
+    stickiness = (
+        str(first.get("stickiness") or "default") if isinstance(first, Mapping) else "default"
+    )
+    fields: dict[str, Any] = {
+        "key": flag_key(name),
+        "description": str(feature.get("description") or ""),
+        "enabled": feature.get("enabled") is True,
+        "group_id": name,
+        "stickiness": _stickiness(stickiness),
+        "variants": variants,
     }
+    strategies = feature.get("strategies")
+    if strategies is None:
+        strategies = []
+    if not isinstance(strategies, Sequence) or isinstance(strategies, str):
+        raise _Unsupported("strategies is not a list")
+    if not strategies:
+        # Unleash: an enabled feature without strategies is on for everyone. As one strategy,
+        # its variant choice draws at random when the stickiness value is missing, as Unleash's.
+        fields["strategies"] = [{"stickiness": "default"}] if variants else []
+        return fields
+    translated = []
+    for strategy in strategies:
+        translated.extend(_strategy(name, strategy, segments))
+    if not translated:
+        # No strategy is ever on: the feature is off for everyone, still `enabled` (Unleash
+        # answers feature_enabled false then too, with the variant `disabled`).
+        translated = [{"rollout_percent": 0, "stickiness": "default"}]
+    fields["strategies"] = translated
+    return fields
 
 
-def _strategy(feature: str, strategy: Any) -> _Rollout | str:
-    """One strategy as on for everyone, off for everyone, or a rollout; _Unsupported otherwise."""
+class _AlwaysOff(Exception):  # noqa: N818 - internal control flow, carries the reason
+    """A feature Unleash always answers off for (Yggdrasil cannot compile it)."""
+
+
+def _strategy(
+    feature: str, strategy: Any, segments: Mapping[int, Sequence[Any]]
+) -> list[dict[str, Any]]:
+    """The Vigil strategies (none, one or two) answering as this Unleash strategy."""
     if not isinstance(strategy, Mapping):
         raise _Unsupported("a strategy is not an object")
     kind = strategy.get("name")
-    for extra in ("constraints", "segments", "variants"):
-        if strategy.get(extra):
-            raise _Unsupported(f"strategy {kind!r} has {extra}, which are not translated")
+    if not isinstance(kind, str):
+        raise _Unsupported(f"a strategy's name is {_json_type(kind)}, not a string")
     if strategy.get("disabled"):
         raise _Unsupported(f"strategy {kind!r} is disabled, which is not translated")
     parameters = strategy.get("parameters") or {}
-    if not isinstance(parameters, Mapping):
-        raise _Unsupported(f"strategy {kind!r} has parameters that are not an object")
-    if kind == "default":
-        return _ON
-    if kind == "flexibleRollout":
-        percent = _percent(kind, parameters.get("rollout"))
-        stickiness = str(parameters.get("stickiness") or "default")
-        group = str(parameters.get("groupId") or feature)  # Unleash: groupId, else the name
-    elif kind in _ATTRIBUTE_OF:
-        percent = _percent(kind, parameters.get("percentage"))
-        stickiness = _ATTRIBUTE_OF[kind]
-        group = str(parameters.get("groupId") or "")
-        if not group and 0 < percent < 100:
-            raise _Unsupported(f"strategy {kind!r} hashes an empty groupId; Vigil's is never empty")
-    elif kind == "gradualRolloutRandom":
-        percent = _percent(kind, parameters.get("percentage"))
-        stickiness = "random"
-    else:
-        raise _Unsupported(f"strategy {kind!r} has no Vigil equivalent")
-    if percent == 0:
-        return _OFF
-    if stickiness in _DRAWN:
-        if percent == 100:
-            return _ON
-        msg = f"strategy {kind!r} with stickiness {stickiness!r} draws at random below 100 %"
-        raise _Unsupported(msg)
-    return _Rollout(percent, stickiness, group or feature)
+    if not isinstance(parameters, Mapping) or not all(
+        isinstance(value, str) for value in parameters.values()
+    ):
+        raise _Unsupported(f"strategy {kind!r} has parameters that are not strings by name")
+    variant_stickiness = _stickiness(str(parameters.get("stickiness") or "default"))
+    group = parameters.get("groupId")
+    base: dict[str, Any] = {
+        "group_id": str(group) if group is not None else feature,
+        "variants": _variants(strategy.get("variants"), f"strategy {kind!r}"),
+    }
+    try:
+        rules = _targeting(kind, strategy, segments)
+        extra: list[dict[str, Any]] = []
+        shapes: list[dict[str, Any]]
+        if kind == "default":
+            shapes = [{"stickiness": variant_stickiness}]
+        elif kind == "flexibleRollout":
+            shapes = [
+                {
+                    "rollout_percent": _percent(kind, parameters.get("rollout")),
+                    "stickiness": variant_stickiness,
+                }
+            ]
+        elif kind in _ATTRIBUTE_OF:
+            if group is None:
+                raise _Never
+            shapes = [
+                {
+                    "rollout_percent": _percent(kind, parameters.get("percentage")),
+                    "stickiness": _ATTRIBUTE_OF[kind],
+                }
+            ]
+        elif kind == "gradualRolloutRandom":
+            shapes = [
+                {
+                    "rollout_percent": _percent(kind, parameters.get("percentage")),
+                    "stickiness": "random",
+                }
+            ]
+        elif kind == "userWithId":
+            ids = parameters.get("userIds")
+            if not isinstance(ids, str):
+                raise _Never
+            values = [part.strip() for part in ids.split(",")]
+            extra = [{"attribute": "userId", "operator": "in", "values": values}]
+            shapes = [{"stickiness": variant_stickiness}]
+        elif kind == "remoteAddress":
+            ips = parameters.get("IPs")
+            if not isinstance(ips, str):
+                raise _Never
+            values = [part.strip() for part in ips.split(",")]
+            rule = _rule({"contextName": "remoteAddress", "operator": "IN_CIDR", "values": values})
+            if rule is False:
+                raise _Never
+            extra = [] if rule is True else [rule]
+            shapes = [{"stickiness": variant_stickiness}]
+        else:
+            raise _Unsupported(f"strategy {kind!r} has no Vigil equivalent")
+    except _Never:
+        return []
+    out = []
+    for shape in shapes:
+        stickiness = shape["stickiness"]
+        several = sum(1 for v in base["variants"] if v["weight"] > 0) > 1
+        if (
+            several
+            and stickiness != variant_stickiness
+            and not (stickiness == "userId" and variant_stickiness == "default")
+        ):
+            raise _Unsupported(
+                f"strategy {kind!r} hashes its rollout on {stickiness!r}"
+                f" and its variants on {variant_stickiness!r}"
+            )
+        if shape.get("rollout_percent", 100) == 0:
+            continue
+        out.append({**base, **shape, "targeting": [*rules, *extra]})
+    return out
+
+
+def _targeting(
+    kind: object, strategy: Mapping[str, Any], segments: Mapping[int, Sequence[Any]]
+) -> list[dict[str, Any]]:
+    """The strategy's constraints and those of its segments as targeting rules; _Never when one
+    can never hold, _AlwaysOff when a segment is not in the document."""
+    constraints = strategy.get("constraints") or []
+    ids = strategy.get("segments") or []
+    if not isinstance(constraints, list) or not isinstance(ids, list):
+        raise _Unsupported(f"strategy {kind!r} has constraints or segments that are not lists")
+    collected = list(constraints)
+    for segment in ids:
+        if not isinstance(segment, int) or isinstance(segment, bool):
+            raise _Unsupported(f"strategy {kind!r} names segment {segment!r}, not a number")
+        if segment not in segments:
+            raise _AlwaysOff(f"a strategy names segment {segment!r}, which the document lacks")
+        collected.extend(segments[segment])
+    rules = []
+    for constraint in collected:
+        rule = _rule(constraint)
+        if rule is False:
+            raise _Never
+        if rule is not True:
+            rules.append(rule)
+    return rules
+
+
+def _rule(constraint: Any) -> dict[str, Any] | bool:
+    """One Unleash constraint as a targeting rule, or the answer it always gives."""
+    if not isinstance(constraint, Mapping):
+        raise _Unsupported("a constraint is not an object")
+    try:
+        translated = from_unleash(constraint)
+    except ToggleOff as exc:
+        raise _AlwaysOff(f"a constraint on {constraint.get('contextName')!r}: {exc}") from None
+    except ValueError as exc:
+        raise _Unsupported(f"constraint on {constraint.get('contextName')!r}: {exc}") from None
+    if isinstance(translated, bool):
+        return translated
+    attribute, operator, values, inverted, case_insensitive = translated
+    return {
+        "attribute": attribute,
+        "operator": operator.value,
+        "values": list(values),
+        "inverted": inverted,
+        "case_insensitive": case_insensitive,
+    }
+
+
+def _variants(raw: Any, where: str) -> list[dict[str, Any]]:
+    """Unleash variants as Vigil's (name, weight, payload, overrides)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _Unsupported(f"the variants of {where} are not a list")
+    variants = []
+    for variant in raw:
+        if not isinstance(variant, Mapping):
+            raise _Unsupported(f"a variant of {where} is not an object")
+        name = variant.get("name")
+        if not isinstance(name, str):
+            raise _Unsupported(f"a variant of {where} has a name that is not a string")
+        if name in _RESERVED or name == "disabled":
+            raise _Unsupported(
+                f"variant {name!r} of {where}: the name of an answer without a variant"
+            )
+        weight = variant.get("weight", 0)
+        if not isinstance(weight, int) or isinstance(weight, bool):
+            raise _Unsupported(
+                f"variant {name!r} of {where} has weight {weight!r}, not a whole number"
+            )
+        payload = variant.get("payload")
+        if payload is not None:
+            if not isinstance(payload, Mapping):
+                raise _Unsupported(
+                    f"variant {name!r} of {where} has a payload that is not an object"
+                )
+            payload = {"type": payload.get("type"), "value": payload.get("value")}
+        overrides = []
+        raw_overrides = variant.get("overrides") or []
+        if not isinstance(raw_overrides, list):
+            raise _Unsupported(f"the overrides of variant {name!r} of {where} are not a list")
+        for override in raw_overrides:
+            values = override.get("values") if isinstance(override, Mapping) else None
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                msg = f"an override of variant {name!r} of {where} is not a context name and values"
+                raise _Unsupported(msg)
+            if values:  # an override without values matches nobody
+                overrides.append({"attribute": override.get("contextName"), "values": values})
+        variants.append(
+            {"name": name, "weight": weight, "payload": payload, "overrides": overrides}
+        )
+    return variants
+
+
+def _stickiness(unleash: str) -> str:
+    """Vigil's stickiness for Unleash's: the same words, `default` and `random` included."""
+    return unleash
+
+
+def _dependencies(
+    name: str, features: Mapping[str, Mapping[str, Any]], fields: dict[str, dict[str, Any]]
+) -> str | None:
+    """Sets the child's `depends_on`; says why the child is always off instead, if it is."""
+    raw = features[name].get("dependencies") or []
+    if not isinstance(raw, list):
+        raise _Unsupported("dependencies is not a list")
+    depends_on = []
+    for dependency in raw:
+        if not isinstance(dependency, Mapping) or not isinstance(dependency.get("feature"), str):
+            raise _Unsupported("a dependency is not an object naming a feature")
+        parent = dependency["feature"]
+        if parent not in features:
+            return f"its parent {parent!r} is not in the document"
+        if features[parent].get("dependencies"):
+            return f"its parent {parent!r} has parents itself"
+        enabled = dependency.get("enabled", True) is not False
+        wanted = dependency.get("variants") or []
+        if not isinstance(wanted, list):
+            raise _Unsupported(f"the variants required of {parent!r} are not a list")
+        entry: dict[str, Any] = {"parent": parent, "flag": flag_key(parent), "enabled": enabled}
+        if wanted:
+            if not enabled:
+                raise _Unsupported(f"variants are required of {parent!r}, which must be off")
+            if parent not in fields:
+                raise _Unsupported(f"its parent {parent!r} is refused")
+            names = _names(fields[parent])
+            # Yggdrasil: a parent answering without a variant satisfies any list.
+            chosen = [v for v in names if v in wanted or v == "on"]
+            if not chosen:
+                return f"it requires variants {wanted!r} that its parent {parent!r} never answers"
+            entry["variants"] = chosen
+        depends_on.append(entry)
+    fields[name]["depends_on"] = depends_on
+    return None
+
+
+def _names(fields: Mapping[str, Any]) -> list[str]:
+    """The variant names the flag of `fields` answers when on (`on` when without a variant)."""
+    own = [v["name"] for v in fields.get("variants", []) if v["weight"] > 0] or ["on"]
+    strategies = fields.get("strategies") or []
+    if not strategies:
+        return own
+    names: dict[str, None] = {}
+    for strategy in strategies:
+        names.update(
+            dict.fromkeys([v["name"] for v in strategy["variants"] if v["weight"] > 0] or own)
+        )
+    return list(names)
 
 
 def _percent(kind: object, value: object) -> int:
-    """A whole percentage 0-100, as Unleash writes it (a string or a number)."""
+    """A whole percentage 0-100 as Unleash writes it (a string or a number); _Never when
+    Unleash cannot read one (it is never on then)."""
     text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-    if _WHOLE_PERCENT.fullmatch(text) and int(text) <= 100:
-        return int(text)
-    raise _Unsupported(f"strategy {kind!r} has percentage {value!r}, not a whole 0-100")
+    if not _WHOLE_PERCENT.fullmatch(text):
+        raise _Never  # Yggdrasil reads no percentage: the strategy is never on
+    if int(text) > 100:
+        raise _Unsupported(f"strategy {kind!r} has percentage {value!r}, above 100")
+    return int(text)

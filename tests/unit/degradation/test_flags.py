@@ -219,7 +219,34 @@ def test_stickiness_names_the_hashed_attribute() -> None:
         ({"attribute": "tenant", "operator": "in", "values": ["a", "b"]}, {"tenant": "c"}, False),
         ({"attribute": "tenant", "operator": "not_in", "values": ["a"]}, {"tenant": "c"}, True),
         ({"attribute": "tenant", "operator": "not_in", "values": ["a"]}, {"tenant": "a"}, False),
-        ({"attribute": "tenant", "operator": "not_in", "values": ["a"]}, {}, False),
+        ({"attribute": "tenant", "operator": "not_in", "values": ["a"]}, {}, True),
+        (
+            {"attribute": "tenant", "operator": "in", "values": ["a"], "inverted": True},
+            {},
+            True,
+        ),
+        (
+            {"attribute": "plan", "operator": "str_starts_with", "values": ["pro"]},
+            {"plan": "Pro-1"},
+            False,
+        ),
+        (
+            {
+                "attribute": "plan",
+                "operator": "str_starts_with",
+                "values": ["pro"],
+                "case_insensitive": True,
+            },
+            {"plan": "Pro-1"},
+            True,
+        ),
+        ({"attribute": "age", "operator": "num_gte", "values": ["18"]}, {"age": "18"}, True),
+        ({"attribute": "v", "operator": "semver_gt", "values": ["2.0.0"]}, {"v": "2.0.1"}, True),
+        (
+            {"attribute": "ip", "operator": "in_cidr", "values": ["10.0.0.0/8"]},
+            {"ip": "10.9.1.1"},
+            True,
+        ),
         ({"attribute": "region", "operator": "equals", "values": ["eu"]}, {"region": "eu"}, True),
         ({"attribute": "region", "operator": "equals", "values": ["eu"]}, {"region": "EU"}, False),
         (
@@ -230,13 +257,19 @@ def test_stickiness_names_the_hashed_attribute() -> None:
         (
             {"attribute": "email", "operator": "regex", "values": [r".+@example\.com"]},
             {"email": "a@example.com.evil"},
+            True,
+        ),
+        (
+            {"attribute": "email", "operator": "regex", "values": [r"\A.+@example\.com\Z"]},
+            {"email": "a@example.com.evil"},
             False,
         ),
         ({"attribute": "email", "operator": "regex", "values": [".*"]}, {}, False),
     ],
 )
 def test_targeting_operators(rule: dict[str, Any], context: dict[str, str], matched: bool) -> None:
-    """Each operator matches as documented; regex is full-match; a missing attribute never does."""
+    """Each operator matches as documented (Unleash's constraints): regex searches; a missing
+    attribute fails every operator but not_in, before inversion."""
     flags = FlagSet.build([flag("f", targeting=[rule])])
     expected = (
         Evaluation(True, "on", Reason.TARGETING_MATCH, "f")
@@ -432,14 +465,14 @@ def test_invalid_sets_are_refused_with_their_reason(
         ),
         (
             {"key": "f", "targeting": [{"attribute": "a", "operator": "regex", "values": ["("]}]},
-            "regex does not compile",
+            r"regex '\(' does not compile",
         ),
         (
             {
                 "key": "f",
                 "targeting": [{"attribute": "a", "operator": "regex", "values": ["a{9999999999}"]}],
             },
-            "regex does not compile: a repeat count or nesting too large",
+            "does not compile: a repeat count or nesting too large",
         ),
         (
             {
@@ -448,14 +481,28 @@ def test_invalid_sets_are_refused_with_their_reason(
                     {"attribute": "a", "operator": "regex", "values": ["(" * 5000 + ")" * 5000]}
                 ],
             },
-            "regex does not compile",
+            "does not compile",
         ),
         (
             {
                 "key": "f",
                 "targeting": [{"attribute": "a", "operator": "semver_gte", "values": ["1"]}],
             },
-            "Input should be 'in', 'not_in', 'equals' or 'regex'",
+            "'1' is not a semantic version",
+        ),
+        (
+            {
+                "key": "f",
+                "targeting": [{"attribute": "a", "operator": "num_gt", "values": ["1", "2"]}],
+            },
+            "operator num_gt takes exactly one value, not 2",
+        ),
+        (
+            {
+                "key": "f",
+                "targeting": [{"attribute": "a", "operator": "semver", "values": ["1"]}],
+            },
+            "Input should be 'in', 'not_in', 'equals', 'regex'",
         ),
         ({"key": "f", "variants": [{"name": "off"}]}, '"off" is reserved'),
         ({"key": "f", "variants": [{"name": "a"}, {"name": "a"}]}, "variant names must be unique"),
@@ -724,3 +771,38 @@ async def test_failed_write_leaves_the_active_set_unchanged(store: SqliteFlagSto
     assert [d.key for d in flags.definitions] == ["a"]
     assert "b" not in {key for key, _ in flags.stats()}
     assert flags.evaluate("b").error is EvaluationError.UNKNOWN_FLAG
+
+
+V1_RULES = [
+    {"attribute": "email", "operator": "regex", "values": [r".+@example\.com"]},
+    {"attribute": "email", "operator": "regex", "values": [r"(?i)A.*"]},
+    {"attribute": "email", "operator": "regex", "values": ["(?x) [A-Za-z]+ @ .* # a comment"]},
+    {"attribute": "tenant", "operator": "not_in", "values": ["blocked"]},
+]
+
+
+@pytest.mark.parametrize(
+    ("context", "v1_answer"),
+    [
+        ({"email": "a@example.com", "tenant": "t"}, True),
+        ({"email": "a@example.com.evil", "tenant": "t"}, False),  # regex matched the whole value
+        ({"email": "A@example.com", "tenant": "t"}, True),
+        ({"email": "b@example.com", "tenant": "t"}, False),  # (?i)A.* wants an a first
+        ({"email": "a@example.com"}, False),  # not_in failed on a missing attribute
+        ({"email": "a@example.com", "tenant": "blocked"}, False),
+    ],
+)
+def test_a_version_1_document_answers_as_it_did(context: dict[str, str], v1_answer: bool) -> None:
+    """Version 1 rules had `regex` match the whole value and `not_in` fail on a missing
+    attribute; read from a stored version-1 document, the flag answers exactly as then."""
+    from agent.degradation.flagstore import parse_document, render_document
+
+    raw = json.dumps(
+        {"version": 1, "flags": [{"key": "f", "enabled": True, "targeting": V1_RULES}]}
+    )
+    definitions = parse_document(raw, "test")
+    assert FlagSet.build(definitions).evaluate("f", context).value is v1_answer
+    # Written again, it is a version-2 document that answers the same.
+    again = parse_document(render_document(definitions), "test")
+    assert json.loads(render_document(definitions))["version"] == 2
+    assert FlagSet.build(again).evaluate("f", context).value is v1_answer

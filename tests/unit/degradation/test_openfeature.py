@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +15,10 @@ from openfeature.flag_evaluation import Reason as OpenFeatureReason
 from openfeature.provider import ProviderStatus
 
 from agent.degradation.flags import FlagDefinition, Flags, Reason
+from agent.degradation.flags.unleash import flag_key, translate_features, vigil_context
 from agent.degradation.levels import Level
 from agent.degradation.openfeature import VigilProvider, context_of
+from tests.unit.degradation.test_unleash_spec import EXPECTED_CASES, FILES, load
 
 
 def flag(key: str, **fields: Any) -> FlagDefinition:
@@ -122,16 +125,134 @@ def test_failed_prerequisite_is_disabled(client: OpenFeatureClient) -> None:
     assert details.flag_metadata == {"vigil.reason": "prerequisite_failed"}
 
 
-def test_other_types_are_a_type_mismatch(client: OpenFeatureClient) -> None:
-    """Integer, float and object lookups answer the default with TYPE_MISMATCH."""
+def test_a_flag_on_without_a_payload_is_a_type_mismatch_for_other_types(
+    client: OpenFeatureClient,
+) -> None:
+    """Integer, float and object lookups of an on flag without a payload answer the default
+    with TYPE_MISMATCH; of an off flag, the default with the flag's reason."""
     for details in (
-        client.get_integer_details("beta", 7),
-        client.get_float_details("beta", 0.5),
-        client.get_object_details("beta", {"k": "v"}),
+        client.get_integer_details("recommendations", 7),
+        client.get_float_details("recommendations", 0.5),
+        client.get_object_details("recommendations", {"k": "v"}),
     ):
         assert details.error_code is ErrorCode.TYPE_MISMATCH
         assert details.reason == OpenFeatureReason.ERROR
-    assert client.get_integer_value("beta", 7) == 7
+        assert details.error_message == "flag 'recommendations' answered 'on' with no payload"
+    assert client.get_integer_value("recommendations", 7) == 7
+    off = client.get_integer_details("off-parent", 7)
+    assert (off.value, off.reason, off.error_code) == (7, OpenFeatureReason.DISABLED, None)
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind", "default", "expected"),
+    [
+        ({"type": "number", "value": "1.5"}, "float", 0.0, 1.5),
+        ({"type": "number", "value": "3"}, "integer", 0, 3),
+        ({"type": "number", "value": "3"}, "float", 0.0, 3.0),
+        ({"type": "json", "value": '{"a": [1, 2]}'}, "object", {}, {"a": [1, 2]}),
+        ({"type": "string", "value": "blue"}, "string", "x", "blue"),
+        ({"type": "csv", "value": "a,b"}, "string", "x", "a,b"),
+    ],
+)
+def test_payloads_answer_the_lookup_of_their_type(
+    payload: dict[str, str], kind: str, default: Any, expected: Any
+) -> None:
+    """A variant's payload is the value of the lookup of its type, with the variant's name."""
+    instance = Flags([flag("p", variants=[{"name": "v", "payload": payload}])])
+    api.set_provider(VigilProvider(instance))
+    try:
+        details = getattr(api.get_client(), f"get_{kind}_details")("p", default)
+    finally:
+        api.clear_providers()
+    assert (details.value, details.variant, details.error_code) == (expected, "v", None)
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind", "default"),
+    [
+        ({"type": "number", "value": "1.5"}, "integer", 0),
+        ({"type": "number", "value": "nan"}, "float", 0.0),
+        ({"type": "number", "value": "x"}, "float", 0.0),
+        ({"type": "json", "value": "[1"}, "object", {}),
+        ({"type": "json", "value": "3"}, "object", {}),
+        ({"type": "string", "value": "3"}, "integer", 0),
+    ],
+)
+def test_payloads_of_another_type_are_a_type_mismatch(
+    payload: dict[str, str], kind: str, default: Any
+) -> None:
+    """A payload that does not read as the asked type gives the default with TYPE_MISMATCH."""
+    instance = Flags([flag("p", variants=[{"name": "v", "payload": payload}])])
+    api.set_provider(VigilProvider(instance))
+    try:
+        details = getattr(api.get_client(), f"get_{kind}_details")("p", default)
+    finally:
+        api.clear_providers()
+    assert (details.value, details.error_code) == (default, ErrorCode.TYPE_MISMATCH)
+    assert details.error_message == f"flag 'p' answered 'v' with a {payload['type']} payload"
+
+
+def _unleash_variant(client: OpenFeatureClient, key: str, context: EvaluationContext) -> Any:
+    """The provider's answers for `key`, in the shape of Unleash's variant answer."""
+    enabled = client.get_boolean_details(key, False, context)
+    name = client.get_string_details(key, "", context).variant
+    if not enabled.value or name == "on":
+        return {"name": "disabled", "enabled": False, "feature_enabled": enabled.value}
+    answer: dict[str, Any] = {"name": name, "enabled": True, "feature_enabled": True}
+    for kind, lookup in (
+        ("string", lambda: client.get_string_details(key, "", context)),
+        ("number", lambda: client.get_float_details(key, 0.0, context)),
+        ("json", lambda: client.get_object_details(key, {}, context)),
+    ):
+        details = lookup()
+        if details.error_code is None and (kind != "string" or details.value != name):
+            answer["payload"] = {"type": kind, "value": details.value}
+    return answer
+
+
+def test_the_provider_answers_every_spec_case_as_unleash() -> None:
+    """Every case of the vendored Unleash client specification through the OpenFeature client:
+    `tests` by boolean lookups, `variantTests` by the variant and its payload."""
+    ran = passed = 0
+    failures = []
+    for name in FILES:
+        document = load(name)
+        translation = translate_features(document["state"])
+        api.set_provider(VigilProvider(Flags(translation.definitions.values())))
+        client = api.get_client()
+        try:
+            for case in document.get("tests", []) + document.get("variantTests", []):
+                key = flag_key(case["toggleName"])
+                context = EvaluationContext(attributes=dict(vigil_context(case["context"])))
+                expected = case["expectedResult"]
+                if isinstance(expected, bool):
+                    got: Any = client.get_boolean_value(key, False, context)
+                else:
+                    got = _unleash_variant(client, key, context)
+                    if "payload" in expected and expected["payload"]["type"] == "number":
+                        expected = {
+                            **expected,
+                            "payload": {
+                                "type": "number",
+                                "value": float(expected["payload"]["value"]),
+                            },
+                        }
+                    if "payload" in expected and expected["payload"]["type"] == "json":
+                        raw = expected["payload"]["value"]
+                        expected = {
+                            **expected,
+                            "payload": {"type": "json", "value": json.loads(raw)},
+                        }
+                ran += 1
+                if got == expected:
+                    passed += 1
+                else:
+                    failures.append(f"{name}: {case['description']}: {got} != {expected}")
+        finally:
+            api.clear_providers()
+    print(f"OpenFeature provider on the Unleash spec: ran {ran}, passed {passed}")
+    assert failures == []
+    assert ran == passed == sum(EXPECTED_CASES.values())
 
 
 def test_context_attributes_become_strings(client: OpenFeatureClient) -> None:
