@@ -6,6 +6,11 @@ the `semver` crate, `ipnetwork`, the `regex` crate), so each is re-stated here f
 inputs those accept, not borrowed from Python's more lenient ones (`float("1_0")`,
 `datetime.fromisoformat`, `ipaddress` scope ids). Nothing here imports the flag model: the model
 imports this.
+
+Vigil's own REGEX values are Python patterns, searched (not full-matched) as Unleash does;
+`from_unleash` turns a Rust pattern into the Python one matching the same strings, or refuses it.
+Where Unleash cannot compile a constraint it keeps the whole toggle off; `from_unleash` raises
+then (its message says so), since one constraint cannot stand for a toggle.
 """
 
 from __future__ import annotations
@@ -94,7 +99,6 @@ _WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 
 _WHITE_SPACE += "\u2028\u2029\u202f\u205f\u3000"
 _WS = frozenset(_WHITE_SPACE)
 _DIGITS = frozenset("0123456789")
-_MIN_DAY = -262144 * 366  # bounds of chrono's NaiveDate (years -262144 ..= 262143), refined below
 _DateKey = tuple[int, int]  # (whole UTC seconds since 1970, nanoseconds; a leap second adds 1e9)
 
 
@@ -113,6 +117,7 @@ def _month_days(year: int, month: int) -> int:
     return 30 if month in (4, 6, 9, 11) else 31
 
 
+# chrono's NaiveDate spans the years -262144 ..= 262143.
 _FIRST_SECOND = _days_from_civil(-262144, 1, 1) * 86400
 _LAST_SECOND = _days_from_civil(262143, 12, 31) * 86400 + 86399
 
@@ -138,7 +143,7 @@ class _Scan:
 
     def number(self, most: int) -> int:
         start = self.at
-        while self.at - start < most and self.peek() in _DIGITS and self.peek():
+        while self.at - start < most and self.peek() in _DIGITS:
             self.at += 1
         if self.at == start:
             raise ValueError("digits")
@@ -160,7 +165,7 @@ def _date_fields(text: str) -> tuple[int, int, int, int, int, int, int, int]:
         scan.literal(separator)
         scan.trim()
         fields.append(scan.number(2))
-    if scan.peek() not in ("t", "T", " ") or not scan.peek():
+    if scan.peek() not in ("t", "T", " "):
         raise ValueError("separator")
     scan.at += 1
     for separator in ("", ":", ":"):
@@ -191,10 +196,10 @@ def _offset(scan: _Scan) -> int:
         scan.at += 3
         return 0
     sign = scan.peek()
-    if sign in ("Z", "z") and sign:
+    if sign in ("Z", "z"):
         scan.at += 1
         return 0
-    if sign not in ("+", "-", "\u2212") or not sign:
+    if sign not in ("+", "-", "\u2212"):
         raise ValueError("offset")
     scan.at += 1
     hours = scan.text[scan.at : scan.at + 2]
