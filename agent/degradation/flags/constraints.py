@@ -6,6 +6,11 @@ the `semver` crate, `ipnetwork`, the `regex` crate), so each is re-stated here f
 inputs those accept, not borrowed from Python's more lenient ones (`float("1_0")`,
 `datetime.fromisoformat`, `ipaddress` scope ids). Nothing here imports the flag model: the model
 imports this.
+
+Vigil's own REGEX values are Python patterns, searched (not full-matched) as Unleash does;
+`from_unleash` turns a Rust pattern into the Python one matching the same strings, or refuses it.
+Where Unleash cannot compile a constraint it keeps the whole toggle off; `from_unleash` raises
+then (its message says so), since one constraint cannot stand for a toggle.
 """
 
 from __future__ import annotations
@@ -94,7 +99,6 @@ _WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 
 _WHITE_SPACE += "\u2028\u2029\u202f\u205f\u3000"
 _WS = frozenset(_WHITE_SPACE)
 _DIGITS = frozenset("0123456789")
-_MIN_DAY = -262144 * 366  # bounds of chrono's NaiveDate (years -262144 ..= 262143), refined below
 _DateKey = tuple[int, int]  # (whole UTC seconds since 1970, nanoseconds; a leap second adds 1e9)
 
 
@@ -113,6 +117,7 @@ def _month_days(year: int, month: int) -> int:
     return 30 if month in (4, 6, 9, 11) else 31
 
 
+# chrono's NaiveDate spans the years -262144 ..= 262143.
 _FIRST_SECOND = _days_from_civil(-262144, 1, 1) * 86400
 _LAST_SECOND = _days_from_civil(262143, 12, 31) * 86400 + 86399
 
@@ -138,7 +143,7 @@ class _Scan:
 
     def number(self, most: int) -> int:
         start = self.at
-        while self.at - start < most and self.peek() in _DIGITS and self.peek():
+        while self.at - start < most and self.peek() in _DIGITS:
             self.at += 1
         if self.at == start:
             raise ValueError("digits")
@@ -160,7 +165,7 @@ def _date_fields(text: str) -> tuple[int, int, int, int, int, int, int, int]:
         scan.literal(separator)
         scan.trim()
         fields.append(scan.number(2))
-    if scan.peek() not in ("t", "T", " ") or not scan.peek():
+    if scan.peek() not in ("t", "T", " "):
         raise ValueError("separator")
     scan.at += 1
     for separator in ("", ":", ":"):
@@ -191,10 +196,10 @@ def _offset(scan: _Scan) -> int:
         scan.at += 3
         return 0
     sign = scan.peek()
-    if sign in ("Z", "z") and sign:
+    if sign in ("Z", "z"):
         scan.at += 1
         return 0
-    if sign not in ("+", "-", "\u2212") or not sign:
+    if sign not in ("+", "-", "\u2212"):
         raise ValueError("offset")
     scan.at += 1
     hours = scan.text[scan.at : scan.at + 2]
@@ -391,7 +396,11 @@ _POSIX = {  # Rust's ASCII classes, as Python class bodies
 _SPACE_BODY = "".join(f"\\U{ord(char):08x}" for char in _WHITE_SPACE)
 _ESCAPABLE = frozenset("\\.+*?()|[]{}^$#&-~!\"%',/:;=@_`")  # Rust's escapable punctuation
 _CONTROL_ESCAPES = {"n": "\\n", "t": "\\t", "r": "\\r", "f": "\\x0c", "v": "\\x0b"}
-_MAX_WEIGHT = 10_000  # far below where Rust's compiled-size limit could refuse a pattern
+# Rust refuses a regex whose compiled program passes 10 MiB. Weights are that size in units of
+# 500 bytes, measured with Yggdrasil (`\w` about 50 kB, `\D` 13 kB, `\d` 5 kB, `.` 1 kB): a
+# pattern under half the limit is one Rust surely compiles.
+_MAX_WEIGHT = 10_000
+_CLASS_WEIGHTS = {"w": 100, "D": 26, "d": 10, "s": 2, "S": 4}
 _DOTTED_I = "iI\u0131\u0130"
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z.\[\]]*")
 
@@ -437,6 +446,7 @@ class _Translator:
         self.at = 0
         self.base_i = case_insensitive
         self.names: set[str] = set()
+        self.last = ""  # the Rust text of the class read last
 
     def peek(self, offset: int = 0) -> str:
         return self.text[self.at + offset : self.at + offset + 1]
@@ -446,7 +456,7 @@ class _Translator:
         if self.at < len(self.text):  # only a `)` stops an alternation early
             raise _RustRefuses
         if weight > _MAX_WEIGHT:
-            raise _Untranslatable
+            raise _Untranslatable("so large that Rust may refuse to compile it")
         return body
 
     def scoped(self, atom: str, flags: dict[str, bool], uses: str) -> str:
@@ -493,7 +503,7 @@ class _Translator:
                 raise _Untranslatable
             self.at = close + 1
             text = "{" + match.group(0) + "}"
-            most = (high if high is not None else low + 1) or 1
+            most = (high if high is not None else low + (match.group(2) is not None)) or 1
         if self.peek() == "?":
             self.at += 1
             text += "?"
@@ -510,12 +520,14 @@ class _Translator:
         if char == "[":
             body = self.char_class()
             if flags["i"] and 0 < sum(bool(re.match(body, c)) for c in _DOTTED_I) < 4:
-                raise _Untranslatable  # case-folded, i/I and U+0131/U+0130 would differ
-            return self.scoped(body, flags, "i"), 10, True
+                raise _Untranslatable("case-folded, its class would fold i and I differently")
+            weight = 100 if body.startswith("[^") else 2  # a complement can be as big as \W
+            weight += sum(w for kind, w in _CLASS_WEIGHTS.items() if f"\\{kind}" in self.last)
+            return self.scoped(body, flags, "i"), weight, True
         if char == "\\":
             return self.escape(flags)
         if char == ".":
-            return self.scoped(".", flags, "s"), 10, True
+            return self.scoped(".", flags, "s"), 2, True
         if char == "^":
             return ("(?m:^)" if flags["m"] else "\\A"), 1, False
         if char == "$":
@@ -576,17 +588,17 @@ class _Translator:
         if char in "123456789":
             raise _RustRefuses  # back-references
         if char in ("d", "D"):
-            return "\\" + char, 10, True
+            return "\\" + char, _CLASS_WEIGHTS[char], True
         if char == "s":
-            return f"[{_SPACE_BODY}]", 10, True
+            return f"[{_SPACE_BODY}]", _CLASS_WEIGHTS["s"], True
         if char == "S":
-            return f"[^{_SPACE_BODY}]", 10, True
+            return f"[^{_SPACE_BODY}]", _CLASS_WEIGHTS["S"], True
         if char in ("w", "W"):
             return f"[{'^' if char == 'W' else ''}{_word_body()}]", 100, True
         if char in ("b", "B"):
             if self.peek() == "{":
                 raise _Untranslatable
-            return _word_boundary(char == "B"), 100, False
+            return _word_boundary(char == "B"), 1, False
         if char == "A":
             return "\\A", 1, False
         if char == "z":
@@ -615,6 +627,7 @@ class _Translator:
         return char
 
     def char_class(self) -> str:
+        start_at = self.at
         negated = self.peek() == "^"
         self.at += negated
         body: list[str] = []
@@ -655,6 +668,7 @@ class _Translator:
                 else:
                     body.append(_class_char(start))
             first = False
+        self.last = self.text[start_at : self.at]
         return f"[{'^' if negated else ''}{''.join(body)}]"
 
 
@@ -672,8 +686,9 @@ def translate_regex(pattern: str, *, case_insensitive: bool = False) -> str | No
         return _Translator(pattern, case_insensitive).translate()
     except _RustRefuses:
         return None
-    except _Untranslatable:
-        msg = f"regex {pattern!r} uses syntax whose Unleash (Rust) meaning Vigil cannot reproduce"
+    except _Untranslatable as exc:
+        why = exc.args[0] if exc.args else "it uses syntax Vigil does not translate"
+        msg = f"regex {pattern!r}: {why}, so Vigil cannot reproduce its Unleash (Rust) meaning"
         raise ValueError(msg) from None
 
 

@@ -227,6 +227,7 @@ def test_current_time_reads_as_now_to_the_second_when_missing() -> None:
         ({"operator": "REGEX", "value": "i", "caseInsensitive": True}, "I", True),
         ({"operator": "REGEX", "value": "i", "caseInsensitive": True}, "\u0130", False),  # dotted I
         ({"operator": "REGEX", "value": "(?i)\u0131"}, "I", False),  # Rust: dotless i folds alone
+        ({"operator": "REGEX", "value": r"^\w{99}$"}, "a" * 99, True),  # Rust compiles it
     ],
 )
 def test_operator_semantics_follow_yggdrasil(
@@ -287,7 +288,8 @@ def test_from_unleash_drops_what_unleash_ignores() -> None:
         ({"operator": "REGEX", "value": "a{,3}"}, "cannot reproduce"),
         ({"operator": "REGEX", "value": "[a&&b]"}, "cannot reproduce"),
         ({"operator": "REGEX", "value": r"\pL"}, "cannot reproduce"),
-        ({"operator": "REGEX", "value": "(?i)[h-j]"}, "cannot reproduce"),
+        ({"operator": "REGEX", "value": "(?i)[h-j]"}, "would fold i and I differently"),
+        ({"operator": "REGEX", "value": r"\w{101}"}, "so large that Rust may refuse"),
     ],
 )
 def test_what_cannot_be_expressed_exactly_is_refused_with_the_reason(
@@ -578,13 +580,13 @@ def test_inverted_is_the_negation_for_a_present_attribute(
 
 # --- Yggdrasil as the oracle ---
 
-engine_module = pytest.importorskip("yggdrasil_engine.engine")
-
 
 class Oracle:
     """Unleash's engine, asked about one constraint at a time."""
 
     def __init__(self) -> None:
+        # Skips only the oracle's tests where the `test` extra predates it (a stale venv).
+        engine_module = pytest.importorskip("yggdrasil_engine.engine")
         self.engine = engine_module.UnleashEngine()
 
     def answer(self, constraint: Mapping[str, Any], context: Mapping[str, str]) -> bool:
