@@ -200,6 +200,7 @@ class DegradationApi:
                 "flag": result.flag,
                 "value": result.value,
                 "variant": result.variant,
+                "payload": None if result.payload is None else result.payload.model_dump(),
                 "reason": result.reason.value,
                 "error": result.error.value if result.error else None,
                 "level": self.engine.level.label,

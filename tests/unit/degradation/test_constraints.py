@@ -1,15 +1,14 @@
 """Unleash's constraint semantics (agent.degradation.flags.constraints) against the specification.
 
-The specification's constraint files are read from the vendored fixture when it holds them, else
-from the mirror of Unleash/client-specification at the same pinned commit. Yggdrasil, Unleash's
-own engine (the `yggdrasil-engine` wheel), is the oracle of the differential property tests.
+The specification's constraint files are read from the vendored fixture (tests/fixtures/
+unleash-spec). Yggdrasil, Unleash's own engine (the `yggdrasil-engine` wheel of the `test`
+extra), is the oracle of the differential property tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +29,7 @@ from agent.degradation.flags.constraints import (
     translate_regex,
 )
 
-SPEC_COMMIT = "931b695b2a9911e1ab46a03516566e8da09dd6ec"
 VENDORED = Path(__file__).resolve().parents[2] / "fixtures" / "unleash-spec"
-MIRROR = Path("/work/.mirror/Unleash+client-specification/repo")
 TOP_LEVEL = ("userId", "sessionId", "remoteAddress", "environment", "appName", "currentTime")
 
 # file -> (cases run, cases of toggles Unleash cannot compile): pinned. Not run: 09's
@@ -51,19 +48,8 @@ EXPECTED_COUNTS = {
 
 
 def load(name: str) -> dict[str, Any]:
-    """One spec file, vendored or from the mirror at the pinned commit."""
-    if (VENDORED / name).exists():
-        text = (VENDORED / name).read_text(encoding="utf-8")
-    elif MIRROR.exists():
-        text = subprocess.run(
-            ["git", "--git-dir", str(MIRROR), "show", f"{SPEC_COMMIT}:specifications/{name}"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    else:
-        pytest.skip(f"{name} is neither vendored nor mirrored")
-    document: dict[str, Any] = json.loads(text)
+    """One vendored spec file."""
+    document: dict[str, Any] = json.loads((VENDORED / name).read_text(encoding="utf-8"))
     return document
 
 
@@ -585,9 +571,9 @@ class Oracle:
     """Unleash's engine, asked about one constraint at a time."""
 
     def __init__(self) -> None:
-        # Skips only the oracle's tests where the `test` extra predates it (a stale venv).
-        engine_module = pytest.importorskip("yggdrasil_engine.engine")
-        self.engine = engine_module.UnleashEngine()
+        from yggdrasil_engine.engine import UnleashEngine
+
+        self.engine = UnleashEngine()
 
     def answer(self, constraint: Mapping[str, Any], context: Mapping[str, str]) -> bool:
         """Yggdrasil's answer for a toggle made of one constrained `default` strategy."""

@@ -385,7 +385,7 @@ async function loadFlags() {
           flagDefinitions.map((flag) => [
             el("span", {}, el("strong", { text: flag.key }), flag.description ? el("span", { class: "muted block", text: flag.description }) : null),
             badge(flag.enabled ? "on" : "off"),
-            `${flag.rollout_percent}%`,
+            rolloutText(flag),
             (flag.depends_on || []).map((d) => (typeof d === "string" ? d : d.flag || JSON.stringify(d))).join(", ") || "—",
             flag.disabled_at_level || "—",
             session.operator
@@ -395,6 +395,13 @@ async function loadFlags() {
         )
       : notice("No flags are defined."),
   );
+}
+
+function rolloutText(flag) {
+  const strategies = flag.strategies || [];
+  if (!strategies.length) return `${flag.rollout_percent}%`;
+  // A flag with strategies is on when any is: each has its own rollout.
+  return strategies.map((s) => `${s.rollout_percent}%${(s.targeting || []).length ? " when …" : ""}`).join(" or ");
 }
 
 function fillFlagForm() {
