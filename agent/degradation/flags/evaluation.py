@@ -109,7 +109,17 @@ class _Choice:
     `choose` answers None when the stickiness value is missing and no draw is allowed.
     """
 
-    __slots__ = ("answers", "cumulative", "draw", "overrides", "prefix", "seed", "single", "total")
+    __slots__ = (
+        "answers",
+        "cumulative",
+        "draw",
+        "overrides",
+        "prefix",
+        "seed",
+        "single",
+        "stickiness",
+        "total",
+    )
 
     def __init__(
         self,
@@ -136,6 +146,7 @@ class _Choice:
             for o in v.overrides
         )
         self.prefix = f"{group}:"
+        self.stickiness = stickiness
         self.seed = _seed(stickiness)
         self.draw = draw or _draws(stickiness)
 
@@ -159,45 +170,130 @@ class _Choice:
 class _Rollout:
     """Whether a subject is in a rollout of `threshold` buckets (see `rollout_bucket`)."""
 
-    __slots__ = ("draw", "prefix", "seed", "threshold", "units", "whole")
+    __slots__ = (
+        "attribute",
+        "chain",
+        "draw",
+        "prefix",
+        "stickiness",
+        "threshold",
+        "units",
+        "whole",
+    )
 
     def __init__(self, percent: float, group: str, stickiness: str) -> None:
         self.threshold = round(percent * 100)
         self.whole, self.units = divmod(self.threshold, 100)
         self.prefix = f"{group}:"
-        self.seed = _seed(stickiness)
+        self.stickiness = stickiness
         self.draw = _draws(stickiness)
+        self.chain = stickiness == STICKY_DEFAULT
+        self.attribute = None if self.draw else stickiness
 
     def holds(self, ctx: Mapping[str, str]) -> bool | None:
         """In or out; None when the stickiness value is missing and no draw is allowed."""
-        seed = self.seed(ctx)
+        return _in_rollout(self, ctx)
+
+
+def _in_rollout(rollout: _Rollout, ctx: Mapping[str, str]) -> bool | None:
+    if rollout.attribute is not None:
+        seed = ctx.get(rollout.attribute)
+    elif rollout.chain:
+        seed = ctx.get("userId")
         if seed is None:
-            return _DRAW(BUCKETS) < self.threshold if self.draw else None
-        # rollout_bucket(...) < threshold, compared digit by digit: the units are computed
-        # only in the one Unleash bucket the threshold cuts (saves ~60 ns an evaluation).
-        h = mmh3.hash(self.prefix + seed, 0, False)
-        hundreds = h % 100
-        return hundreds < self.whole or (hundreds == self.whole and h // 100 % 100 < self.units)
+            seed = ctx.get("sessionId")
+    else:
+        seed = None
+    if seed is None:
+        return _DRAW(BUCKETS) < rollout.threshold if rollout.draw else None
+    # rollout_bucket(...) < threshold, compared digit by digit: the units are computed only in
+    # the one Unleash bucket the threshold cuts (saves ~60 ns an evaluation).
+    h = mmh3.hash(rollout.prefix + seed, 0, False)
+    hundreds = h % 100
+    return hundreds < rollout.whole or (
+        hundreds == rollout.whole and h // 100 % 100 < rollout.units
+    )
 
 
-class _Strategy:
-    """One strategy of a flag, compiled: targeting, rollout and the choice of its variant."""
+_StrategyAnswer = Callable[[Mapping[str, str]], "_Answer | None"]
 
-    __slots__ = ("choice", "rollout", "rules", "static")
 
-    def __init__(self, rules: tuple[_Predicate, ...], rollout: _Rollout | None, choice: _Choice):
-        self.rules = rules
-        self.rollout = rollout
-        self.choice = choice
+def _strategy_answer(
+    rules: tuple[_Predicate, ...], rollout: _Rollout | None, choice: _Choice
+) -> _StrategyAnswer:
+    """One strategy as a single closure: its answer when on for a context, else None.
 
-    def answer(self, ctx: Mapping[str, str]) -> _Answer | None:
-        """This strategy's answer when it is on for `ctx`, else None."""
-        for rule in self.rules:
+    Specialised on its shape (rules or none, the kind of rollout, one answer or a choice) so
+    that an evaluation runs one Python frame per strategy, not one per step.
+    """
+    single = choice.single if not choice.overrides else None
+    choose = choice.choose
+    if rollout is None:
+        if single is not None:
+            if not rules:
+                return lambda _ctx: single
+
+            def matched(ctx: Mapping[str, str]) -> _Answer | None:
+                for rule in rules:
+                    if not rule(ctx):
+                        return None
+                return single
+
+            return matched
+
+        def chosen(ctx: Mapping[str, str]) -> _Answer | None:
+            for rule in rules:
+                if not rule(ctx):
+                    return None
+            return choose(ctx)
+
+        return chosen
+    attribute, chain, draw = rollout.attribute, rollout.chain, rollout.draw
+    prefix, whole, units, threshold = (
+        rollout.prefix,
+        rollout.whole,
+        rollout.units,
+        rollout.threshold,
+    )
+    hash_ = mmh3.hash
+    # A choice hashing the very subject of the rollout (a strategy's own variants: same group,
+    # same stickiness) reuses its string: the variant is then one more hash, in this frame.
+    cumulative, total, answers = choice.cumulative, choice.total, choice.answers
+    shared = (
+        single is None
+        and not choice.overrides
+        and choice.prefix == prefix
+        and choice.stickiness == rollout.stickiness
+    )
+    bisect_left = bisect.bisect_left
+
+    def answer(ctx: Mapping[str, str]) -> _Answer | None:
+        for rule in rules:
             if not rule(ctx):
                 return None
-        if self.rollout is not None and not self.rollout.holds(ctx):
-            return None
-        return self.choice.choose(ctx)
+        if attribute is not None:
+            seed = ctx.get(attribute)
+        elif chain:
+            seed = ctx.get("userId")
+            if seed is None:
+                seed = ctx.get("sessionId")
+        else:
+            seed = None
+        if seed is None:
+            if not draw or _DRAW(BUCKETS) >= threshold:
+                return None
+        else:
+            subject = prefix + seed
+            h = hash_(subject, 0, False)
+            hundreds = h % 100
+            if hundreds > whole or (hundreds == whole and h // 100 % 100 >= units):
+                return None
+            if shared:
+                target = hash_(subject, VARIANT_SEED, False) % total + 1
+                return answers[bisect_left(cumulative, target)]
+        return single if single is not None else choose(ctx)
+
+    return answer
 
 
 class _Flag:
@@ -253,7 +349,7 @@ class _Flag:
         group = key if definition.group_id is None else definition.group_id
         variants = definition.variants or [Variant(name="on")]
         several = sum(1 for v in variants if v.weight > 0) > 1
-        self.strategies: tuple[_Strategy, ...] | None = None
+        self.strategies: tuple[_StrategyAnswer, ...] | None = None
         self.static: _Answer | None = None
         self.rollout: _Rollout | None = None
         if definition.strategies:
@@ -261,7 +357,6 @@ class _Flag:
                 self._strategy(s, definition, group, variants, answer)
                 for s in definition.strategies
             )
-            self.choice = self.strategies[0].choice
             return
         threshold = round(definition.rollout_percent * 100)
         partial = 0 < threshold < BUCKETS
@@ -284,7 +379,7 @@ class _Flag:
         group: str,
         variants: list[Variant],
         answer: Callable[..., _Answer],
-    ) -> _Strategy:
+    ) -> _StrategyAnswer:
         rules = tuple(_predicate(rule) for rule in strategy.targeting)
         threshold = round(strategy.rollout_percent * 100)
         own = [v for v in strategy.variants if v.weight > 0]
@@ -303,7 +398,7 @@ class _Flag:
         rollout = None
         if threshold < BUCKETS or not _draws(strategy.stickiness):
             rollout = _Rollout(strategy.rollout_percent, own_group, strategy.stickiness)
-        return _Strategy(rules, rollout, choice)
+        return _strategy_answer(rules, rollout, choice)
 
     def resolve(self, ctx: Mapping[str, str], level: int) -> _Answer:
         """This flag's answer; may raise on a malformed context (the caller catches)."""
@@ -326,14 +421,14 @@ class _Flag:
                     return self.no_match
         if self.strategies is not None:
             for strategy in self.strategies:
-                found = strategy.answer(ctx)
+                found = strategy(ctx)
                 if found is not None:
                     return found
             return self.no_match
         if self.static is not None:
             return self.static
         if self.rollout is not None:
-            held = self.rollout.holds(ctx)
+            held = _in_rollout(self.rollout, ctx)
             if held is None:
                 return self.missing
             if not held:

@@ -79,8 +79,11 @@ class Flags:
     ) -> None:
         self._set = FlagSet.build(definitions)
         self._level = level
+        # Without a level source or forced flags, evaluate skips calling them (~120 ns a call).
+        self._fixed_level = Level.FULL if level is _full else None
         # Flags a degradation rule switched off while its alerts fire: off, reason `degraded`.
         self._forced_off = forced_off
+        self._none_forced = forced_off is frozenset
         self._forced: collections.Counter[str] = collections.Counter()
         self._store = store
         self._lock = asyncio.Lock()
@@ -120,11 +123,13 @@ class Flags:
     ) -> Evaluation:
         """The answer of flag `key` at the ambient level (or `level`); never raises, no I/O."""
         if level is None:
-            try:
-                level = self._level()
-            except Exception:
-                level = Level.MAINTENANCE
-        if key in self._forced_off():
+            level = self._fixed_level
+            if level is None:
+                try:
+                    level = self._level()
+                except Exception:
+                    level = Level.MAINTENANCE
+        if not self._none_forced and key in self._forced_off():
             self._forced[key] += 1
             return Evaluation(False, "off", Reason.DEGRADED, key)
         return self._set.evaluate(key, context, level)

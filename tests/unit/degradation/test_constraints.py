@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from agent.degradation.flags import constraints
 from agent.degradation.flags.constraints import (
     CURRENT_TIME,
     SINGLE_VALUE,
@@ -616,3 +617,54 @@ def test_vigil_answers_as_yggdrasil(
     if constraint["contextName"] == CURRENT_TIME and CURRENT_TIME not in context:
         return  # both read their own clock
     assert predicate(context) is oracle.answer(constraint, context), (constraint, context)
+
+
+_octet = st.one_of(
+    st.integers(0, 300).map(str),
+    st.sampled_from(["00", "01", "007", "0x1", "+1", "-1", "", " 1", "1 ", "٣", "²", "1000"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.one_of(
+        st.lists(_octet, min_size=1, max_size=5).map(".".join),
+        st.text(alphabet="0123456789.:%/ abcfx", max_size=18),
+    )
+)
+def test_fast_ipv4_reading_is_rusts_grammar(text: str) -> None:
+    """The inet_pton reading of a dotted quad accepts exactly what the grammar (Rust's) does."""
+    assert constraints._ipv4(text) == constraints._ipv4_by_pattern(text), text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.one_of(st.integers(0, 10**30).map(str), st.text(alphabet="0123456789²٣", max_size=8))
+)
+def test_fast_number_reading_agrees_with_the_grammar(text: str) -> None:
+    """Plain digits read by the fast path give what Rust's f64 grammar gives."""
+    expected = float(text) if constraints._RUST_FLOAT.fullmatch(text) else None
+    assert constraints._number(text) == expected, text
+
+
+def test_a_date_on_a_missing_current_time_reads_the_clock_to_the_second() -> None:
+    """`currentTime` absent is the clock (the injected one here), to the whole second."""
+    instant = datetime(2030, 5, 1, 12, 0, 0, 900_000, tzinfo=UTC)
+    after = compile_constraint(
+        CURRENT_TIME, Operator.DATE_AFTER, ["2030-05-01T11:59:59Z"], now=lambda: instant
+    )
+    not_after = compile_constraint(
+        CURRENT_TIME, Operator.DATE_AFTER, ["2030-05-01T12:00:00Z"], now=lambda: instant
+    )
+    inverted = compile_constraint(
+        CURRENT_TIME,
+        Operator.DATE_AFTER,
+        ["2030-05-01T12:00:00Z"],
+        inverted=True,
+        now=lambda: instant,
+    )
+    assert (after({}), not_after({}), inverted({})) == (True, False, True)
+    assert after({CURRENT_TIME: "2030-05-01T11:00:00Z"}) is False
+    assert after({CURRENT_TIME: "not a time"}) is False
+    assert inverted({CURRENT_TIME: "not a time"}) is True
+    assert compile_constraint(CURRENT_TIME, Operator.DATE_BEFORE, ["2999-01-01T00:00:00Z"])({})
