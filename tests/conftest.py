@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import settings
 
 from tests.harness.alertmanager import AlertmanagerServer
 from tests.harness.otlp_sink import OTLPSink
@@ -19,6 +20,11 @@ from tests.harness.prometheus import PrometheusServer
 from tests.harness.redis import RedisServer
 from tests.harness.redis_cluster import RedisClusterServers
 from tests.harness.victoriametrics import VictoriaMetricsServer
+
+# No example has a deadline: timings belong in benchmarks/, and on a loaded shared machine (or a
+# CI box running the suite in parallel with itself) a slow example would fail a correct test.
+settings.register_profile("vigil", deadline=None)
+settings.load_profile("vigil")
 
 _Server = TypeVar("_Server", PostgresServer, RedisServer)
 

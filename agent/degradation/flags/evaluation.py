@@ -190,12 +190,12 @@ class _Rollout:
         self.chain = stickiness == STICKY_DEFAULT
         self.attribute = None if self.draw else stickiness
 
-    def holds(self, ctx: Mapping[str, str]) -> bool | None:
-        """In or out; None when the stickiness value is missing and no draw is allowed."""
-        return _in_rollout(self, ctx)
-
 
 def _in_rollout(rollout: _Rollout, ctx: Mapping[str, str]) -> bool | None:
+    """In or out; None when the stickiness value is missing and no draw is allowed.
+
+    `_strategy_answer` inlines the same steps in its closure, to save this frame per strategy.
+    """
     if rollout.attribute is not None:
         seed = ctx.get(rollout.attribute)
     elif rollout.chain:

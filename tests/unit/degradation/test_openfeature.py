@@ -143,6 +143,17 @@ def test_a_flag_on_without_a_payload_is_a_type_mismatch_for_other_types(
     assert (off.value, off.reason, off.error_code) == (7, OpenFeatureReason.DISABLED, None)
 
 
+def _lookup(payload: dict[str, str], kind: str, default: Any) -> Any:
+    """The `kind` lookup's details of a flag whose one variant carries `payload`."""
+    api.set_provider(
+        VigilProvider(Flags([flag("p", variants=[{"name": "v", "payload": payload}])]))
+    )
+    try:
+        return getattr(api.get_client(), f"get_{kind}_details")("p", default)
+    finally:
+        api.clear_providers()
+
+
 @pytest.mark.parametrize(
     ("payload", "kind", "default", "expected"),
     [
@@ -158,12 +169,7 @@ def test_payloads_answer_the_lookup_of_their_type(
     payload: dict[str, str], kind: str, default: Any, expected: Any
 ) -> None:
     """A variant's payload is the value of the lookup of its type, with the variant's name."""
-    instance = Flags([flag("p", variants=[{"name": "v", "payload": payload}])])
-    api.set_provider(VigilProvider(instance))
-    try:
-        details = getattr(api.get_client(), f"get_{kind}_details")("p", default)
-    finally:
-        api.clear_providers()
+    details = _lookup(payload, kind, default)
     assert (details.value, details.variant, details.error_code) == (expected, "v", None)
 
 
@@ -182,12 +188,7 @@ def test_payloads_of_another_type_are_a_type_mismatch(
     payload: dict[str, str], kind: str, default: Any
 ) -> None:
     """A payload that does not read as the asked type gives the default with TYPE_MISMATCH."""
-    instance = Flags([flag("p", variants=[{"name": "v", "payload": payload}])])
-    api.set_provider(VigilProvider(instance))
-    try:
-        details = getattr(api.get_client(), f"get_{kind}_details")("p", default)
-    finally:
-        api.clear_providers()
+    details = _lookup(payload, kind, default)
     assert (details.value, details.error_code) == (default, ErrorCode.TYPE_MISMATCH)
     assert details.error_message == f"flag 'p' answered 'v' with a {payload['type']} payload"
 
