@@ -90,7 +90,7 @@ LevelName = Annotated[
 
 
 class TargetingRule(Strict):
-    """One condition on a context attribute, as Unleash's constraints (`constraints.py`)."""
+    """One condition on a context attribute, as Unleash's constraints (`constraints/`)."""
 
     attribute: str = Field(min_length=1, max_length=128)
     operator: Operator

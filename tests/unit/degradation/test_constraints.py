@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agent.degradation.flags import constraints
 from agent.degradation.flags.constraints import (
     CURRENT_TIME,
     SINGLE_VALUE,
@@ -26,6 +25,7 @@ from agent.degradation.flags.constraints import (
     Predicate,
     compile_constraint,
     from_unleash,
+    grammar,
     problem,
     translate_regex,
 )
@@ -634,7 +634,7 @@ _octet = st.one_of(
 )
 def test_fast_ipv4_reading_is_rusts_grammar(text: str) -> None:
     """The inet_pton reading of a dotted quad accepts exactly what the grammar (Rust's) does."""
-    assert constraints._ipv4(text) == constraints._ipv4_by_pattern(text), text
+    assert grammar.ipv4(text) == grammar.ipv4_by_pattern(text), text
 
 
 @settings(max_examples=300, deadline=None)
@@ -643,8 +643,8 @@ def test_fast_ipv4_reading_is_rusts_grammar(text: str) -> None:
 )
 def test_fast_number_reading_agrees_with_the_grammar(text: str) -> None:
     """Plain digits read by the fast path give what Rust's f64 grammar gives."""
-    expected = float(text) if constraints._RUST_FLOAT.fullmatch(text) else None
-    assert constraints._number(text) == expected, text
+    expected = float(text) if grammar.RUST_FLOAT.fullmatch(text) else None
+    assert grammar.number(text) == expected, text
 
 
 def test_a_date_on_a_missing_current_time_reads_the_clock_to_the_second() -> None:
