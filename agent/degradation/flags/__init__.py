@@ -1,8 +1,9 @@
 """Feature flags: persisted definitions, compiled when written, evaluated without I/O or exceptions.
 
-`model` holds the definitions and the answers, `evaluation` the compiled `FlagSet` (and how one
-flag is evaluated), `service` the `Flags` that services use, `unleash` the exact translation of
-Unleash features (or the reason there is none). The names below are the package's
+`model` holds the definitions and the answers, `constraints` Unleash's constraint operators (the
+targeting rules), `evaluation` the compiled `FlagSet` (and how one flag is evaluated), `service`
+the `Flags` that services use, `unleash` the exact translation of Unleash features (or the
+reason there is none). The names below are the package's
 public interface: `from agent.degradation.flags import FlagDefinition, Flags`.
 """
 

@@ -7,7 +7,6 @@ extra), is the oracle of the differential property tests.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from agent.degradation.flags.constraints import (
     problem,
     translate_regex,
 )
+from tests.unit.degradation.test_unleash_spec import Tally
 
 VENDORED = Path(__file__).resolve().parents[2] / "fixtures" / "unleash-spec"
 TOP_LEVEL = ("userId", "sessionId", "remoteAddress", "environment", "appName", "currentTime")
@@ -70,16 +70,6 @@ def compile_unleash(constraint: Mapping[str, Any]) -> Predicate:
     return compile_constraint(
         attribute, operator, values, inverted=inverted, case_insensitive=case_insensitive
     )
-
-
-@dataclasses.dataclass
-class Tally:
-    """What one spec file's applicable cases gave."""
-
-    ran: int = 0
-    passed: int = 0
-    refused: int = 0
-    failures: list[str] = dataclasses.field(default_factory=list)
 
 
 def feature_predicate(
