@@ -55,35 +55,79 @@ pins = _maybe(
         "actor": text,
     }
 )
+OPERATORS = [
+    "in", "not_in", "equals", "regex", "str_contains", "str_starts_with", "str_ends_with",
+    "num_eq", "num_gt", "num_gte", "num_lt", "num_lte", "date_after", "date_before",
+    "semver_eq", "semver_gt", "semver_gte", "semver_lt", "semver_lte", "in_cidr",
+]  # fmt: skip
+rule_values = st.lists(
+    regexes
+    | st.sampled_from(
+        ["12", "-3.5e2", "nan", "2026-01-31T09:00:00Z", "2026-13-01", "1.2.3-rc.1", "01.2.3",
+         "10.0.0.0/8", "::1/200", "10.0.0.1", ""]
+    ),
+    max_size=2,
+)  # fmt: skip
+rules = st.lists(
+    _maybe(
+        {
+            "attribute": text,
+            "operator": mostly(st.sampled_from(OPERATORS), text),
+            "values": rule_values,
+            "inverted": mostly(st.booleans(), json_values),
+            "case_insensitive": mostly(st.booleans(), json_values),
+        }
+    ),
+    max_size=2,
+)
+variants = st.lists(
+    _maybe(
+        {
+            "name": mostly(st.sampled_from(["a", "b", "on", "off"]), text),
+            "weight": mostly(st.integers(0, 100), st.integers(-(2**70), 2**70)),
+            "payload": mostly(
+                _maybe({"type": mostly(st.sampled_from(["string", "json"]), text), "value": text}),
+                json_values,
+            ),
+            "overrides": st.lists(
+                _maybe({"attribute": text, "values": st.lists(text)}), max_size=2
+            ),
+        }
+    ),
+    max_size=2,
+)
+stickiness = mostly(st.sampled_from(["user_id", "userId", "default", "random"]), text)
 flags = _maybe(
     {
         "key": mostly(st.just("k"), text),
         "description": any_text,
         "enabled": mostly(st.booleans(), json_values),
         "rollout_percent": floats,
-        "stickiness": text,
+        "stickiness": stickiness,
         "group_id": text | st.none(),
-        "targeting": st.lists(
+        "targeting": rules,
+        "variants": variants,
+        "strategies": st.lists(
             _maybe(
                 {
-                    "attribute": text,
-                    "operator": mostly(st.sampled_from(["in", "not_in", "equals", "regex"]), text),
-                    "values": st.lists(regexes, max_size=2),
-                }
-            ),
-            max_size=2,
-        ),
-        "variants": st.lists(
-            _maybe(
-                {
-                    "name": mostly(st.sampled_from(["a", "b"]), text),
-                    "weight": mostly(st.integers(0, 100), st.integers(-(2**70), 2**70)),
+                    "rollout_percent": floats,
+                    "stickiness": stickiness,
+                    "group_id": text | st.none(),
+                    "targeting": rules,
+                    "variants": variants,
                 }
             ),
             max_size=2,
         ),
         "depends_on": st.lists(
-            _maybe({"flag": mostly(st.just("k"), text), "enabled": st.booleans(), "variant": text}),
+            _maybe(
+                {
+                    "flag": mostly(st.just("k"), text),
+                    "enabled": st.booleans(),
+                    "variant": text,
+                    "variants": st.lists(mostly(st.sampled_from(["a", "on"]), text), max_size=2),
+                }
+            ),
             max_size=2,
         ),
         "disabled_at_level": levels,
