@@ -14,6 +14,8 @@ import pytest
 
 from agent.database import Database
 from agent.degradation import legacy
+from agent.degradation.flags import FlagDefinition
+from agent.degradation.flagstore import upgrade_v1
 from agent.degradation.sqlitestore import SCHEMA
 from tests.harness.wait import FakeClock
 
@@ -101,7 +103,12 @@ async def test_the_previous_release_files_are_imported_once(start_agent, data: P
 
     seen = await _seen(agent)
     assert seen["status"] == {k: EXPECTED["status"][k] for k in KEPT}
-    assert seen["flags"] == EXPECTED["flags"]
+    # The previous release's flags as this release serves them: read as a version-1 document
+    # (what the previous release wrote), with the fields added since at their defaults.
+    assert seen["flags"] == [
+        FlagDefinition.model_validate(upgrade_v1(flag)).model_dump(mode="json")
+        for flag in EXPECTED["flags"]
+    ]
     assert seen["audit"] == EXPECTED["audit"][::-1]
     names = _names(data)
     assert not names & FILES
