@@ -142,15 +142,15 @@ def backup(
             Path(job.source), items, _Tracked(writer, tracker), staging.id
         )
         # Ending the data artifact waits for zstd's last block, the encryption thread and the
-        # disk, all outside the GIL: the tree is encoded meanwhile.
+        # disk, all outside the GIL: the tree is encoded and its own artifact written meanwhile.
         with ThreadPoolExecutor(1, thread_name_prefix="vigil-finish") as pool:
             finishing = pool.submit(writer.finish)
             encoded = tree.encode(entries)
+            tracker.phase("writing the tree", None)
+            with staging.artifact(TREE, codec) as tree_writer:
+                tree_writer.write(encoded)
+                tree_info = tree_writer.finish()
             data = finishing.result()
-    tracker.phase("writing the tree", None)
-    with staging.artifact(TREE, codec) as writer:
-        writer.write(encoded)
-        tree_info = writer.finish()
     skipped = scanner.skipped()
     kinds = [e.type for e in entries]
     details = {
