@@ -5,9 +5,9 @@ CRC) on top of the stored hash.
 
 Writing is pushed (`ArtifactWriter.write`), reading is pumped (`pump` into any writer, or `Plain`,
 a readable stream for consumers that pull, such as `tarfile`). Compression runs on a thread of its
-own (zstd's in its worker threads), at a lower priority than the thread that produces the data,
-and encryption (`agecipher`) on another, with the artifact's hashing and writing: the thread that
-produces the data only hands its bytes over. Decryption is
+own when the codec asks for it (zstd's always in its worker threads), at a lower priority than the
+thread that produces the data, and encryption (`agecipher`) on another, with the artifact's
+hashing and writing: the thread that produces the data may only hand its bytes over. Decryption is
 pyrage's, an implementation of age independent of the one that wrote the file. A stored file is
 created exclusively and fsynced before it counts.
 """
@@ -68,6 +68,10 @@ class Codec:
     level: int | None = None
     threads: int = 0
     recipients: tuple[str, ...] = ()
+    behind_producer: bool = False
+    """Compress on a thread of its own, behind a queue, at a lower priority than the thread that
+    writes (see `_Compressing`): for a producer that is itself the bottleneck, a files backup's
+    one Python thread. The bytes written are the same either way."""
 
     def suffix(self) -> str:
         """The file name ending: `.zst`, `.gz` or nothing, then `.age` when encrypted."""
@@ -358,7 +362,7 @@ class ArtifactWriter:
             if codec.recipients:
                 target = self._encrypting = _Encrypting(self._sink, _recipients(codec.recipients))
             self._stream = self._compressor(target)
-            if codec.compression != "none":
+            if codec.behind_producer and codec.compression != "none":
                 self._compressing = _Compressing(self._stream)
         except BaseException:
             self.abort()
@@ -402,6 +406,7 @@ class ArtifactWriter:
                 error = self._compressing.close()
                 if error is not None:
                     raise error
+            if self.codec.compression != "none":
                 self._stream.close()  # ends the one frame (a flush first would add an empty one)
             if self._encrypting is not None:
                 error = self._encrypting.close()

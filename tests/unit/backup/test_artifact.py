@@ -32,10 +32,16 @@ OTHER = pyrage.x25519.Identity.generate()
 RECIPIENT = str(IDENTITY.to_public())
 DATA = os.urandom(200_000) + b"vigil " * 400_000
 CODECS = [
-    Codec(compression, recipients=recipients)
+    Codec(compression, recipients=recipients, behind_producer=behind)
     for compression in ("zstd", "gzip", "none")
     for recipients in ((), (RECIPIENT,))
+    for behind in (False, True)
 ]
+
+
+def _codec_id(codec: Codec) -> str:
+    behind = "-behind" if codec.behind_producer else ""
+    return f"{codec.compression}-{bool(codec.recipients)}{behind}"
 
 
 def _store(tmp_path: Path, codec: Codec, data: bytes = DATA) -> tuple[Path, ArtifactInfo]:
@@ -47,7 +53,7 @@ def _store(tmp_path: Path, codec: Codec, data: bytes = DATA) -> tuple[Path, Arti
     return path, info
 
 
-@pytest.mark.parametrize("codec", CODECS, ids=lambda c: f"{c.compression}-{bool(c.recipients)}")
+@pytest.mark.parametrize("codec", CODECS, ids=_codec_id)
 def test_round_trip_pushed_and_pulled(tmp_path: Path, codec: Codec) -> None:
     """Every codec reads back the exact bytes, pushed into a writer or pulled from `Plain`."""
     path, info = _store(tmp_path, codec)
@@ -76,7 +82,7 @@ TAMPERING: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
-@pytest.mark.parametrize("codec", CODECS, ids=lambda c: f"{c.compression}-{bool(c.recipients)}")
+@pytest.mark.parametrize("codec", CODECS, ids=_codec_id)
 @pytest.mark.parametrize("how", sorted(TAMPERING))
 def test_tampering_is_refused(tmp_path: Path, codec: Codec, how: str) -> None:
     """A flipped byte, a truncation, trailing bytes or an emptied file fail verification."""
@@ -158,9 +164,9 @@ def test_any_bytes_round_trip(tmp_path: Path, data: bytes, codec: Codec) -> None
 def test_a_buffer_reused_after_write_does_not_change_what_is_stored(
     tmp_path: Path, compression: Compression
 ) -> None:
-    """Compression runs behind the writer on its own thread, yet a caller may refill its
+    """Compression behind the producer runs on its own thread, yet a caller may refill its
     buffer as soon as `write` returns: the artifact holds what each write was given."""
-    codec = Codec(compression, recipients=(RECIPIENT,))
+    codec = Codec(compression, recipients=(RECIPIENT,), behind_producer=True)
     path = tmp_path / ("data" + codec.suffix())
     buffer = bytearray(65_536)
     with ArtifactWriter(path, codec) as writer:
@@ -189,11 +195,12 @@ def _nice_values() -> dict[int, int]:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
 def test_compression_yields_the_cpu_to_the_thread_that_writes(tmp_path: Path) -> None:
-    """zstd's workers (and the thread feeding them) run at a lower priority than the thread
-    producing the data, which keeps its own: they take the CPU it leaves, not its core."""
+    """Behind the producer, zstd's workers (and the thread feeding them) run at a lower priority
+    than the thread producing the data, which keeps its own: they take the CPU it leaves."""
     own = threading.get_native_id()
     before = _nice_values()
-    with ArtifactWriter(tmp_path / "data.zst", Codec("zstd", threads=2)) as writer:
+    codec = Codec("zstd", threads=2, behind_producer=True)
+    with ArtifactWriter(tmp_path / "data.zst", codec) as writer:
         writer.write(DATA)
 
         def lowered() -> list[int]:
