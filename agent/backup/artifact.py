@@ -4,10 +4,9 @@ the other way, with every layer's own check (age's authenticated chunks, zstd's 
 CRC) on top of the stored hash.
 
 Writing is pushed (`ArtifactWriter.write`), reading is pumped (`pump` into any writer, or `Plain`,
-a readable stream for consumers that pull, such as `tarfile`). Compression runs on a thread of its
-own when the codec asks for it (zstd's always in its worker threads), at a lower priority than the
-thread that produces the data, and encryption (`agecipher`) on another, with the artifact's
-hashing and writing: the thread that produces the data may only hand its bytes over. Decryption is
+a readable stream for consumers that pull, such as `tarfile`). Encryption (`agecipher`) runs in a
+thread of its own, with the artifact's hashing and writing, so the thread that produces the data
+only compresses; zstd compresses in its own worker threads. Decryption is
 pyrage's, an implementation of age independent of the one that wrote the file. A stored file is
 created exclusively and fsynced before it counts.
 """
@@ -22,7 +21,6 @@ import gzip
 import hashlib
 import os
 import queue
-import sys
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -42,11 +40,6 @@ CHUNK = 1 << 17
 _PIPE_BYTES = 1 << 20
 _QUEUED_BLOCKS = 8
 """Compressed blocks (1 MiB each) waiting for the encryption thread at most."""
-_QUEUED_PLAIN = 32
-"""Writes waiting for the compression thread at most (a files backup's are of 1 to 2 MiB)."""
-_COMPRESSION_NICE = 10
-"""How much lower than the producer's the priority of the compression thread and of zstd's
-workers is (`nice` steps)."""
 _SYNC_BYTES = 32 << 20
 """The stored file is made durable in the background every this many bytes."""
 _EXTENSIONS = {"zstd": ".zst", "gzip": ".gz", "none": ""}
@@ -68,10 +61,6 @@ class Codec:
     level: int | None = None
     threads: int = 0
     recipients: tuple[str, ...] = ()
-    behind_producer: bool = False
-    """Compress on a thread of its own, behind a queue, at a lower priority than the thread that
-    writes (see `_Compressing`): for a producer that is itself the bottleneck, a files backup's
-    one Python thread. The bytes written are the same either way."""
 
     def suffix(self) -> str:
         """The file name ending: `.zst`, `.gz` or nothing, then `.age` when encrypted."""
@@ -291,56 +280,6 @@ class _Encrypting:
         return self.error
 
 
-class _Compressing:
-    """The compressor on a thread of its own, fed through a queue of plain blocks, at a lower
-    priority than the thread that produces the data.
-
-    A files backup of many small files is bound by its one producing thread (Python, holding
-    the GIL), and zstd's workers are as many as the cores: at the same priority they took the
-    producer's core while they had work, and then waited for it, in turns (benchmarks/backup.py;
-    the producer spent a third of its time runnable but not running). zstd creates its workers
-    on the thread that first compresses, and a Linux thread's nice value is its own and is
-    inherited by the threads it creates: so the workers, started here, take the CPU the producer
-    leaves, and the queue lets the producer run ahead while they are busy.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        self.error: BaseException | None = None
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_PLAIN)
-        self._closed = False
-        self._thread = threading.Thread(
-            target=self._run, args=(stream,), name="vigil-compress", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, stream: Any) -> None:
-        if sys.platform == "linux":
-            # Lowering one's own priority needs no privilege; it is a hint, never an error.
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _COMPRESSION_NICE)
-        try:
-            while (block := self._queue.get()) is not None:
-                stream.write(block)
-        except BaseException as exc:  # handed to the producer by `write` and `close`
-            self.error = exc
-            while self._queue.get() is not None:  # a producer blocked on a full queue goes on
-                pass
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.error is not None:
-            raise self.error
-        # Copied unless immutable: a caller may reuse its buffer once `write` returns.
-        self._queue.put(data if type(data) is bytes else bytes(data))
-
-    def close(self) -> BaseException | None:
-        """End the stream and wait for the thread; its error, if any."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-        self._thread.join()
-        return self.error
-
-
 class ArtifactWriter:
     """Encodes what is written to it into the new file `path`; `finish` returns its record.
 
@@ -356,14 +295,11 @@ class ArtifactWriter:
         self._progress = progress
         self._sink = _Sink(path)
         self._encrypting: _Encrypting | None = None
-        self._compressing: _Compressing | None = None
         target: Any = self._sink
         try:
             if codec.recipients:
                 target = self._encrypting = _Encrypting(self._sink, _recipients(codec.recipients))
             self._stream = self._compressor(target)
-            if codec.behind_producer and codec.compression != "none":
-                self._compressing = _Compressing(self._stream)
         except BaseException:
             self.abort()
             raise
@@ -387,10 +323,7 @@ class ArtifactWriter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Encode `data`; raises BackupError (storage, space) when the file cannot take it."""
         try:
-            if self._compressing is not None:
-                self._compressing.write(data)
-            else:
-                self._stream.write(data)
+            self._stream.write(data)
         except _EncryptionStoppedError:
             raise self._encryption_failure() from None
         size = len(data)
@@ -402,10 +335,6 @@ class ArtifactWriter:
     def finish(self) -> ArtifactInfo:
         """Flush every layer, fsync the file, and return its record."""
         try:
-            if self._compressing is not None:
-                error = self._compressing.close()
-                if error is not None:
-                    raise error
             if self.codec.compression != "none":
                 self._stream.close()  # ends the one frame (a flush first would add an empty one)
             if self._encrypting is not None:
@@ -430,8 +359,6 @@ class ArtifactWriter:
 
     def abort(self) -> None:
         """Stop and remove the partial file."""
-        if self._compressing is not None:
-            self._compressing.close()
         if self._encrypting is not None:
             self._encrypting.close()
         self._sink.close()
@@ -439,8 +366,6 @@ class ArtifactWriter:
             self.path.unlink()
 
     def _encryption_failure(self) -> BackupError:
-        if self._compressing is not None:
-            self._compressing.close()
         error = self._encrypting.close() if self._encrypting is not None else None
         self.abort()
         return self._as_backup_error(error)

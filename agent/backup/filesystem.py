@@ -137,10 +137,7 @@ def backup(
     # The scan feeds the tar as it walks: no pass over the tree before the first byte.
     tracker.phase("backing up", None)
     items = _changes(scanner.walk(), reference, job, tracker)
-    # The one thread walking, reading and hashing bounds a backup of many small files: the
-    # compression runs behind it and yields the CPU to it.
-    behind = dataclasses.replace(codec, behind_producer=True)
-    with staging.artifact(DATA, behind) as writer:
+    with staging.artifact(DATA, codec) as writer:
         entries, stored = files.write_tar(
             Path(job.source), items, _Tracked(writer, tracker), staging.id
         )

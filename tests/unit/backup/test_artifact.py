@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,24 +22,17 @@ from agent.backup.artifact import (
     verify,
 )
 from agent.backup.errors import BackupError, IntegrityError, Reason
-from agent.backup.manifest import ArtifactInfo, Compression
-from tests.harness.wait import poll_until_sync
+from agent.backup.manifest import ArtifactInfo
 
 IDENTITY = pyrage.x25519.Identity.generate()
 OTHER = pyrage.x25519.Identity.generate()
 RECIPIENT = str(IDENTITY.to_public())
 DATA = os.urandom(200_000) + b"vigil " * 400_000
 CODECS = [
-    Codec(compression, recipients=recipients, behind_producer=behind)
+    Codec(compression, recipients=recipients)
     for compression in ("zstd", "gzip", "none")
     for recipients in ((), (RECIPIENT,))
-    for behind in (False, True)
 ]
-
-
-def _codec_id(codec: Codec) -> str:
-    behind = "-behind" if codec.behind_producer else ""
-    return f"{codec.compression}-{bool(codec.recipients)}{behind}"
 
 
 def _store(tmp_path: Path, codec: Codec, data: bytes = DATA) -> tuple[Path, ArtifactInfo]:
@@ -53,7 +44,7 @@ def _store(tmp_path: Path, codec: Codec, data: bytes = DATA) -> tuple[Path, Arti
     return path, info
 
 
-@pytest.mark.parametrize("codec", CODECS, ids=_codec_id)
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: f"{c.compression}-{bool(c.recipients)}")
 def test_round_trip_pushed_and_pulled(tmp_path: Path, codec: Codec) -> None:
     """Every codec reads back the exact bytes, pushed into a writer or pulled from `Plain`."""
     path, info = _store(tmp_path, codec)
@@ -82,7 +73,7 @@ TAMPERING: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
-@pytest.mark.parametrize("codec", CODECS, ids=_codec_id)
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: f"{c.compression}-{bool(c.recipients)}")
 @pytest.mark.parametrize("how", sorted(TAMPERING))
 def test_tampering_is_refused(tmp_path: Path, codec: Codec, how: str) -> None:
     """A flipped byte, a truncation, trailing bytes or an emptied file fail verification."""
@@ -158,56 +149,3 @@ def test_any_bytes_round_trip(tmp_path: Path, data: bytes, codec: Codec) -> None
     out = io.BytesIO()
     pump(path, info, out, [IDENTITY])
     assert out.getvalue() == data
-
-
-@pytest.mark.parametrize("compression", ["zstd", "gzip"])
-def test_a_buffer_reused_after_write_does_not_change_what_is_stored(
-    tmp_path: Path, compression: Compression
-) -> None:
-    """Compression behind the producer runs on its own thread, yet a caller may refill its
-    buffer as soon as `write` returns: the artifact holds what each write was given."""
-    codec = Codec(compression, recipients=(RECIPIENT,), behind_producer=True)
-    path = tmp_path / ("data" + codec.suffix())
-    buffer = bytearray(65_536)
-    with ArtifactWriter(path, codec) as writer:
-        for start in range(0, len(DATA), len(buffer)):
-            chunk = DATA[start : start + len(buffer)]
-            buffer[: len(chunk)] = chunk
-            writer.write(memoryview(buffer)[: len(chunk)])
-            buffer[:] = bytes(len(buffer))  # what a reader's next read would do to it
-        info = writer.finish()
-    out = io.BytesIO()
-    pump(path, info, out, [IDENTITY])
-    assert out.getvalue() == DATA
-
-
-def _nice_values() -> dict[int, int]:
-    """The nice value of every thread of this process, by thread id."""
-    found = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
-        except FileNotFoundError:
-            continue  # a thread that ended meanwhile
-        found[int(tid)] = int(stat.rpartition(")")[2].split()[16])
-    return found
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
-def test_compression_yields_the_cpu_to_the_thread_that_writes(tmp_path: Path) -> None:
-    """Behind the producer, zstd's workers (and the thread feeding them) run at a lower priority
-    than the thread producing the data, which keeps its own: they take the CPU it leaves."""
-    own = threading.get_native_id()
-    before = _nice_values()
-    codec = Codec("zstd", threads=2, behind_producer=True)
-    with ArtifactWriter(tmp_path / "data.zst", codec) as writer:
-        writer.write(DATA)
-
-        def lowered() -> list[int]:
-            now = _nice_values()
-            return [t for t, nice in now.items() if t not in before and nice > now[own]]
-
-        # The feeding thread and zstd's two workers.
-        assert len(poll_until_sync(lambda: len(lowered()) >= 3 and lowered(), 10)) >= 3
-        assert _nice_values()[own] == before[own]
-        writer.finish()
