@@ -11,6 +11,7 @@ from the repository when an identity is configured, and otherwise the backup bec
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -141,15 +142,15 @@ def backup(
             Path(job.source), items, _Tracked(writer, tracker), staging.id
         )
         # Ending the data artifact waits for zstd's last block, the encryption thread and the
-        # disk, all outside the GIL: the tree is encoded meanwhile.
+        # disk, all outside the GIL: the tree is encoded and its own artifact written meanwhile.
         with ThreadPoolExecutor(1, thread_name_prefix="vigil-finish") as pool:
             finishing = pool.submit(writer.finish)
             encoded = tree.encode(entries)
+            tracker.phase("writing the tree", None)
+            with staging.artifact(TREE, codec) as tree_writer:
+                tree_writer.write(encoded)
+                tree_info = tree_writer.finish()
             data = finishing.result()
-    tracker.phase("writing the tree", None)
-    with staging.artifact(TREE, codec) as writer:
-        writer.write(encoded)
-        tree_info = writer.finish()
     skipped = scanner.skipped()
     kinds = [e.type for e in entries]
     details = {
@@ -180,11 +181,20 @@ def _changes(
     reference); else a file that is new or whose state differs from the reference's (with
     `rehash`, also one whose content hash differs). An unchanged file takes the reference's
     hash and holder."""
+    if reference is None:
+        # Every entry as it is (the tar writer stores only files): no Python frame per entry.
+        return zip(entries, itertools.repeat(True))
+    return _compared(entries, reference, job, tracker)
+
+
+def _compared(
+    entries: Iterable[Entry], reference: dict[str, Entry], job: FilesJob, tracker: Tracker
+) -> Iterator[tuple[Entry, bool]]:
     for entry in entries:
         if entry.type is not EntryType.FILE:
             yield entry, False
             continue
-        before = reference.get(entry.path) if reference is not None else None
+        before = reference.get(entry.path)
         if before is None or not entry.same_state(before):
             yield entry, True
             continue
