@@ -133,9 +133,11 @@ def flags_evaluate(api: Api, key: str, pairs: tuple[str, ...], as_json: bool) ->
         echo_json(answer)
         return
     error = f", error {answer['error']}" if answer.get("error") else ""
+    payload = answer.get("payload")
+    carried = f", payload {payload['type']} {payload['value']!r}" if payload else ""
     click.echo(
-        f"{answer['flag']}: {'on' if answer['value'] else 'off'} (variant {answer['variant']},"
-        f" reason {answer['reason']}{error}) at level {answer['level']}"
+        f"{answer['flag']}: {'on' if answer['value'] else 'off'} (variant {answer['variant']}"
+        f"{carried}, reason {answer['reason']}{error}) at level {answer['level']}"
     )
 
 

@@ -287,3 +287,21 @@ async def test_usage_errors_exit_3(args: tuple[str, ...]) -> None:
     done = await vigil(f"http://127.0.0.1:{free_port()}", *args)
 
     assert done.returncode == 3, done.stderr
+
+
+async def test_evaluate_prints_the_variant_payload(start_agent) -> None:
+    """An answer whose variant carries a payload prints it, typed; `--json` has it too."""
+    agent = await start_agent(DISK, degradation=degradation())
+    variants = [{"name": "blue", "payload": {"type": "string", "value": "#00f"}}]
+    status, body = await agent.send(
+        "PUT", "/api/v1/flags/theme", {"enabled": True, "variants": variants}, token=ADMIN
+    )
+    assert status == 200, body
+
+    line = await vigil(agent.base_url, "flags", "evaluate", "theme")
+    answer = _json(await vigil(agent.base_url, "flags", "evaluate", "theme", "--json"))
+
+    assert line.stdout.strip() == (
+        "theme: on (variant blue, payload string '#00f', reason static) at level full"
+    )
+    assert answer["payload"] == {"type": "string", "value": "#00f"}
