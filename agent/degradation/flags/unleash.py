@@ -205,40 +205,47 @@ def translate_features(document: Mapping[str, Any]) -> Translation:
             for name in names:
                 del fields[name]
                 refused.append(Refusal(name, f"key {key!r} is also the key of {names!r}"))
+    # Each flag validated on its own first, so that a parent refused here takes its children
+    # with it, and a child reads the variants its parent answers from the parent's definition.
+    alone: dict[str, FlagDefinition] = {}
+    for name in fields:
+        try:
+            alone[name] = _validated(name, fields[name])
+        except _Unsupported as exc:
+            refused.append(Refusal(name, str(exc)))
     children: dict[str, list[str]] = {}
-    for name in list(fields):
+    parents: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for name in list(alone):
         if name in notes:
             continue
         try:
-            off_because = _dependencies(name, features, fields)
+            found = _dependencies(name, features, alone)
         except _Unsupported as exc:
-            del fields[name]
+            del alone[name]
             refused.append(Refusal(name, str(exc)))
             continue
-        if off_because:
-            notes[name] = f"imported off, as Unleash answers: {off_because}"
-            fields[name] = {**fields[name], "enabled": False, "depends_on": []}
-        for dependency in fields[name].get("depends_on", []):
-            children.setdefault(dependency["parent"], []).append(name)
+        if isinstance(found, str):
+            notes[name] = f"imported off, as Unleash answers: {found}"
+            alone[name] = _validated(name, {**fields[name], "enabled": False})
+            continue
+        parents[name] = found
+        for parent, _dependency in found:
+            children.setdefault(parent, []).append(name)
     # A child of a refused parent cannot be written without it.
     gone = [r.feature for r in refused]
     while gone:
         for child in children.pop(gone.pop(), []):
-            if child in fields:
-                del fields[child]
+            if child in alone:
+                del alone[child]
                 refused.append(Refusal(child, "its parent feature is refused"))
                 gone.append(child)
     definitions: dict[str, FlagDefinition] = {}
     # Parents first: they are written before their children.
-    for name in sorted(fields, key=lambda n: bool(fields[n].get("depends_on"))):
-        entry = dict(fields[name])
-        entry["depends_on"] = [
-            {k: v for k, v in d.items() if k != "parent"} for d in entry.get("depends_on", [])
-        ]
-        try:
-            definitions[name] = _validated(name, entry)
-        except _Unsupported as exc:
-            refused.append(Refusal(name, str(exc)))
+    for name in sorted(alone, key=lambda n: bool(parents.get(n))):
+        entries = [dependency for _parent, dependency in parents.get(name, [])]
+        definitions[name] = (
+            _validated(name, {**fields[name], "depends_on": entries}) if entries else alone[name]
+        )
     return Translation(definitions, refused, notes)
 
 
@@ -495,9 +502,10 @@ def _stickiness(unleash: str) -> str:
 
 
 def _dependencies(
-    name: str, features: Mapping[str, Mapping[str, Any]], fields: dict[str, dict[str, Any]]
-) -> str | None:
-    """Sets the child's `depends_on`; says why the child is always off instead, if it is."""
+    name: str, features: Mapping[str, Mapping[str, Any]], alone: Mapping[str, FlagDefinition]
+) -> list[tuple[str, dict[str, Any]]] | str:
+    """The child's `depends_on` entries beside the Unleash name of each parent, or why the
+    child is always off instead."""
     raw = features[name].get("dependencies") or []
     if not isinstance(raw, list):
         raise _Unsupported("dependencies is not a list")
@@ -514,35 +522,19 @@ def _dependencies(
         wanted = dependency.get("variants") or []
         if not isinstance(wanted, list):
             raise _Unsupported(f"the variants required of {parent!r} are not a list")
-        entry: dict[str, Any] = {"parent": parent, "flag": flag_key(parent), "enabled": enabled}
+        entry: dict[str, Any] = {"flag": flag_key(parent), "enabled": enabled}
         if wanted:
             if not enabled:
                 raise _Unsupported(f"variants are required of {parent!r}, which must be off")
-            if parent not in fields:
+            if parent not in alone:
                 raise _Unsupported(f"its parent {parent!r} is refused")
-            names = _names(fields[parent])
             # Yggdrasil: a parent answering without a variant satisfies any list.
-            chosen = [v for v in names if v in wanted or v == "on"]
+            chosen = [v for v in alone[parent].variant_names if v in wanted or v == "on"]
             if not chosen:
                 return f"it requires variants {wanted!r} that its parent {parent!r} never answers"
             entry["variants"] = chosen
-        depends_on.append(entry)
-    fields[name]["depends_on"] = depends_on
-    return None
-
-
-def _names(fields: Mapping[str, Any]) -> list[str]:
-    """The variant names the flag of `fields` answers when on (`on` when without a variant)."""
-    own = [v["name"] for v in fields.get("variants", []) if v["weight"] > 0] or ["on"]
-    strategies = fields.get("strategies") or []
-    if not strategies:
-        return own
-    names: dict[str, None] = {}
-    for strategy in strategies:
-        names.update(
-            dict.fromkeys([v["name"] for v in strategy["variants"] if v["weight"] > 0] or own)
-        )
-    return list(names)
+        depends_on.append((parent, entry))
+    return depends_on
 
 
 def _percent(kind: object, value: object) -> int:

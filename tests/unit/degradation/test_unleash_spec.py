@@ -344,3 +344,24 @@ def test_context_fields_are_read_where_unleash_reads_them() -> None:
         "appName": 7,
     }
     assert vigil_context(context) == {"userId": "u", "tenant": "t"}
+
+
+def test_a_child_of_a_parent_refused_by_validation_is_refused_too() -> None:
+    """A parent that translates but is not a valid Vigil flag (here a payload type Vigil does
+    not have) is refused, and its child with it: the translated set always builds."""
+    payload = {"type": "bytes", "value": "1"}
+    document = {
+        "features": [
+            _feature(
+                {"name": "default"},
+                name="parent",
+                variants=[{"name": "a", "weight": 1, "payload": payload}],
+            ),
+            _feature({"name": "default"}, name="child", dependencies=[{"feature": "parent"}]),
+        ]
+    }
+    translation = translate_features(document)
+    assert translation.definitions == {}
+    assert [r.feature for r in translation.refused] == ["parent", "child"]
+    assert translation.refused[1].reason == "its parent feature is refused"
+    FlagSet.build(translation.definitions.values())
