@@ -256,46 +256,21 @@ def _direct(
             value = context.get(attribute)
             return yes if value is not None and test(value) else no
 
-        fold = case_insensitive and operator in _STRINGS
-        strings = tuple(value.lower() for value in values) if fold else tuple(values)
-        if operator is Operator.STR_STARTS_WITH and fold:
-
-            def starts(context: Mapping[str, str]) -> bool:
-                value = context.get(attribute)
-                return yes if value is not None and value.lower().startswith(strings) else no
-
-            return starts
-        if operator is Operator.STR_STARTS_WITH:
-
-            def starts_exactly(context: Mapping[str, str]) -> bool:
-                value = context.get(attribute)
-                return yes if value is not None and value.startswith(strings) else no
-
-            return starts_exactly
         return string
-    if operator in _NUMERIC:
-        if operator is Operator.NUM_EQ:
-            target = float(values[0])
-            compare: Callable[[Any], bool] = lambda number: abs(number - target) < grammar.EPSILON  # noqa: E731
-        else:
-            compare = _comparison(operator, float(values[0]))
-
-        def number(context: Mapping[str, str]) -> bool:
-            value = context.get(attribute)
-            if value is not None:
-                if value.isdigit() and value.isascii():
-                    parsed: float | None = float(value)
-                else:
-                    parsed = grammar.number(value)
-                if parsed is not None and compare(parsed):
-                    return yes
-            return no
-
-        return number
     if operator is Operator.IN_CIDR:
         return _cidr(attribute, values, yes, no)
-    read: Callable[[str], Any] = grammar.date if operator in _DATES else grammar.semver
-    compare = _comparison(operator, read(values[0]))
+    read: Callable[[str], Any]
+    compare: Callable[[Any], bool]
+    if operator in _NUMERIC:
+        read = grammar.number
+        target = float(values[0])
+        if operator is Operator.NUM_EQ:
+            compare = lambda number: abs(number - target) < grammar.EPSILON  # noqa: E731
+        else:
+            compare = _comparison(operator, target)
+    else:
+        read = grammar.date if operator in _DATES else grammar.semver
+        compare = _comparison(operator, read(values[0]))
 
     def ordinal(context: Mapping[str, str]) -> bool:
         value = context.get(attribute)
