@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
@@ -129,9 +129,7 @@ class BackupApi:
         """Catalogued backups, newest first, filtered (the fields of `vigil backup list --json`)."""
         query = request.query
         _only(query, BACKUP_PARAMETERS)
-        job, kind = _name(query, "job"), query.get("kind")
-        if kind is not None and kind not in KINDS:
-            raise bad_request(f"kind must be one of {', '.join(KINDS)}")
+        job, kind = _name(query, "job"), _one_of(query, "kind", KINDS)
         since, until, limit = _time(query, "since"), _time(query, "until"), _limit(query)
         entries = await self._read(lambda: self.backups.listing(job, kind, since, until))
         newest = [e.as_json() for e in reversed(entries[-limit:])]
@@ -141,9 +139,7 @@ class BackupApi:
         """Recorded runs, newest first, with who asked for each when known."""
         query = request.query
         _only(query, RUN_PARAMETERS)
-        job, operation = _name(query, "job"), query.get("operation")
-        if operation is not None and operation not in OPERATIONS:
-            raise bad_request(f"operation must be one of {', '.join(OPERATIONS)}")
+        job, operation = _name(query, "job"), _one_of(query, "operation", OPERATIONS)
         limit = _limit(query)
         found = await self._read(lambda: self.backups.runs(job, operation, limit))
         return web.json_response({"runs": [run.as_json() for run in found]})
@@ -407,6 +403,13 @@ def _name(query: MultiMapping[str], key: str) -> str | None:
     value = query.get(key)
     if value is not None and not _JOB.fullmatch(value):
         raise bad_request(f"{key} must be a job name (lowercase letters, digits, _ . -)")
+    return value
+
+
+def _one_of(query: MultiMapping[str], key: str, allowed: Sequence[str]) -> str | None:
+    value = query.get(key)
+    if value is not None and value not in allowed:
+        raise bad_request(f"{key} must be one of {', '.join(allowed)}")
     return value
 
 
