@@ -1,8 +1,9 @@
-"""`vigil flags ...`: list, change, evaluate and import the feature flags of a running agent,
-through its API (the client and options of `admin_cli.py`)."""
+"""`vigil flags ...`: list, change, evaluate and import the feature flags of a running agent and
+their segments, through its API (the client and options of `admin_cli.py`)."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 import urllib.error
@@ -43,7 +44,16 @@ def flags_list(api: Api, as_json: bool) -> None:
 
 def _print_flags(definitions: Iterable[dict[str, Any]]) -> None:
     table(
-        ("flag", "enabled", "rollout", "stickiness", "off at", "depends on", "description"),
+        (
+            "flag",
+            "enabled",
+            "rollout",
+            "stickiness",
+            "off at",
+            "depends on",
+            "segments",
+            "description",
+        ),
         (
             (
                 d["key"],
@@ -52,11 +62,20 @@ def _print_flags(definitions: Iterable[dict[str, Any]]) -> None:
                 d["stickiness"],
                 d["disabled_at_level"] or "",
                 ", ".join(p["flag"] for p in d["depends_on"]),
+                ", ".join(_segments_of(d)),
                 d["description"],
             )
             for d in definitions
         ),
     )
+
+
+def _segments_of(definition: dict[str, Any]) -> list[str]:
+    """The segments a flag definition (as JSON) and its strategies name, each once."""
+    names = [*definition.get("segments", [])]
+    for strategy in definition.get("strategies") or []:
+        names.extend(strategy.get("segments", []))
+    return list(dict.fromkeys(names))
 
 
 def _rollout_column(definition: dict[str, Any]) -> str:
@@ -80,6 +99,14 @@ def _rollout_column(definition: dict[str, Any]) -> str:
 @click.option(
     "--depends-on", multiple=True, metavar="KEY", help="Parent flag that must be on (repeatable)."
 )
+@click.option(
+    "--segment",
+    "segments",
+    multiple=True,
+    metavar="NAME",
+    help="Segment whose rules must match too (repeatable; replaces the list).",
+)
+@click.option("--no-segments", is_flag=True, help="Name no segment any more.")
 @click.option("--description", metavar="TEXT", help="Free text.")
 @click.option("--actor", default=None, help="Who changes it, for the audit (default: OS user).")
 def flags_set(
@@ -90,6 +117,8 @@ def flags_set(
     stickiness: str | None,
     disabled_at_level: str | None,
     depends_on: tuple[str, ...],
+    segments: tuple[str, ...],
+    no_segments: bool,
     description: str | None,
     actor: str | None,
 ) -> None:
@@ -110,6 +139,10 @@ def flags_set(
         # A parent already listed keeps what it requires (a variant, or being off).
         kept = {d["flag"]: d for d in definition.get("depends_on", [])}
         definition["depends_on"] = [kept.get(k, {"flag": k}) for k in dict.fromkeys(depends_on)]
+    if segments and no_segments:
+        raise click.UsageError("--segment and --no-segments exclude each other")
+    if segments or no_segments:
+        definition["segments"] = list(dict.fromkeys(segments))
     who = urllib.parse.quote(actor or os_user(), safe="")
     _print_flags([api.call("PUT", f"{path}?actor={who}", definition)])
 
@@ -181,6 +214,9 @@ def flags_import(
     outcome: list[dict[str, Any]] = [
         {"feature": refusal.feature, "refused": refusal.reason} for refusal in refusals
     ]
+    shared = [
+        {"segment": segment.model_dump(mode="json")} for segment in translation.segments.values()
+    ]
     # Parents before children, as the translation orders them: each is written in turn.
     for name, definition in translation.definitions.items():
         entry: dict[str, Any] = {"feature": name, "flag": definition.model_dump(mode="json")}
@@ -188,44 +224,62 @@ def flags_import(
             entry["note"] = translation.notes[name]
         outcome.append(entry)
     if dry_run or refusals:
-        _print_import(outcome, as_json, written=False)
+        _print_import(outcome, shared, as_json, written=False)
         if refusals and not dry_run:
             click.echo(f"vigil: {len(refusals)} feature(s) refused; nothing imported", err=True)
         sys.exit(REFUSED_EXIT if refusals else 0)
     existing = {d["key"] for d in api.call("GET", "/api/v1/flags")["flags"]}
+    existing_segments = {s["name"] for s in api.call("GET", "/api/v1/segments")["segments"]}
     clashes = sorted(existing & {entry["flag"]["key"] for entry in outcome})
-    if clashes and not replace:
+    segment_clashes = sorted(existing_segments & {e["segment"]["name"] for e in shared})
+    if (clashes or segment_clashes) and not replace:
+        named = [f"flags {', '.join(clashes)}"] if clashes else []
+        named += [f"segments {', '.join(segment_clashes)}"] if segment_clashes else []
         click.echo(
-            f"vigil: these flags exist already: {', '.join(clashes)};"
+            f"vigil: these exist already: {'; '.join(named)};"
             " --replace replaces them. Nothing imported",
             err=True,
         )
         sys.exit(REFUSED_EXIT)
     who = urllib.parse.quote(actor or os_user(), safe="")
-    for done, entry in enumerate(outcome):
-        path = f"/api/v1/flags/{urllib.parse.quote(entry['flag']['key'], safe='')}"
+    # Segments first, then flags parents first: each write names only what exists.
+    writes = [("segments", e, "segment", "name", existing_segments) for e in shared] + [
+        ("flags", e, "flag", "key", existing) for e in outcome
+    ]
+    for done, (route, entry, field, name, present) in enumerate(writes):
+        path = f"/api/v1/{route}/{urllib.parse.quote(entry[field][name], safe='')}"
         try:
-            entry["flag"] = api.call("PUT", f"{path}?actor={who}", entry["flag"])
+            entry[field] = api.call("PUT", f"{path}?actor={who}", entry[field])
         except SystemExit:
-            click.echo(f"vigil: {done} of {len(outcome)} flag(s) were imported before", err=True)
+            click.echo(f"vigil: {done} of {len(writes)} write(s) were made before", err=True)
             raise
-        entry["action"] = "replaced" if entry["flag"]["key"] in existing else "created"
-    _print_import(outcome, as_json, written=True)
+        entry["action"] = "replaced" if entry[field][name] in present else "created"
+    _print_import(outcome, shared, as_json, written=True)
 
 
-def _print_import(outcome: list[dict[str, Any]], as_json: bool, written: bool) -> None:
-    """Each feature's flag (and whether it was created or replaced) or refusal, then totals."""
+def _print_import(
+    outcome: list[dict[str, Any]], shared: list[dict[str, Any]], as_json: bool, written: bool
+) -> None:
+    """Each segment (and whether it was created or replaced), each feature's flag (the same)
+    or refusal, then totals."""
     refused = sum(1 for entry in outcome if "refused" in entry)
     if as_json:
         echo_json(
             {
                 "dry_run": not written,
+                "segments": shared,
                 "features": outcome,
                 "translated": len(outcome) - refused,
                 "refused": refused,
             }
         )
         return
+    for entry in shared:
+        segment = entry["segment"]
+        line = f"segment {segment['name']}: {_segment_rules(segment)}"
+        if "action" in entry:
+            line += f" ({entry['action']})"
+        click.echo(line)
     # One line per feature, not a table: refusal reasons are long and must not be folded away.
     for entry in outcome:
         flag = entry.get("flag")
@@ -239,10 +293,9 @@ def _print_import(outcome: list[dict[str, Any]], as_json: bool, written: bool) -
             line += f" ({entry['action']})"
         click.echo(line)
     if written:
-        created = sum(1 for entry in outcome if entry["action"] == "created")
         click.echo(
-            f"{len(outcome)} feature(s) imported: {created} created,"
-            f" {len(outcome) - created} replaced"
+            f"{len(outcome)} feature(s) imported: {_tally(outcome)}"
+            + (f"; {len(shared)} segment(s): {_tally(shared)}" if shared else "")
         )
     else:
         translated = len(outcome) - refused
@@ -254,6 +307,8 @@ def describe(flag: dict[str, Any]) -> str:
     words = ["enabled" if flag["enabled"] else "disabled"]
     if flag["targeting"]:
         words.append(f"when {' and '.join(_rule(rule) for rule in flag['targeting'])}")
+    if flag.get("segments"):
+        words.append(f"in segments {', '.join(flag['segments'])}")
     strategies = flag.get("strategies") or []
     if strategies:
         words.append(
@@ -274,6 +329,8 @@ def _strategy(strategy: dict[str, Any]) -> str:
         words[0] += f" in {strategy['group_id']!r}"
     if strategy["targeting"]:
         words.append(f"when {' and '.join(_rule(rule) for rule in strategy['targeting'])}")
+    if strategy.get("segments"):
+        words.append(f"in segments {', '.join(strategy['segments'])}")
     if strategy["variants"]:
         words.append(f"variants {_variants(strategy['variants'])}")
     return ", ".join(words)
@@ -296,3 +353,112 @@ def _rule(rule: dict[str, Any]) -> str:
     if rule.get("case_insensitive"):
         operator += " (any case)"
     return f"{rule['attribute']} {operator} {values}"
+
+
+def _tally(written: list[dict[str, Any]]) -> str:
+    """How many of the written entries were created and how many replaced."""
+    created = sum(1 for entry in written if entry["action"] == "created")
+    return f"{created} created, {len(written) - created} replaced"
+
+
+def _segment_rules(segment: dict[str, Any]) -> str:
+    """A segment's rules in a few words."""
+    rules = segment["targeting"]
+    return " and ".join(_rule(rule) for rule in rules) if rules else "every context"
+
+
+@flags.group(name="segments", cls=ApiGroup)
+def segments() -> None:
+    """List, change and delete segments: targeting rules that flags share by name."""
+
+
+@segments.command(name="list")
+@api_options
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+def segments_list(api: Api, as_json: bool) -> None:
+    """Every segment, its rules and the flags naming it."""
+    body = api.call("GET", "/api/v1/segments")
+    if as_json:
+        echo_json(body)
+        return
+    _print_segments(body["segments"], body["used_by"])
+
+
+def _print_segments(found: Iterable[dict[str, Any]], used_by: dict[str, list[str]]) -> None:
+    table(
+        ("segment", "rules", "used by", "description"),
+        (
+            (s["name"], _segment_rules(s), ", ".join(used_by.get(s["name"], [])), s["description"])
+            for s in found
+        ),
+    )
+
+
+@segments.command(name="set")
+@api_options
+@click.argument("name")
+@click.option(
+    "--rule",
+    "rules",
+    multiple=True,
+    nargs=3,
+    metavar="ATTRIBUTE OPERATOR VALUES",
+    help="A rule; VALUES separated by commas (repeatable: all must match; replaces the rules).",
+)
+@click.option(
+    "--file",
+    "body_file",
+    type=click.File("r", encoding="utf-8"),
+    metavar="FILE",
+    help="The whole segment as JSON, as the API takes it (- for standard input).",
+)
+@click.option("--everyone", is_flag=True, help="No rules: the segment matches every context.")
+@click.option("--description", metavar="TEXT", help="Free text.")
+@click.option("--actor", default=None, help="Who changes it, for the audit (default: OS user).")
+def segments_set(
+    api: Api,
+    name: str,
+    rules: tuple[tuple[str, str, str], ...],
+    body_file: Any,
+    everyone: bool,
+    description: str | None,
+    actor: str | None,
+) -> None:
+    """Create segment NAME or change the given parts of it; every flag naming it follows
+    (admin token)."""
+    if sum(map(bool, (rules, body_file, everyone))) > 1:
+        raise click.UsageError("give one of --rule, --file and --everyone")
+    path = f"/api/v1/segments/{urllib.parse.quote(name, safe='')}"
+    segment: dict[str, Any]
+    if body_file is not None:
+        try:
+            segment = json.load(body_file)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--file") from None
+        if not isinstance(segment, dict):
+            raise click.BadParameter("must hold a JSON object", param_hint="--file")
+    else:
+        segment = api.call("GET", path, missing_ok=True) or {"name": name}
+    if rules or everyone:
+        segment["targeting"] = [
+            {"attribute": attribute, "operator": operator, "values": values.split(",")}
+            for attribute, operator, values in rules
+        ]
+    if description is not None:
+        segment["description"] = description
+    who = urllib.parse.quote(actor or os_user(), safe="")
+    stored = api.call("PUT", f"{path}?actor={who}", segment)
+    used_by = api.call("GET", "/api/v1/segments")["used_by"]
+    _print_segments([stored], used_by)
+
+
+@segments.command(name="delete")
+@api_options
+@click.argument("name")
+@click.option("--actor", default=None, help="Who deletes it, for the audit (default: OS user).")
+def segments_delete(api: Api, name: str, actor: str | None) -> None:
+    """Delete segment NAME, which no flag may name (admin token)."""
+    path = f"/api/v1/segments/{urllib.parse.quote(name, safe='')}"
+    who = urllib.parse.quote(actor or os_user(), safe="")
+    api.call("DELETE", f"{path}?actor={who}")
+    click.echo(f"segment {name} deleted")

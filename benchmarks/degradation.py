@@ -615,7 +615,9 @@ def measure_flags(workdir: Path, args: Any) -> dict[str, Any]:
     if translation.refused:
         raise BenchError(f"the translation refused {translation.refused}")
     definitions = list(translation.definitions.values())
-    flags, flag_set = Flags(definitions), FlagSet.build(definitions)
+    segments = list(translation.segments.values())
+    flags = Flags(definitions, segments=segments)
+    flag_set = FlagSet.build(definitions, segments=segments)
     names = [feature["name"] for feature in document["features"]]
     contexts = bench_contexts()
     flat = [vigil_context(context) for context in contexts]

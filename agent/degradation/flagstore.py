@@ -1,21 +1,23 @@
-"""The stored form of a set of flag definitions: one JSON document, as every flag store keeps it
-(a row of the agent's database, a Redis key) and as the previous release's flags file held it."""
+"""The stored form of a set of flag definitions and their segments: one JSON document, as every
+flag store keeps it (a row of the agent's database, a Redis key) and as the previous release's
+flags file held it: `{"version": 2, "flags": [...], "segments": [...]}` (`segments` may be
+absent: none)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent.degradation.errors import FlagStoreError
-from agent.degradation.flags import FORMAT_VERSION, FlagDefinition
+from agent.degradation.flags import FORMAT_VERSION, FlagDefinition, FlagDocument, Segment
 
 
-def parse_document(raw: bytes | str, where: str) -> list[FlagDefinition]:
-    """The definitions of a stored flag document; FlagStoreError naming `where` when invalid."""
+def parse_document(raw: bytes | str, where: str) -> FlagDocument:
+    """The definitions and segments of a stored flag document; FlagStoreError naming `where`
+    when invalid."""
     try:
         document = json.loads(raw)
     except ValueError as exc:
@@ -31,16 +33,31 @@ def parse_document(raw: bytes | str, where: str) -> list[FlagDefinition]:
         raise FlagStoreError(msg)
     if version == 1:
         items = [upgrade_v1(item) for item in items]
-    definitions = []
+    segments = document.get("segments", [])
+    if not isinstance(segments, list):
+        msg = f"{where}: segments must be a list"
+        raise FlagStoreError(msg)
+    return FlagDocument(
+        flags=_validated(FlagDefinition, "flags", items, where),
+        segments=_validated(Segment, "segments", segments, where),
+    )
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _validated(model: type[_M], field: str, items: list[Any], where: str) -> tuple[_M, ...]:
+    """Each of `items` as a `model`; FlagStoreError naming `where` and the first one invalid."""
+    valid = []
     for index, item in enumerate(items):
         try:
-            definitions.append(FlagDefinition.model_validate(item))
+            valid.append(model.model_validate(item))
         except ValidationError as exc:
             first = exc.errors()[0]
-            at = ".".join(str(part) for part in (f"flags[{index}]", *first["loc"]))
+            at = ".".join(str(part) for part in (f"{field}[{index}]", *first["loc"]))
             msg = f"{where}: {at}: {first['msg']}"
             raise FlagStoreError(msg) from None
-    return definitions
+    return tuple(valid)
 
 
 _READABLE = (1, FORMAT_VERSION)
@@ -76,10 +93,11 @@ def upgrade_v1(item: Any) -> Any:
     return {**item, "targeting": rules}
 
 
-def render_document(definitions: Iterable[FlagDefinition]) -> bytes:
-    """The stored form of `definitions`."""
-    document = {
+def render_document(document: FlagDocument) -> bytes:
+    """The stored form of `document`."""
+    stored = {
         "version": FORMAT_VERSION,
-        "flags": [d.model_dump(mode="json") for d in definitions],
+        "flags": [d.model_dump(mode="json") for d in document.flags],
+        "segments": [s.model_dump(mode="json") for s in document.segments],
     }
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+    return (json.dumps(stored, indent=2, ensure_ascii=False) + "\n").encode()

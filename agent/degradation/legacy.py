@@ -24,7 +24,7 @@ import structlog
 
 from agent.database import Database, DatabaseError, DatabaseUnavailableError, transaction
 from agent.degradation.errors import FlagStoreError, StateError, StoreUnavailableError
-from agent.degradation.flags import FlagDefinition
+from agent.degradation.flags import FlagDocument
 from agent.degradation.flagstore import parse_document, render_document
 from agent.degradation.sqlitestore import (
     audit_row,
@@ -53,7 +53,7 @@ class LegacyFiles:
     paths: tuple[Path, ...]
     state: dict[str, Any] | None
     audit: tuple[dict[str, Any], ...]
-    flags: tuple[FlagDefinition, ...] | None
+    flags: FlagDocument | None
 
 
 async def import_files(database: Database, data_dir: Path) -> LegacyFiles | None:
@@ -84,7 +84,7 @@ async def import_files(database: Database, data_dir: Path) -> LegacyFiles | None
         database=str(database.path),
         version=None if found.state is None else found.state["version"],
         audit_entries=len(found.audit),
-        flags=None if found.flags is None else len(found.flags),
+        flags=None if found.flags is None else len(found.flags.flags),
         renamed=[str(p) for p in aside],
         again=not imported,
     )
@@ -113,7 +113,7 @@ def read(data_dir: Path) -> LegacyFiles | None:
             audit.setdefault(entry.get("id", len(audit)), entry)
     flags = None
     if (data_dir / FLAGS).exists():
-        flags = tuple(parse_document(_read(data_dir / FLAGS), f"flag file {data_dir / FLAGS}"))
+        flags = parse_document(_read(data_dir / FLAGS), f"flag file {data_dir / FLAGS}")
     return LegacyFiles(present, state, tuple(audit.values()), flags)
 
 
@@ -139,9 +139,9 @@ def _store(db: sqlite3.Connection, found: LegacyFiles) -> bool | None:
     return False if same_state and same_flags else None
 
 
-def _flags_equal(stored: str, flags: tuple[FlagDefinition, ...]) -> bool:
+def _flags_equal(stored: str, flags: FlagDocument) -> bool:
     try:
-        return tuple(parse_document(stored, "stored flags")) == flags
+        return parse_document(stored, "stored flags") == flags
     except FlagStoreError:
         return False
 

@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -34,7 +34,7 @@ from agent.degradation.errors import (
     QueryError,
     StoreUnavailableError,
 )
-from agent.degradation.flags import FlagDefinition
+from agent.degradation.flags import FlagDocument
 from agent.degradation.flagstore import parse_document, render_document
 from agent.telemetry.redact import redactor
 
@@ -241,19 +241,19 @@ class RedisFlagStore:
         self._key = f"{settings.key_prefix}:flags"
         self.name = f"flag key {self._key}"
 
-    async def load(self) -> list[FlagDefinition]:
-        """The shared definitions; none before the first write."""
+    async def load(self) -> FlagDocument:
+        """The shared definitions and segments; none before the first write."""
         try:
             raw = await self._client.get(self._key)
         except rexc.RedisError as exc:
             msg = f"{self.name}: cannot read: {_describe(exc)}"
             raise FlagStoreError(msg) from exc
-        return [] if raw is None else parse_document(raw, self.name)
+        return FlagDocument() if raw is None else parse_document(raw, self.name)
 
-    async def save(self, definitions: Iterable[FlagDefinition]) -> None:
-        """Replace the shared definitions (the write is one atomic SET)."""
+    async def save(self, flags: FlagDocument) -> None:
+        """Replace the shared definitions and segments (the write is one atomic SET)."""
         try:
-            await self._client.set(self._key, render_document(definitions))
+            await self._client.set(self._key, render_document(flags))
         except rexc.RedisError as exc:
             msg = f"{self.name}: cannot write: {_describe(exc)}"
             raise FlagStoreError(msg) from exc

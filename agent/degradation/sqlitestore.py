@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ from agent.degradation.errors import (
     StateError,
     StoreUnavailableError,
 )
-from agent.degradation.flags import FlagDefinition
+from agent.degradation.flags import FlagDocument
 from agent.degradation.flagstore import parse_document, render_document
 
 T = TypeVar("T")
@@ -149,14 +149,15 @@ class SqliteFlagStore:
         self._closed = False
         self.name = f"flags in {database.path}"
 
-    async def load(self) -> list[FlagDefinition]:
-        """The stored definitions; none before the first write."""
+    async def load(self) -> FlagDocument:
+        """The stored definitions and segments; none before the first write."""
         raw = await self._run(read_flags, "read")
-        return [] if raw is None else parse_document(raw, self.name)
+        return FlagDocument() if raw is None else parse_document(raw, self.name)
 
-    async def save(self, definitions: Iterable[FlagDefinition]) -> None:
-        """Replace the stored definitions; refuses to overwrite a document that does not load."""
-        document = render_document(definitions).decode()
+    async def save(self, flags: FlagDocument) -> None:
+        """Replace the stored definitions and segments; refuses to overwrite a document that
+        does not load."""
+        document = render_document(flags).decode()
 
         def work(db: sqlite3.Connection) -> None:
             with transaction(db):

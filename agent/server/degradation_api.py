@@ -1,4 +1,5 @@
-"""The degradation engine's admin API: level, pin and unpin, the audit trail, feature flags.
+"""The degradation engine's admin API: level, pin and unpin, the audit trail, feature flags and
+their segments.
 
 Reads need nothing; anything that changes state needs the admin token, compared in constant time
 as the bytes sent; a request that fails validation changes nothing and gets a 4xx saying why;
@@ -9,7 +10,8 @@ reading and error answers are `plumbing.py`.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -28,7 +30,7 @@ from agent.degradation.errors import (
     RequestError,
     StoreUnavailableError,
 )
-from agent.degradation.flags import FlagDefinition, Flags
+from agent.degradation.flags import FlagDefinition, FlagDiff, Flags, Segment
 from agent.degradation.levels import Level
 from agent.server.auth import AdminAuth, Principal
 from agent.server.backup_api import BACKUP_API
@@ -85,6 +87,10 @@ class DegradationApi:
         r.add_put("/api/v1/flags/{key}", self.put_flag)
         r.add_delete("/api/v1/flags/{key}", self.delete_flag)
         r.add_post("/api/v1/flags/{key}/evaluate", self.evaluate_flag)
+        r.add_get("/api/v1/segments", self.list_segments)
+        r.add_get("/api/v1/segments/{name}", self.get_segment)
+        r.add_put("/api/v1/segments/{name}", self.put_segment)
+        r.add_delete("/api/v1/segments/{name}", self.delete_segment)
         r.add_get("/api/v1/openapi.json", self.openapi)
 
     def _need_admin(self, request: web.Request) -> Principal:
@@ -147,30 +153,14 @@ class DegradationApi:
         """One flag definition."""
         found = self.flags.get(request.match_info["key"])
         if found is None:
-            raise web.HTTPNotFound(
-                text=json.dumps({"error": "no such flag"}), content_type="application/json"
-            )
+            raise _not_found("flag")
         return web.json_response(found.model_dump(mode="json"))
 
     async def put_flag(self, request: web.Request) -> web.Response:
         """Create or replace a flag (token required); cycles and unknown parents are refused."""
         actor = self._need_admin(request).acting_as(request.query.get("actor"))
-        key = request.match_info["key"]
-        raw = await read_json(request)
-        if isinstance(raw, dict):
-            raw.setdefault("key", key)
-        try:
-            definition = FlagDefinition.model_validate(raw)
-        except ValidationError as exc:
-            raise bad_request("invalid flag definition", validation_errors(exc)) from None
-        if definition.key != key:
-            raise bad_request("the body's key differs from the URL's")
-        try:
-            diff = await self.flags.set(definition)
-        except FlagError as exc:
-            raise bad_request(str(exc)) from None
-        except FlagStoreError as exc:
-            raise unavailable(exc) from None
+        definition = await _named_body(request, FlagDefinition, "key", "flag definition")
+        diff = await _written(self.flags.set(definition))
         await self._audit_flags("flag_set", diff, actor)
         return web.json_response(definition.model_dump(mode="json"))
 
@@ -179,15 +169,8 @@ class DegradationApi:
         actor = self._need_admin(request).acting_as(request.query.get("actor"))
         key = request.match_info["key"]
         if self.flags.get(key) is None:
-            raise web.HTTPNotFound(
-                text=json.dumps({"error": "no such flag"}), content_type="application/json"
-            )
-        try:
-            diff = await self.flags.delete(key)
-        except FlagError as exc:
-            raise bad_request(str(exc)) from None
-        except FlagStoreError as exc:
-            raise unavailable(exc) from None
+            raise _not_found("flag")
+        diff = await _written(self.flags.delete(key))
         await self._audit_flags("flag_deleted", diff, actor)
         return web.json_response({"deleted": key})
 
@@ -207,30 +190,105 @@ class DegradationApi:
             }
         )
 
-    async def _audit_flags(self, action: str, diff: Any, actor: str) -> None:
+    async def list_segments(self, request: web.Request) -> web.Response:
+        """Every segment, and the flags naming each."""
+        segments = self.flags.segments
+        return web.json_response(
+            {
+                "segments": [s.model_dump(mode="json") for s in segments],
+                "used_by": {s.name: list(self.flags.naming(s.name)) for s in segments},
+            }
+        )
+
+    async def get_segment(self, request: web.Request) -> web.Response:
+        """One segment."""
+        found = self.flags.segment(request.match_info["name"])
+        if found is None:
+            raise _not_found("segment")
+        return web.json_response(found.model_dump(mode="json"))
+
+    async def put_segment(self, request: web.Request) -> web.Response:
+        """Create or replace a segment (token required): every flag naming it answers by it."""
+        actor = self._need_admin(request).acting_as(request.query.get("actor"))
+        segment = await _named_body(request, Segment, "name", "segment")
+        diff = await _written(self.flags.set_segment(segment))
+        await self._audit_flags("segment_set", diff, actor, segments=True)
+        return web.json_response(segment.model_dump(mode="json"))
+
+    async def delete_segment(self, request: web.Request) -> web.Response:
+        """Delete a segment (token required); refused while a flag names it."""
+        actor = self._need_admin(request).acting_as(request.query.get("actor"))
+        name = request.match_info["name"]
+        if self.flags.segment(name) is None:
+            raise _not_found("segment")
+        diff = await _written(self.flags.delete_segment(name))
+        await self._audit_flags("segment_deleted", diff, actor, segments=True)
+        return web.json_response({"deleted": name})
+
+    async def _audit_flags(
+        self, action: str, diff: FlagDiff, actor: str, *, segments: bool = False
+    ) -> None:
+        """Record `diff` (of flags, or of `segments`); a change stored but not recorded is
+        logged as an error, never undone."""
         if not diff:
             return
+        details: dict[str, Any] = {"before": dict(diff.before), "after": dict(diff.after)}
+        if segments:
+            # A segment change is a change to the answers of every flag naming it.
+            users = {key for name in diff.keys for key in self.flags.naming(name)}
+            details = {"segments": list(diff.keys), "flags": sorted(users), **details}
+        else:
+            details = {"flags": list(diff.keys), **details}
         try:
-            await self._record_flags(action, diff, actor)
+            await self.engine.record(action, details, Actor("user", actor))
         except (StoreUnavailableError, ConflictError) as exc:
-            # The flag change itself is stored; say loudly that its audit entry is missing.
+            # The change itself is stored; say loudly that its audit entry is missing.
             log.error(
                 "flag change stored but not audited",
                 action=action,
                 error=str(exc),
-                flags=list(diff.keys),
+                changed=list(diff.keys),
             )
-
-    async def _record_flags(self, action: str, diff: Any, actor: str) -> None:
-        await self.engine.record(
-            action,
-            {"flags": list(diff.keys), "before": dict(diff.before), "after": dict(diff.after)},
-            Actor("user", actor),
-        )
 
     async def openapi(self, request: web.Request) -> web.Response:
         """The OpenAPI document of the webhook and the admin API (and the backups', if served)."""
         return web.json_response(document(backups=BACKUP_API in request.app))
+
+
+_Body = TypeVar("_Body", FlagDefinition, Segment)
+
+
+async def _named_body(request: web.Request, model: type[_Body], field: str, what: str) -> _Body:
+    """The request's body as a `model` whose `field` is the URL's last part (filled in when the
+    body leaves it out); 400 when it is not one, or names another."""
+    name = request.match_info[field]
+    raw = await read_json(request)
+    if isinstance(raw, dict):
+        raw.setdefault(field, name)
+    try:
+        body = model.model_validate(raw)
+    except ValidationError as exc:
+        raise bad_request(f"invalid {what}", validation_errors(exc)) from None
+    if getattr(body, field) != name:
+        raise bad_request(f"the body's {field} differs from the URL's")
+    return body
+
+
+async def _written(write: Awaitable[FlagDiff]) -> FlagDiff:
+    """The diff of a flag or segment write; 400 when refused, 503 when it cannot be stored."""
+    try:
+        return await write
+    except FlagError as exc:
+        raise bad_request(str(exc)) from None
+    except FlagStoreError as exc:
+        raise unavailable(exc) from None
+
+
+def _not_found(what: str) -> web.HTTPNotFound:
+    """The 404 of an unknown flag or segment."""
+    return web.HTTPNotFound(
+        text=json.dumps({"error": f"no such {what}"}), content_type="application/json"
+    )
 
 
 def _pin_actor(principal: Principal, body: PinRequest | UnpinRequest) -> str:

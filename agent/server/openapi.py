@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from agent import __version__
 from agent.degradation.alerts import WebhookPayload
 from agent.degradation.audit import MAX_LIMIT
-from agent.degradation.flags import FlagDefinition
+from agent.degradation.flags import FlagDefinition, Segment
 from agent.server.backup_api import (
     KINDS,
     OPERATIONS,
@@ -28,6 +28,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "UnpinRequest": UnpinRequest,
     "EvaluateRequest": EvaluateRequest,
     "FlagDefinition": FlagDefinition,
+    "Segment": Segment,
 }
 _BACKUP_MODELS: dict[str, type[BaseModel]] = {
     "BackupRequest": BackupRequest,
@@ -49,7 +50,7 @@ def _responses(ok: str, *errors: int) -> dict[str, Any]:
     texts = {
         400: "The request is invalid; nothing changed.",
         401: "Missing or wrong credentials; nothing changed.",
-        404: "No such flag.",
+        404: "No such flag (or segment).",
         409: "Conflict; nothing changed.",
         413: "The body, decoded, is larger than allowed; nothing changed.",
         415: "The body's Content-Encoding is not identity, gzip or deflate; nothing changed.",
@@ -141,6 +142,7 @@ def handler(
 def _degradation_paths(admin: list[dict[str, list[str]]]) -> dict[str, Any]:
     """The webhook's and the degradation API's operations."""
     key = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
+    name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
     actor = {
         "name": "actor",
         "in": "query",
@@ -239,6 +241,32 @@ def _degradation_paths(admin: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "requestBody": _body("EvaluateRequest"),
                 "responses": _responses("Value, variant and reason.", 400, 413, 415),
             }
+        },
+        "/api/v1/segments": {
+            "get": {
+                "summary": "Every segment",
+                "responses": _responses("Segments, and `used_by`: the flags naming each."),
+            }
+        },
+        "/api/v1/segments/{name}": {
+            "get": {
+                "summary": "One segment",
+                "parameters": name,
+                "responses": _responses("The segment.", 404),
+            },
+            "put": {
+                "summary": "Create or replace a segment (every flag naming it answers by it)",
+                "security": admin,
+                "parameters": [*name, actor],
+                "requestBody": _body("Segment"),
+                "responses": _responses("Stored.", 400, 401, 413, 415, 503),
+            },
+            "delete": {
+                "summary": "Delete a segment no flag names",
+                "security": admin,
+                "parameters": [*name, actor],
+                "responses": _responses("Deleted.", 400, 401, 404, 503),
+            },
         },
     }
 

@@ -1,5 +1,5 @@
 """The admin API of a running agent never answers 5xx for what a request holds: any headers,
-query strings and bodies on pin, unpin, flags, evaluate and audit."""
+query strings and bodies on pin, unpin, flags, segments, evaluate and audit."""
 
 from __future__ import annotations
 
@@ -97,6 +97,8 @@ variants = st.lists(
     max_size=2,
 )
 stickiness = mostly(st.sampled_from(["user_id", "userId", "default", "random"]), text)
+# Mostly the segment the segment routes below write, so that flags name one that exists.
+segment_names = st.lists(mostly(st.sampled_from(["s", "t"]), text), max_size=2)
 flags = _maybe(
     {
         "key": mostly(st.just("k"), text),
@@ -106,6 +108,7 @@ flags = _maybe(
         "stickiness": stickiness,
         "group_id": text | st.none(),
         "targeting": rules,
+        "segments": segment_names,
         "variants": variants,
         "strategies": st.lists(
             _maybe(
@@ -114,6 +117,7 @@ flags = _maybe(
                     "stickiness": stickiness,
                     "group_id": text | st.none(),
                     "targeting": rules,
+                    "segments": segment_names,
                     "variants": variants,
                 }
             ),
@@ -133,6 +137,7 @@ flags = _maybe(
         "disabled_at_level": levels,
     }
 )
+segments = _maybe({"name": mostly(st.just("s"), text), "description": any_text, "targeting": rules})
 contexts = _maybe({"context": mostly(st.dictionaries(text, text, max_size=4), json_values)})
 odd_bodies = weighted(
     json_values.map(json.dumps),
@@ -150,6 +155,7 @@ pieces = text.map(lambda t: urllib.parse.quote(t, safe="")) | st.sampled_from(
     ["%ff", "%", "%zz", "k", "%C2%B2", "9" * 5000, "0", "10001", "api%0A"]
 )
 keys = mostly(st.just("k"), pieces)
+names = mostly(st.sampled_from(["s", "t"]), pieces)
 # Audit queries: each parameter valid or close (times with and without offsets, far years, the
 # store's own cursor form and others), repeated, unknown ones, and raw pieces.
 times = (
@@ -179,6 +185,10 @@ routes = weighted(
     st.tuples(st.just("DELETE"), keys.map("/api/v1/flags/{}?actor=api".format), odd_bodies),
     st.tuples(st.just("POST"), keys.map("/api/v1/flags/{}/evaluate".format), bodies(contexts)),
     st.tuples(st.just("GET"), keys.map("/api/v1/flags/{}".format), st.just(b"")),
+    st.tuples(st.just("PUT"), names.map("/api/v1/segments/{}".format), bodies(segments)),
+    st.tuples(st.just("PUT"), pieces.map("/api/v1/segments/s?actor={}".format), bodies(segments)),
+    st.tuples(st.just("DELETE"), names.map("/api/v1/segments/{}?actor=api".format), odd_bodies),
+    st.tuples(st.just("GET"), names.map("/api/v1/segments/{}".format), st.just(b"")),
     st.tuples(st.just("GET"), audit_queries.map("/api/v1/audit?{}".format), st.just(b"")),
 )
 authorizations = weighted(
@@ -203,6 +213,7 @@ async def test_any_admin_request_gets_no_5xx(
     event(f"{method} {path.split('/')[3].split('?')[0]} {status}")
     assert status < 500, (status, answer)
     assert (await client.send("GET", "/api/v1/flags"))[0] == 200
+    assert (await client.send("GET", "/api/v1/segments"))[0] == 200
     await client.state()
     await client.assert_alive()
 

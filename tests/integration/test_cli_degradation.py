@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -215,6 +217,44 @@ async def test_flags_set_list_and_evaluate(start_agent) -> None:
     ]
     assert (on["value"], on["reason"], on["level"]) == (True, "static", "full")
     assert off.stdout.strip() == "search: off (variant off, reason degraded) at level minimal"
+
+
+async def test_segments_set_list_and_delete(start_agent, tmp_path: Path) -> None:
+    """`flags segments set` writes rules from --rule or --file, `flags set --segment` names it,
+    `list` shows who uses it, `delete` is refused while a flag names it and works after."""
+    agent = await start_agent(DISK, degradation=degradation())
+    cli = functools.partial(vigil, agent.base_url)
+
+    made = await cli(
+        "flags", "segments", "set", "beta", "--rule", "tier", "in", "beta,gold",
+        "--description", "beta testers",
+    )  # fmt: skip
+    named = await cli("flags", "set", "search", "--enabled", "--segment", "beta")
+    listed = await cli("flags", "segments", "list")
+    in_use = await cli("flags", "segments", "delete", "beta")
+    body = tmp_path / "beta.json"
+    rule = {"attribute": "region", "operator": "str_starts_with", "values": ["eu,"]}
+    body.write_text(json.dumps({"targeting": [rule]}), encoding="utf-8")
+    from_file = await cli("flags", "segments", "set", "beta", "--file", str(body))
+    answers = [
+        _json(await cli("flags", "evaluate", "search", "--context", f"region={r}", "--json"))
+        for r in ("eu,west", "us")
+    ]
+    unnamed = await cli("flags", "set", "search", "--no-segments")
+    deleted = await cli("flags", "segments", "delete", "beta", "--actor", "erin")
+    gone = _json(await cli("flags", "segments", "list", "--json"))
+
+    assert [d.returncode for d in (made, named, from_file, unnamed, deleted)] == [0] * 5
+    assert "tier in beta, gold" in made.stdout
+    assert "beta testers" in made.stdout
+    assert listed.stdout.split("\n")[2].replace("│", " ").split() == [
+        "beta", "tier", "in", "beta,", "gold", "search", "beta", "testers",
+    ]  # fmt: skip
+    assert in_use.returncode == 1
+    assert "cannot delete segment 'beta': flags naming it: search" in in_use.stderr
+    assert [a["value"] for a in answers] == [True, False]  # type: ignore[index]
+    assert deleted.stdout == "segment beta deleted\n"
+    assert gone == {"segments": [], "used_by": {}}
 
 
 async def test_flag_refused_by_the_agent_exits_1_with_its_error(start_agent) -> None:

@@ -20,6 +20,7 @@ SIMPLE = str(SPEC / "01-simple-examples.json")  # 3 features, all translate
 USER_ID = str(SPEC / "03-gradual-rollout-user-id-strategy.json")  # 4 features, all translate
 FLEXIBLE = SPEC / "10-flexible-rollout-strategy.json"  # 5 features, all translate
 DEPENDENT = str(SPEC / "17-dependent-features.json")  # 25 features, parents and children
+SEGMENTS = str(SPEC / "15-global-constraints.json")  # 5 features naming 4 of 5 segments
 CUSTOM = {"name": "Custom.Strategy", "enabled": True, "strategies": [{"name": "myStrategy"}]}
 
 
@@ -50,6 +51,21 @@ async def flags_of(agent: Any) -> dict[str, dict[str, Any]]:
 def spec(path: str) -> dict[str, Any]:
     """A spec test file: its client-features document (`state`) and its cases (`tests`)."""
     return dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+async def answers_spec_cases(agent: Any, path: str) -> int:
+    """How many `tests` cases of spec file `path` the agent's evaluate endpoint was asked;
+    every answer must be the spec's."""
+    cases = spec(path)["tests"]
+    answers = []
+    for case in cases:
+        key = case["toggleName"].lower()
+        body = {"context": vigil_context(case["context"])}
+        status, answer = await agent.send("POST", f"/api/v1/flags/{key}/evaluate", body)
+        assert status == 200, answer
+        answers.append((case["description"], answer["value"]))
+    assert answers == [(case["description"], case["expectedResult"]) for case in cases]
+    return len(answers)
 
 
 async def test_dry_run_prints_each_feature_and_changes_nothing(start_agent, refusing: str) -> None:
@@ -102,16 +118,7 @@ async def test_import_creates_flags_that_answer_as_unleash(start_agent) -> None:
         in done.stdout
     )
     assert sorted(await flags_of(agent)) == ["feature.a3", "feature.b3", "feature.c3", "feature.d3"]
-    cases = spec(USER_ID)["tests"]
-    answers = []
-    for case in cases:
-        key = case["toggleName"].lower()
-        body = {"context": vigil_context(case["context"])}
-        status, answer = await agent.send("POST", f"/api/v1/flags/{key}/evaluate", body)
-        assert status == 200, answer
-        answers.append((case["description"], answer["value"]))
-    assert answers == [(case["description"], case["expectedResult"]) for case in cases]
-    assert len(answers) == 6
+    assert await answers_spec_cases(agent, USER_ID) == 6
 
 
 async def test_a_refused_feature_imports_nothing(start_agent, refusing: str) -> None:
@@ -141,7 +148,7 @@ async def test_existing_flags_are_replaced_only_with_replace(start_agent) -> Non
 
     assert refused.returncode == 2
     assert refused.stderr == (
-        "vigil: these flags exist already: feature.a; --replace replaces them. Nothing imported\n"
+        "vigil: these exist already: flags feature.a; --replace replaces them. Nothing imported\n"
     )
     assert list(kept) == ["feature.a"]
     assert (kept["feature.a"]["enabled"], kept["feature.a"]["description"]) == (False, "mine")
@@ -234,3 +241,86 @@ async def test_dependent_features_import_parents_first_and_answer_as_unleash(sta
         assert status in (200, 404), answer
         answers.append((case["description"], status == 200 and answer["value"]))
     assert answers == [(case["description"], case["expectedResult"]) for case in cases]
+
+
+SHARED = {
+    "version": 2,
+    "segments": [
+        {
+            "id": 7,
+            "name": "Beta testers",
+            "constraints": [{"contextName": "tier", "operator": "IN", "values": ["beta"]}],
+        },
+        {"id": 8, "name": "unused", "constraints": []},
+    ],
+    "features": [
+        {
+            "name": name,
+            "enabled": True,
+            "strategies": [{"name": "default", "segments": [7]}],
+        }
+        for name in ("Search", "Cart")
+    ],
+}
+
+
+async def test_a_segment_imports_once_and_stays_shared(start_agent, tmp_path: Path) -> None:
+    """The segment two features name is written once, before them, under its Unleash name;
+    the flags name it, so a later change to it reaches both. A second import clashes with it
+    unless --replace."""
+    agent = await start_agent(DISK, degradation=degradation())
+    path = tmp_path / "shared.json"
+    path.write_text(json.dumps(SHARED), encoding="utf-8")
+
+    done = await vigil(agent.base_url, "flags", "import", str(path), "--actor", "dave")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "segment beta-testers: tier in beta (created)",
+        "Search -> search: enabled, on by any of: [100 % by default in 'Search', in segments"
+        " beta-testers] (created)",
+        "Cart -> cart: enabled, on by any of: [100 % by default in 'Cart', in segments"
+        " beta-testers] (created)",
+        "2 feature(s) imported: 2 created, 0 replaced; 1 segment(s): 1 created, 0 replaced",
+    ]
+    _, listed = await agent.send("GET", "/api/v1/segments")
+    assert listed["used_by"] == {"beta-testers": ["search", "cart"]}
+    assert listed["segments"][0]["description"] == "Unleash segment 7 (Beta testers)"
+    gold = {"targeting": [{"attribute": "tier", "operator": "in", "values": ["gold"]}]}
+    await agent.send("PUT", "/api/v1/segments/beta-testers", gold, token=ADMIN)
+    for key in ("search", "cart"):
+        _, answer = await agent.send(
+            "POST", f"/api/v1/flags/{key}/evaluate", {"context": {"tier": "gold"}}
+        )
+        assert answer["value"] is True
+
+    again = await vigil(agent.base_url, "flags", "import", str(path))
+    assert again.returncode == 2
+    assert again.stderr == (
+        "vigil: these exist already: flags cart, search; segments beta-testers;"
+        " --replace replaces them. Nothing imported\n"
+    )
+    replaced = await vigil(agent.base_url, "flags", "import", str(path), "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout.splitlines()[0] == "segment beta-testers: tier in beta (replaced)"
+    _, audit = await agent.send("GET", "/api/v1/audit?kind=segment_set&actor=dave")
+    assert [e["segments"] for e in audit["entries"]] == [["beta-testers"]]
+
+
+async def test_spec_segments_import_and_answer_as_unleash(start_agent) -> None:
+    """Spec file 15 (segments, one missing) imports its segments and flags, and every case
+    answers through the agent as the spec expects."""
+    agent = await start_agent(DISK, degradation=degradation())
+
+    done = await vigil(agent.base_url, "flags", "import", SEGMENTS, "--json")
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [s["segment"]["name"] for s in report["segments"]] == [
+        "segment-1",
+        "segment-2",
+        "segment-4",
+        "segment-5",
+    ]
+    assert {s["action"] for s in report["segments"]} == {"created"}
+    assert await answers_spec_cases(agent, SEGMENTS) == len(spec(SEGMENTS)["tests"])

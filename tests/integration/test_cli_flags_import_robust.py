@@ -37,7 +37,25 @@ strategies = st.fixed_dictionaries(
             json_values,
         )
     },
-    optional={"parameters": mostly(parameters, json_values), "constraints": json_values},
+    optional={
+        "parameters": mostly(parameters, json_values),
+        "constraints": json_values,
+        "segments": mostly(st.lists(st.integers(1, 3), max_size=2), json_values),
+    },
+)
+tiers = st.fixed_dictionaries(
+    {"contextName": st.just("tier"), "operator": st.sampled_from(["IN", "NOT_IN", "REGEX"])},
+    optional={"values": st.lists(st.sampled_from(["beta", "gold"])), "value": st.just("b.*")},
+)
+segments = st.lists(
+    st.fixed_dictionaries(
+        {"id": mostly(st.integers(1, 3), json_values)},
+        optional={
+            "name": mostly(st.sampled_from(["Beta", "beta", "a b", "x/y"]), json_values),
+            "constraints": mostly(st.lists(tiers, max_size=2), json_values),
+        },
+    ),
+    max_size=3,
 )
 features = st.fixed_dictionaries(
     {"name": mostly(st.sampled_from(["A", "b", "Fuzz.C"]), json_values | text)},
@@ -50,7 +68,7 @@ features = st.fixed_dictionaries(
 )
 documents = st.fixed_dictionaries(
     {"features": mostly(st.lists(features, max_size=3), json_values)},
-    optional={"version": json_values, "segments": json_values},
+    optional={"version": json_values, "segments": mostly(segments, json_values)},
 )
 files = st.one_of(
     json_values.map(json.dumps),
@@ -68,15 +86,25 @@ async def agent(start_agent: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return await start_agent(DISK, degradation=degradation())
 
 
-def expected(raw: bytes) -> dict[str, dict[str, Any]] | None:
-    """The flags a clean import of `raw` writes, by key; None when it is refused."""
+def expected(raw: bytes) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The flags (by key) and segments (by name) a clean import of `raw` writes; None when it
+    is refused."""
     try:
         translation = translate_features(read_document(raw))
     except DocumentError:
         return None
     if translation.refused:
         return None
-    return {d.key: d.model_dump(mode="json") for d in translation.definitions.values()}
+    flags = {d.key: d.model_dump(mode="json") for d in translation.definitions.values()}
+    named = {n: s.model_dump(mode="json") for n, s in translation.segments.items()}
+    return flags, named
+
+
+async def segments_of(agent: Any) -> dict[str, Any]:
+    """Every segment of the agent, by name."""
+    status, body = await agent.send("GET", "/api/v1/segments")
+    assert status == 200, body
+    return {s["name"]: s for s in body["segments"]}
 
 
 @settings(
@@ -92,7 +120,7 @@ async def test_any_file_ends_in_a_documented_exit_and_writes_only_a_clean_import
     writes exactly the document's translation."""
     path = tmp_path / "features.json"
     path.write_text(content, encoding="utf-8", errors="surrogatepass")
-    before = await flags_of(agent)
+    before, segments_before = await flags_of(agent), await segments_of(agent)
 
     args = ["flags", "import", str(path), "--actor", "fuzz", *(["--replace"] if replace else [])]
     env = {"VIGIL_URL": agent.base_url, "VIGIL_ADMIN_TOKEN": ADMIN}
@@ -101,14 +129,15 @@ async def test_any_file_ends_in_a_documented_exit_and_writes_only_a_clean_import
     # An exception escaping the command (a traceback) is `done.exception`, not a SystemExit.
     done = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)
 
-    after = await flags_of(agent)
+    after, segments_after = await flags_of(agent), await segments_of(agent)
     event(f"exit {done.exit_code}")
     if done.exception is not None and not isinstance(done.exception, SystemExit):
         raise done.exception
     assert done.exit_code in (0, 2, 3), done.output
     if done.exit_code != 0:
-        assert after == before
+        assert (after, segments_after) == (before, segments_before)
         return
     written = expected(path.read_bytes())
     assert written is not None
-    assert after == {**before, **written}
+    assert after == {**before, **written[0]}
+    assert segments_after == {**segments_before, **written[1]}

@@ -608,3 +608,89 @@ async def test_flag_writes_name_their_actor(start_agent) -> None:
         {"kind": "user", "id": "alice"}
     ]
     assert flag["enabled"] is True
+
+
+BETA = {
+    "description": "Beta testers",
+    "targeting": [{"attribute": "tier", "operator": "in", "values": ["beta"]}],
+}
+
+
+async def test_a_segment_is_shared_by_the_flags_naming_it(start_agent) -> None:
+    """Two flags name one segment: changing the segment changes both answers at once, the
+    change is audited with the flags it touches, and everything survives a restart."""
+    first = await start_agent(DISK, degradation=degradation())
+    put, stored = await first.send("PUT", "/api/v1/segments/beta?actor=alice", BETA, token=ADMIN)
+    assert (put, stored["name"]) == (200, "beta")
+    await first.send(
+        "PUT", "/api/v1/flags/search", {"enabled": True, "segments": ["beta"]}, token=ADMIN
+    )
+    strategy = {"rollout_percent": 100, "stickiness": "default", "segments": ["beta"]}
+    await first.send(
+        "PUT", "/api/v1/flags/cart", {"enabled": True, "strategies": [strategy]}, token=ADMIN
+    )
+
+    async def answers(agent: Any, tier: str) -> list[bool]:
+        values = []
+        for key in ("search", "cart"):
+            _, got = await agent.send(
+                "POST", f"/api/v1/flags/{key}/evaluate", {"context": {"tier": tier}}
+            )
+            values.append(got["value"])
+        return values
+
+    assert await answers(first, "beta") == [True, True]
+    assert await answers(first, "gold") == [False, False]
+    gold = {**BETA, "targeting": [{**BETA["targeting"][0], "values": ["gold"]}]}
+    assert (await first.send("PUT", "/api/v1/segments/beta", gold, token=ADMIN))[0] == 200
+    assert await answers(first, "beta") == [False, False]
+    assert await answers(first, "gold") == [True, True]
+
+    _, listed = await first.send("GET", "/api/v1/segments")
+    assert listed["used_by"] == {"beta": ["search", "cart"]}
+    _, audit = await first.send("GET", "/api/v1/audit?kind=segment_set")
+    created, changed = reversed(audit["entries"])
+    assert created["actor"] == {"kind": "user", "id": "alice"}
+    assert (created["segments"], created["flags"], created["before"]) == (["beta"], [], {})
+    assert changed["flags"] == ["cart", "search"]
+    assert changed["after"]["beta"]["targeting"][0]["values"] == ["gold"]
+    await first.agent.stop()
+
+    second = await start_agent(DISK, degradation=degradation())
+    assert await answers(second, "gold") == [True, True]
+    _, segment = await second.send("GET", "/api/v1/segments/beta")
+    assert (segment["name"], segment["targeting"][0]["values"]) == ("beta", ["gold"])
+
+
+async def test_segment_writes_that_would_break_a_flag_are_refused(start_agent) -> None:
+    """A flag naming an unknown segment, and deleting a segment a flag names, are refused with
+    400 and change nothing; an unused segment deletes; unknown ones are 404."""
+    agent = await start_agent(DISK, degradation=degradation())
+    unknown, body = await agent.send(
+        "PUT", "/api/v1/flags/search", {"enabled": True, "segments": ["beta"]}, token=ADMIN
+    )
+    assert (unknown, body["error"]) == (400, "flag 'search' names unknown segment 'beta'")
+    assert (await agent.send("GET", "/api/v1/flags/search"))[0] == 404
+
+    await agent.send("PUT", "/api/v1/segments/beta", BETA, token=ADMIN)
+    await agent.send("PUT", "/api/v1/flags/search", {"segments": ["beta"]}, token=ADMIN)
+    used, body = await agent.send("DELETE", "/api/v1/segments/beta", token=ADMIN)
+    assert (used, body["error"]) == (400, "cannot delete segment 'beta': flags naming it: search")
+    assert (await agent.send("GET", "/api/v1/segments/beta"))[0] == 200
+
+    no_token, _ = await agent.send("PUT", "/api/v1/segments/other", BETA)
+    other_name, body = await agent.send(
+        "PUT", "/api/v1/segments/beta", {**BETA, "name": "gamma"}, token=ADMIN
+    )
+    invalid, _ = await agent.send("PUT", "/api/v1/segments/Beta", BETA, token=ADMIN)
+    assert (no_token, other_name, invalid) == (401, 400, 400)
+    assert body["error"] == "the body's name differs from the URL's"
+
+    await agent.send("PUT", "/api/v1/flags/search", {"segments": []}, token=ADMIN)
+    deleted, body = await agent.send("DELETE", "/api/v1/segments/beta?actor=bob", token=ADMIN)
+    assert (deleted, body) == (200, {"deleted": "beta"})
+    assert (await agent.send("DELETE", "/api/v1/segments/beta", token=ADMIN))[0] == 404
+    assert (await agent.send("GET", "/api/v1/segments/beta"))[0] == 404
+    assert await agent.send("GET", "/api/v1/segments") == (200, {"segments": [], "used_by": {}})
+    _, audit = await agent.send("GET", "/api/v1/audit?kind=segment_deleted")
+    assert audit["entries"][0]["actor"] == {"kind": "user", "id": "bob"}

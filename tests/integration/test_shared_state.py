@@ -131,3 +131,21 @@ async def test_flags_are_shared_through_redis(
     assert answer["value"] is True
     _, listed = await agents[1].send("GET", "/api/v1/flags")
     assert [f["key"] for f in listed["flags"]] == ["search"]
+
+    # A segment is shared with the flags: the second agent follows a change made on the first.
+    rule = {"attribute": "tier", "operator": "in", "values": ["beta"]}
+    await agents[0].send("PUT", "/api/v1/segments/beta", {"targeting": [rule]}, token=TOKEN)
+    await agents[0].send(
+        "PUT", "/api/v1/flags/search", {"enabled": True, "segments": ["beta"]}, token=TOKEN
+    )
+
+    async def off_outside_the_segment() -> Any:
+        _, answer = await agents[1].send(
+            "POST", "/api/v1/flags/search/evaluate", {"context": {"tier": "gold"}}
+        )
+        return answer if not answer["value"] else None
+
+    answer = await poll_until(off_outside_the_segment, 2, what="the segment on the second agent")
+    assert answer["reason"] == "default"
+    _, shared = await agents[1].send("GET", "/api/v1/segments")
+    assert shared["used_by"] == {"beta": ["search"]}

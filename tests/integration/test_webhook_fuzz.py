@@ -511,6 +511,10 @@ DOCUMENTED = {
     "PUT /api/v1/flags/{key}",
     "DELETE /api/v1/flags/{key}",
     "POST /api/v1/flags/{key}/evaluate",
+    "GET /api/v1/segments",
+    "GET /api/v1/segments/{name}",
+    "PUT /api/v1/segments/{name}",
+    "DELETE /api/v1/segments/{name}",
     "GET /api/v1/checks/history",
     "GET /api/v1/limits",
     "GET /api/v1/queues",
@@ -546,6 +550,9 @@ def test_api_conforms_to_its_openapi_document(agent: AgentProcess, mode: Generat
             "GET /api/v1/flags/{key}",  # a random key names no flag: 404
             "PUT /api/v1/flags/{key}",  # a random URL key differs from the body's: 400
             "DELETE /api/v1/flags/{key}",
+            "GET /api/v1/segments/{name}",  # the same for segments
+            "PUT /api/v1/segments/{name}",
+            "DELETE /api/v1/segments/{name}",
         }, answered
 
 

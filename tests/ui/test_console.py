@@ -277,6 +277,26 @@ def test_an_operator_toggles_a_flag_and_its_evaluation_changes(console: Console)
     assert any(e["action"].startswith("flag") for e in audit["entries"]), audit
 
 
+def test_a_flag_toggled_in_the_console_keeps_its_segments(console: Console) -> None:
+    """The flags page says which segments a flag names, and turning the flag on from it keeps
+    them (the console writes the whole definition back)."""
+    rule = {"attribute": "tier", "operator": "in", "values": ["beta"]}
+    assert console.admin("PUT", "/api/v1/segments/beta", {"targeting": [rule]})[0] == 200
+    body = {"enabled": False, "segments": ["beta"]}
+    assert console.admin("PUT", "/api/v1/flags/beta-search", body)[0] == 200
+    with chromium(LAPTOP) as driver:
+        log_in(driver, console)
+        open_page(driver, console, "flags")
+        wait_for(driver, lambda d: "100% in beta" in text_of(d, "#flags-list"), "the segment")
+        driver.find_element(By.CSS_SELECTOR, "button[data-flag='beta-search']").click()
+        wait_for(
+            driver,
+            lambda d: console.api("GET", "/api/v1/flags/beta-search")[1]["enabled"] is True,
+            "the flag on",
+        )
+    assert console.api("GET", "/api/v1/flags/beta-search")[1]["segments"] == ["beta"]
+
+
 def test_an_operator_starts_a_backup_and_a_drill_and_sees_them_listed(console: Console) -> None:
     with chromium(LAPTOP) as driver:
         open_page(driver, console, "backups")

@@ -7,7 +7,8 @@ Evaluation of one flag for a context and a degradation level; the first step tha
 3. level at or above `disabled_at_level` -> off, `degraded`;
 4. a `depends_on` entry not satisfied by its parent's answer (parents are evaluated with the same
    context and level; a parent answering `error` satisfies nothing) -> off, `prerequisite_failed`;
-5. targeting rules present and not all matched -> off, `default`;
+5. targeting rules (its own and those of the segments it names) present and not all matched
+   -> off, `default`;
 6. hashing needed (a rollout strictly between 0 and 100 %, or a choice between several variants)
    but the stickiness attribute is missing from the context -> off, `error` (`stickiness_missing`).
    Never a random draw: the same context always gets the same answer;
@@ -32,6 +33,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 import mmh3
 
@@ -50,6 +52,7 @@ from agent.degradation.flags.model import (
     FlagDefinition,
     Payload,
     Reason,
+    Segment,
     Strategy,
     TargetingRule,
     Variant,
@@ -58,6 +61,8 @@ from agent.degradation.levels import Level
 
 _Answer = tuple[Evaluation, int]
 _Predicate = Callable[[Mapping[str, str]], bool]
+_Segments = Mapping[str, tuple[_Predicate, ...]]
+"""Each segment's rules, compiled once for every flag naming it."""
 _NEVER = len(Level)  # off_level of a flag without disabled_at_level: no level reaches it
 _DRAW = random.randrange  # the random draws Unleash's `default` and `random` stickiness make
 
@@ -322,6 +327,7 @@ class _Flag:
         definition: FlagDefinition,
         parents: tuple[tuple[_Flag, bool, frozenset[str]], ...],
         slot: Callable[[str, Reason], int],
+        segments: _Segments,
     ) -> None:
         key = definition.key
 
@@ -338,7 +344,7 @@ class _Flag:
         level = definition.disabled_at_level
         self.off_level = _NEVER if level is None else int(level)
         self.parents = parents
-        self.rules = tuple(_predicate(rule) for rule in definition.targeting)
+        self.rules = _rules(definition.targeting, definition.segments, segments)
         self.disabled = answer(Reason.DISABLED)
         self.degraded = answer(Reason.DEGRADED)
         self.prerequisite_failed = answer(Reason.PREREQUISITE_FAILED)
@@ -354,7 +360,7 @@ class _Flag:
         self.rollout: _Rollout | None = None
         if definition.strategies:
             self.strategies = tuple(
-                self._strategy(s, definition, group, variants, answer)
+                self._strategy(s, definition, group, variants, answer, segments)
                 for s in definition.strategies
             )
             return
@@ -379,8 +385,9 @@ class _Flag:
         group: str,
         variants: list[Variant],
         answer: Callable[..., _Answer],
+        segments: _Segments,
     ) -> _StrategyAnswer:
-        rules = tuple(_predicate(rule) for rule in strategy.targeting)
+        rules = _rules(strategy.targeting, strategy.segments, segments)
         threshold = round(strategy.rollout_percent * 100)
         own = [v for v in strategy.variants if v.weight > 0]
         hashed = 0 < threshold < BUCKETS or len(own if own else variants) > 1
@@ -437,6 +444,28 @@ class _Flag:
         return self.missing if chosen is None else chosen
 
 
+def _rules(
+    targeting: list[TargetingRule], names: list[str], segments: _Segments
+) -> tuple[_Predicate, ...]:
+    """The predicates of a flag's or a strategy's own rules, then of its segments' rules."""
+    own = tuple(_predicate(rule) for rule in targeting)
+    return own + tuple(p for name in names for p in segments[name])
+
+
+_Named = TypeVar("_Named", FlagDefinition, Segment)
+
+
+def _unique(items: Iterable[_Named], name: Callable[[_Named], str], what: str) -> dict[str, _Named]:
+    """`items` by name, in order; FlagError naming the first name given twice."""
+    by_name: dict[str, _Named] = {}
+    for item in items:
+        if name(item) in by_name:
+            msg = f"duplicate {what} {name(item)!r}"
+            raise FlagError(msg)
+        by_name[name(item)] = item
+    return by_name
+
+
 def _ordered(definitions: Mapping[str, FlagDefinition]) -> list[str]:
     """Keys with parents before children; FlagError naming the first dependency cycle found."""
     done: set[str] = set()
@@ -467,9 +496,16 @@ def _ordered(definitions: Mapping[str, FlagDefinition]) -> list[str]:
     return order
 
 
-def _check_references(definitions: Mapping[str, FlagDefinition]) -> None:
-    """FlagError for a dependency on an unknown flag or on a variant its parent does not have."""
+def _check_references(
+    definitions: Mapping[str, FlagDefinition], segments: Mapping[str, Segment]
+) -> None:
+    """FlagError for a dependency on an unknown flag or on a variant its parent does not have,
+    and for a segment that does not exist."""
     for definition in definitions.values():
+        for name in definition.segment_names:
+            if name not in segments:
+                msg = f"flag {definition.key!r} names unknown segment {name!r}"
+                raise FlagError(msg)
         for dep in definition.depends_on:
             parent = definitions.get(dep.flag)
             if parent is None:
@@ -493,6 +529,7 @@ class FlagSet:
         "_counts",
         "_definitions",
         "_lookup",
+        "_segments",
         "_slot_keys",
         "_unknown",
     )
@@ -500,6 +537,7 @@ class FlagSet:
     def __init__(self) -> None:
         self._by_key: dict[str, _Flag] = {}
         self._definitions: tuple[FlagDefinition, ...] = ()
+        self._segments: dict[str, Segment] = {}
         self._lookup: dict[str, FlagDefinition] = {}
         self._counts: list[int] = []
         self._slot_keys: list[tuple[str, Reason]] = []
@@ -511,19 +549,17 @@ class FlagSet:
         cls,
         definitions: Iterable[FlagDefinition],
         *,
+        segments: Iterable[Segment] = (),
         counts: Mapping[tuple[str, Reason], int] | None = None,
     ) -> FlagSet:
-        """Validate and compile `definitions`; FlagError on duplicates, unknown parents, cycles.
+        """Validate and compile `definitions` with the `segments` they name; FlagError on
+        duplicate keys or segment names, unknown parents or segments, cycles.
 
         `counts` (a previous set's `stats()`) is carried over so counters stay monotonic.
         """
-        by_key: dict[str, FlagDefinition] = {}
-        for definition in definitions:
-            if definition.key in by_key:
-                msg = f"duplicate flag key {definition.key!r}"
-                raise FlagError(msg)
-            by_key[definition.key] = definition
-        _check_references(by_key)
+        named = _unique(segments, lambda s: s.name, "segment name")
+        by_key = _unique(definitions, lambda d: d.key, "flag key")
+        _check_references(by_key, named)
         order = _ordered(by_key)
         depth: dict[str, int] = {}
         for key in order:
@@ -543,14 +579,19 @@ class FlagSet:
                 flag_set._counts.append(0)
             return index
 
+        compiled = {
+            name: tuple(_predicate(rule) for rule in segment.targeting)
+            for name, segment in named.items()
+        }
         for key in order:
             definition = by_key[key]
             parents = tuple(
                 (flag_set._by_key[d.flag], d.enabled, frozenset(d.wanted))
                 for d in definition.depends_on
             )
-            flag_set._by_key[key] = _Flag(definition, parents, slot)
+            flag_set._by_key[key] = _Flag(definition, parents, slot, compiled)
         flag_set._definitions = tuple(by_key.values())
+        flag_set._segments = named
         flag_set._lookup = by_key
         flag_set._base = dict(counts or {})
         return flag_set
@@ -563,6 +604,19 @@ class FlagSet:
     def get(self, key: str) -> FlagDefinition | None:
         """The definition of `key`, or None."""
         return self._lookup.get(key)
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The segments, in the order given to `build`."""
+        return tuple(self._segments.values())
+
+    def segment(self, name: str) -> Segment | None:
+        """The segment called `name`, or None."""
+        return self._segments.get(name)
+
+    def naming(self, name: str) -> tuple[str, ...]:
+        """The keys of the flags naming segment `name` (themselves or in a strategy)."""
+        return tuple(d.key for d in self._definitions if name in d.segment_names)
 
     def __contains__(self, key: object) -> bool:
         """Whether a flag named `key` exists."""

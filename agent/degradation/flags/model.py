@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     PlainSerializer,
@@ -21,7 +22,7 @@ from agent.config.base import Strict
 from agent.degradation.flags.constraints import Operator, problem
 from agent.degradation.levels import Level
 
-_KEY = r"^[^\s/\\?#%.\-\x00-\x1f\x7f][^\s/\\?#%\x00-\x1f\x7f]{0,99}$"
+KEY_PATTERN = r"^[^\s/\\?#%.\-\x00-\x1f\x7f][^\s/\\?#%\x00-\x1f\x7f]{0,99}$"
 """A flag key: up to 100 characters of any script (Unleash names are UTF-8), no whitespace, no
 `/ \\ ? # %` (it is a path segment of the HTTP API), not starting with `.` or `-`; lower case."""
 _VARIANT = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]{0,98}[^\s\x00-\x1f\x7f])?$"
@@ -161,7 +162,7 @@ class Dependency(Strict):
     """A parent flag that must answer `enabled` (and one of `variants`, if given) for a child
     to be on."""
 
-    flag: str = Field(pattern=_KEY)
+    flag: str = Field(pattern=KEY_PATTERN)
     enabled: bool = True
     variant: str | None = Field(default=None, description="One required variant (or `variants`).")
     variants: list[str] = Field(
@@ -184,6 +185,42 @@ class Dependency(Strict):
         return (self.variant,) if self.variant is not None else tuple(self.variants)
 
 
+def _lower(value: str) -> str:
+    """`value` when it is lower case (keys and segment names); ValueError otherwise."""
+    if value != value.lower():
+        msg = f"must be lower case ({value.lower()!r})"
+        raise ValueError(msg)
+    return value
+
+
+SegmentName = Annotated[str, Field(pattern=KEY_PATTERN), AfterValidator(_lower)]
+"""A segment's name: the shape of a flag key."""
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        msg = "segment names must not repeat"
+        raise ValueError(msg)
+    return names
+
+
+SegmentNames = Annotated[
+    list[SegmentName],
+    AfterValidator(_unique_names),
+    Field(description="Segments whose rules must all match too (by name)."),
+]
+"""The segments a flag or a strategy names: each one's rules are added to its targeting."""
+
+
+class Segment(Strict):
+    """Targeting rules shared by name: every flag or strategy naming it matches only when all
+    of them do (Unleash's segments). A segment without rules matches every context."""
+
+    name: SegmentName
+    description: str = ""
+    targeting: list[TargetingRule] = Field(default_factory=list, description="All must match.")
+
+
 class Strategy(Strict):
     """One way a flag can be on: its targeting all matched and the subject in its rollout.
 
@@ -197,6 +234,7 @@ class Strategy(Strict):
         default=None, max_length=128, description="Hash group; defaults to the flag's key."
     )
     targeting: list[TargetingRule] = Field(default_factory=list, description="All must match.")
+    segments: SegmentNames = Field(default_factory=list)
     variants: list[Variant] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -208,16 +246,13 @@ class Strategy(Strict):
 class FlagDefinition(Strict):
     """A flag as written by an operator and persisted in the flag file."""
 
-    key: str = Field(pattern=_KEY)
+    key: str = Field(pattern=KEY_PATTERN)
     description: str = ""
 
     @field_validator("key")
     @classmethod
     def _lower_case(cls, value: str) -> str:
-        if value != value.lower():
-            msg = f"must be lower case ({value.lower()!r})"
-            raise ValueError(msg)
-        return value
+        return _lower(value)
 
     enabled: bool = False
     rollout_percent: float = Field(default=100.0, ge=0, le=100)
@@ -226,6 +261,7 @@ class FlagDefinition(Strict):
         default=None, min_length=1, max_length=128, description="Hash group; defaults to key."
     )
     targeting: list[TargetingRule] = Field(default_factory=list, description="All must match.")
+    segments: SegmentNames = Field(default_factory=list)
     variants: list[Variant] = Field(default_factory=list)
     strategies: list[Strategy] = Field(
         default_factory=list,
@@ -248,6 +284,12 @@ class FlagDefinition(Strict):
         return self
 
     @property
+    def segment_names(self) -> tuple[str, ...]:
+        """The segments the flag and its strategies name, each once, in order."""
+        names = [*self.segments, *(n for s in self.strategies for n in s.segments)]
+        return tuple(dict.fromkeys(names))
+
+    @property
     def variant_names(self) -> tuple[str, ...]:
         """The variants an on answer can carry (`on` when it can be on without a variant)."""
         own = [v.name for v in self.variants if v.weight > 0] or ["on"]
@@ -257,6 +299,14 @@ class FlagDefinition(Strict):
         for strategy in self.strategies:
             names.update(dict.fromkeys([v.name for v in strategy.variants if v.weight > 0] or own))
         return tuple(names)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FlagDocument:
+    """Everything a flag store keeps: the definitions and the segments they name."""
+
+    flags: tuple[FlagDefinition, ...] = ()
+    segments: tuple[Segment, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import asyncio
 import collections
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agent.degradation.errors import FlagError, FlagStoreError
 from agent.degradation.flags.evaluation import FlagSet
@@ -14,7 +14,9 @@ from agent.degradation.flags.model import (
     NO_CONTEXT,
     Evaluation,
     FlagDefinition,
+    FlagDocument,
     Reason,
+    Segment,
 )
 from agent.degradation.levels import Level
 
@@ -26,11 +28,11 @@ class FlagStore(Protocol):
     def name(self) -> str:
         """Where the definitions live, as messages name it."""
 
-    async def load(self) -> list[FlagDefinition]:
-        """The stored definitions."""
+    async def load(self) -> FlagDocument:
+        """The stored definitions and segments."""
 
-    async def save(self, definitions: Iterable[FlagDefinition]) -> None:
-        """Replace the stored definitions."""
+    async def save(self, flags: FlagDocument) -> None:
+        """Replace the stored definitions and segments."""
 
     async def close(self) -> None:
         """Release the store's connections."""
@@ -38,9 +40,10 @@ class FlagStore(Protocol):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FlagDiff:
-    """What a write changed, for the audit log: JSON definitions before and after, by key.
+    """What a write changed, for the audit log: JSON definitions of flags (or of segments)
+    before and after, by key (or name).
 
-    Only changed flags appear; a key missing from `before` was created, from `after` deleted.
+    Only changed ones appear; a key missing from `before` was created, from `after` deleted.
     """
 
     before: Mapping[str, dict[str, Any]]
@@ -48,7 +51,7 @@ class FlagDiff:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """The changed flag keys, sorted."""
+        """The changed flag keys (segment names), sorted."""
         return tuple(sorted({*self.before, *self.after}))
 
     def __bool__(self) -> bool:
@@ -73,11 +76,12 @@ class Flags:
         self,
         definitions: Iterable[FlagDefinition] = (),
         *,
+        segments: Iterable[Segment] = (),
         level: Callable[[], Level] = _full,
         forced_off: Callable[[], frozenset[str]] = frozenset,
         store: FlagStore | None = None,
     ) -> None:
-        self._set = FlagSet.build(definitions)
+        self._set = FlagSet.build(definitions, segments=segments)
         self._level = level
         # Without a level source or forced flags, evaluate skips calling them (~120 ns a call).
         self._fixed_level = Level.FULL if level is _full else None
@@ -109,6 +113,19 @@ class Flags:
     def get(self, key: str) -> FlagDefinition | None:
         """The current definition of `key`, or None."""
         return self._set.get(key)
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The current segments."""
+        return self._set.segments
+
+    def segment(self, name: str) -> Segment | None:
+        """The current segment called `name`, or None."""
+        return self._set.segment(name)
+
+    def naming(self, segment: str) -> tuple[str, ...]:
+        """The keys of the flags that name `segment`."""
+        return self._set.naming(segment)
 
     def current_level(self) -> Level:
         """The ambient degradation level; the most degraded one if the level source fails."""
@@ -144,13 +161,8 @@ class Flags:
     async def set(self, definition: FlagDefinition) -> FlagDiff:
         """Create or replace one flag."""
         async with self._lock:
-            current = list(self._set.definitions)
-            keys = [d.key for d in current]
-            if definition.key in keys:
-                current[keys.index(definition.key)] = definition
-            else:
-                current.append(definition)
-            return await self._commit(current)
+            current = _put(self._set.definitions, definition, lambda d: d.key)
+            return (await self._commit(current, self._set.segments))[0]
 
     async def delete(self, key: str) -> FlagDiff:
         """Delete one flag; FlagError if unknown or if another flag depends on it."""
@@ -164,7 +176,28 @@ class Flags:
             if children:
                 msg = f"cannot delete {key!r}: {', '.join(children)} depend on it"
                 raise FlagError(msg)
-            return await self._commit([d for d in self._set.definitions if d.key != key])
+            kept = [d for d in self._set.definitions if d.key != key]
+            return (await self._commit(kept, self._set.segments))[0]
+
+    async def set_segment(self, segment: Segment) -> FlagDiff:
+        """Create or replace one segment (every flag naming it answers by its new rules); the
+        diff is by segment name."""
+        async with self._lock:
+            current = _put(self._set.segments, segment, lambda s: s.name)
+            return (await self._commit(self._set.definitions, current))[1]
+
+    async def delete_segment(self, name: str) -> FlagDiff:
+        """Delete one segment; FlagError if unknown or if a flag names it."""
+        async with self._lock:
+            if self._set.segment(name) is None:
+                msg = f"unknown segment {name!r}"
+                raise FlagError(msg)
+            users = self._set.naming(name)
+            if users:
+                msg = f"cannot delete segment {name!r}: flags naming it: {', '.join(users)}"
+                raise FlagError(msg)
+            kept = [s for s in self._set.segments if s.name != name]
+            return (await self._commit(list(self._set.definitions), kept))[1]
 
     async def close(self) -> None:
         """Release the store's connections."""
@@ -187,28 +220,59 @@ class Flags:
         """
         if self._store is None:
             return False
-        definitions = await self._store.load()
+        stored = await self._store.load()
         async with self._lock:
-            if list(definitions) == list(self._set.definitions):
+            if stored == self._document():
                 return False
-            self._set = FlagSet.build(definitions, counts=self._set.stats())
+            self._set = FlagSet.build(
+                stored.flags, segments=stored.segments, counts=self._set.stats()
+            )
             return True
 
-    async def replace(self, definitions: Iterable[FlagDefinition]) -> FlagDiff:
-        """Replace the whole set."""
+    async def replace(
+        self, definitions: Iterable[FlagDefinition], segments: Iterable[Segment] | None = None
+    ) -> FlagDiff:
+        """Replace the whole set of flags (and of segments, when given); the diff is the flags'."""
         async with self._lock:
-            return await self._commit(list(definitions))
+            kept = self._set.segments if segments is None else list(segments)
+            return (await self._commit(list(definitions), kept))[0]
 
-    async def _commit(self, definitions: list[FlagDefinition]) -> FlagDiff:
+    def _document(self) -> FlagDocument:
+        return FlagDocument(self._set.definitions, self._set.segments)
+
+    async def _commit(
+        self, definitions: Iterable[FlagDefinition], segments: Iterable[Segment]
+    ) -> tuple[FlagDiff, FlagDiff]:
+        """Build, store and adopt the set; the diffs of its flags and of its segments."""
         old = self._set
-        new = FlagSet.build(definitions, counts=old.stats())
-        before = {d.key: d for d in old.definitions}
-        after = {d.key: d for d in new.definitions}
-        changed = [k for k in {*before, *after} if before.get(k) != after.get(k)]
-        if self._store is not None and (changed or [*before] != [*after]):
-            await self._store.save(new.definitions)
+        new = FlagSet.build(definitions, segments=segments, counts=old.stats())
+        flags = _diff({d.key: d for d in old.definitions}, {d.key: d for d in new.definitions})
+        named = _diff({s.name: s for s in old.segments}, {s.name: s for s in new.segments})
+        document = FlagDocument(new.definitions, new.segments)
+        if self._store is not None and document != self._document():
+            await self._store.save(document)
         self._set = new
-        return FlagDiff(
-            before={k: before[k].model_dump(mode="json") for k in sorted(changed) if k in before},
-            after={k: after[k].model_dump(mode="json") for k in sorted(changed) if k in after},
-        )
+        return flags, named
+
+
+_Named = TypeVar("_Named", FlagDefinition, Segment)
+
+
+def _put(items: Iterable[_Named], item: _Named, name: Callable[[_Named], str]) -> list[_Named]:
+    """`items` with `item` in place of the one of its name, or after them all."""
+    current = list(items)
+    names = [name(each) for each in current]
+    if name(item) in names:
+        current[names.index(name(item))] = item
+    else:
+        current.append(item)
+    return current
+
+
+def _diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> FlagDiff:
+    """The models that differ between `before` and `after` (by name), as JSON."""
+    changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+    return FlagDiff(
+        before={k: before[k].model_dump(mode="json") for k in changed if k in before},
+        after={k: after[k].model_dump(mode="json") for k in changed if k in after},
+    )

@@ -7,9 +7,11 @@ anything else is refused with the feature's name and why, never approximated:
 
 * each strategy becomes a Vigil strategy (`default`, `userWithId`, `gradualRolloutUserId`,
   `gradualRolloutSessionId`, `gradualRolloutRandom`, `flexibleRollout`, `remoteAddress`), with
-  its constraints and the constraints of its segments as targeting rules, its rollout,
-  stickiness, hash group and variants; a strategy that can never be on is left out, and a
-  feature whose strategies name a segment the document lacks is always off (as in Yggdrasil);
+  its constraints as targeting rules, its rollout, stickiness, hash group and variants, naming
+  its segments; a strategy that can never be on is left out, and a feature whose strategies
+  name a segment the document lacks is always off (as in Yggdrasil);
+* each segment a translated flag names becomes a Vigil segment, its constraints its rules,
+  named after the Unleash segment (see `segment_names`);
 * the feature's variants (payloads, overrides; the first variant's stickiness) are the flag's,
   hashed in the feature's name;
 * dependencies: on a parent (enabled or not, one of its variants); a child whose parent is
@@ -25,6 +27,7 @@ a variant. The flag key is the feature's name in lower case; the hash groups are
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import re
@@ -34,7 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.degradation.flags.constraints import ToggleOff, from_unleash
-from agent.degradation.flags.model import FlagDefinition
+from agent.degradation.flags.model import KEY_PATTERN, FlagDefinition, Segment
 
 _WHOLE_PERCENT = re.compile(r"[0-9]+")
 _ATTRIBUTE_OF = {"gradualRolloutUserId": "userId", "gradualRolloutSessionId": "sessionId"}
@@ -146,17 +149,15 @@ def _json_type(value: object) -> str:
     return "a list" if isinstance(value, list) else "an object"
 
 
-def translate_feature(
-    feature: Mapping[str, Any], segments: Mapping[int, Sequence[Any]] | None = None
-) -> FlagDefinition | Refusal:
+def translate_feature(feature: Mapping[str, Any]) -> FlagDefinition | Refusal:
     """The Vigil definition answering like `feature` for every context, or why there is none.
 
-    `segments`: the document's segments by id. Dependencies are left out here (they need the
-    other features: see `translate_features`).
+    Dependencies and segments are left out here (they need the rest of the document: see
+    `translate_features`); a feature naming segments is always off without them.
     """
     name = str(feature.get("name", ""))
     try:
-        return _validated(name, _fields(name, feature, segments or {}))
+        return _validated(name, _fields(name, feature, _Segments([])))
     except _AlwaysOff:
         return _validated(name, _off(name, feature))
     except _Unsupported as exc:
@@ -171,11 +172,13 @@ def _off(name: str, feature: Mapping[str, Any]) -> dict[str, Any]:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Translation:
     """A document's features: definitions by Unleash name (parents before children), refusals,
-    and notes on features imported off because Unleash always answers off for them."""
+    notes on features imported off because Unleash always answers off for them, and the
+    segments the definitions name, by Vigil name."""
 
     definitions: dict[str, FlagDefinition]
     refused: list[Refusal]
     notes: dict[str, str]
+    segments: dict[str, Segment] = dataclasses.field(default_factory=dict)
 
 
 def translate_features(document: Mapping[str, Any]) -> Translation:
@@ -184,7 +187,7 @@ def translate_features(document: Mapping[str, Any]) -> Translation:
     Two names with the same key (they differ only in case) are both refused; so is a child
     of a refused parent.
     """
-    segments = _segments(document.get("segments") or [])
+    segments = _Segments(document.get("segments") or [])
     features = {str(f["name"]): f for f in document.get("features", [])}
     fields: dict[str, dict[str, Any]] = {}
     refused: list[Refusal] = []
@@ -246,32 +249,101 @@ def translate_features(document: Mapping[str, Any]) -> Translation:
         definitions[name] = (
             _validated(name, {**fields[name], "depends_on": entries}) if entries else alone[name]
         )
-    return Translation(definitions, refused, notes)
+    named = {n for definition in definitions.values() for n in definition.segment_names}
+    return Translation(definitions, refused, notes, segments.named(named))
 
 
-def _segments(raw: Sequence[Any]) -> dict[int, Sequence[Any]]:
-    """The document's segments: their constraints by id."""
-    segments: dict[int, Sequence[Any]] = {}
-    for segment in raw:
-        if isinstance(segment, Mapping) and isinstance(segment.get("id"), int):
-            constraints = segment.get("constraints") or []
-            segments[segment["id"]] = constraints if isinstance(constraints, list) else []
-    return segments
+class _Segments:
+    """A document's segments by id: each one's Vigil name, and its translation once asked for."""
+
+    def __init__(self, raw: Sequence[Any]) -> None:
+        self.raw: dict[int, Mapping[str, Any]] = {}
+        for segment in raw:
+            if isinstance(segment, Mapping):
+                number = segment.get("id")
+                if isinstance(number, int) and not isinstance(number, bool):
+                    self.raw[number] = segment
+        self.names = segment_names(self.raw)
+        self._done: dict[int, Segment | _Never | _AlwaysOff | _Unsupported] = {}
+
+    def __contains__(self, number: object) -> bool:
+        return number in self.raw
+
+    def translated(self, number: int) -> Segment:
+        """Segment `number` as a Vigil segment; raises as a constraint of the strategy would."""
+        if number not in self._done:
+            try:
+                self._done[number] = self._translate(number)
+            except (_Never, _AlwaysOff, _Unsupported) as exc:
+                self._done[number] = exc
+        found = self._done[number]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def _translate(self, number: int) -> Segment:
+        segment = self.raw[number]
+        constraints = segment.get("constraints") or []
+        if not isinstance(constraints, list):
+            raise _Unsupported(f"segment {number}'s constraints are not a list")
+        rules = _rules(constraints)
+        description = segment.get("description")
+        if not isinstance(description, str) or not description:
+            title = segment.get("name")
+            shown = f" ({title})" if isinstance(title, str) and title else ""
+            description = f"Unleash segment {number}{shown}"
+        try:
+            return Segment(name=self.names[number], description=description, targeting=rules)
+        except ValidationError as exc:
+            msg = f"segment {number} is not a valid Vigil segment: {_problems(exc, 'segment')}"
+            raise _Unsupported(msg) from None
+
+    def named(self, names: set[str]) -> dict[str, Segment]:
+        """The translated segments called one of `names`, in the document's order."""
+        return {self.names[n]: self.translated(n) for n in self.raw if self.names[n] in names}
+
+
+def segment_names(segments: Mapping[int, Mapping[str, Any]]) -> dict[int, str]:
+    """The Vigil name of each Unleash segment, by id: its name in lower case with blanks as
+    `-`, when that is a valid name no other segment of the document gets; else `segment-<id>`."""
+    wished: dict[int, str] = {}
+    for number, segment in segments.items():
+        title = segment.get("name")
+        if isinstance(title, str):
+            candidate = "-".join(title.lower().split())
+            if re.fullmatch(KEY_PATTERN, candidate):
+                wished[number] = candidate
+    counts = collections.Counter(wished.values())
+    names: dict[int, str] = {}
+    taken = {name for name, count in counts.items() if count == 1}
+    for number in segments:
+        name = wished.get(number)
+        if name is None or counts[name] > 1:
+            name = f"segment-{number}"
+            suffix = 1
+            while name in taken:
+                suffix += 1
+                name = f"segment-{number}-{suffix}"
+            taken.add(name)
+        names[number] = name
+    return names
 
 
 def _validated(name: str, fields: dict[str, Any]) -> FlagDefinition:
     try:
         return FlagDefinition.model_validate(fields)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'flag'}: {e['msg']}" for e in exc.errors()
-        )
-        raise _Unsupported(f"not a valid Vigil flag: {problems}") from None
+        raise _Unsupported(f"not a valid Vigil flag: {_problems(exc, 'flag')}") from None
 
 
-def _fields(
-    name: str, feature: Mapping[str, Any], segments: Mapping[int, Sequence[Any]]
-) -> dict[str, Any]:
+def _problems(exc: ValidationError, what: str) -> str:
+    """Each validation error as `where: why` (`what` where it is the whole model)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or what}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def _fields(name: str, feature: Mapping[str, Any], segments: _Segments) -> dict[str, Any]:
     """The fields of the Vigil definition of `feature`, dependencies aside."""
     variants = _variants(feature.get("variants"), "the feature")
     first = feature.get("variants")[0] if variants else None  # type: ignore[index]
@@ -311,9 +383,7 @@ class _AlwaysOff(Exception):  # noqa: N818 - internal control flow, carries the 
     """A feature Unleash always answers off for (Yggdrasil cannot compile it)."""
 
 
-def _strategy(
-    feature: str, strategy: Any, segments: Mapping[int, Sequence[Any]]
-) -> list[dict[str, Any]]:
+def _strategy(feature: str, strategy: Any, segments: _Segments) -> list[dict[str, Any]]:
     """The Vigil strategies (none, one or two) answering as this Unleash strategy."""
     if not isinstance(strategy, Mapping):
         raise _Unsupported("a strategy is not an object")
@@ -334,7 +404,7 @@ def _strategy(
         "variants": _variants(strategy.get("variants"), f"strategy {kind!r}"),
     }
     try:
-        rules = _targeting(kind, strategy, segments)
+        rules, named = _targeting(kind, strategy, segments)
         extra: list[dict[str, Any]] = []
         shapes: list[dict[str, Any]]
         if kind == "default":
@@ -398,28 +468,36 @@ def _strategy(
             )
         if shape.get("rollout_percent", 100) == 0:
             continue
-        out.append({**base, **shape, "targeting": [*rules, *extra]})
+        out.append({**base, **shape, "targeting": [*rules, *extra], "segments": named})
     return out
 
 
 def _targeting(
-    kind: object, strategy: Mapping[str, Any], segments: Mapping[int, Sequence[Any]]
-) -> list[dict[str, Any]]:
-    """The strategy's constraints and those of its segments as targeting rules; _Never when one
-    can never hold, _AlwaysOff when a segment is not in the document."""
+    kind: object, strategy: Mapping[str, Any], segments: _Segments
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The strategy's constraints as targeting rules and the Vigil names of its segments;
+    _Never when a constraint (its own or a segment's) can never hold, _AlwaysOff when a segment
+    is not in the document."""
     constraints = strategy.get("constraints") or []
     ids = strategy.get("segments") or []
     if not isinstance(constraints, list) or not isinstance(ids, list):
         raise _Unsupported(f"strategy {kind!r} has constraints or segments that are not lists")
-    collected = list(constraints)
     for segment in ids:
         if not isinstance(segment, int) or isinstance(segment, bool):
             raise _Unsupported(f"strategy {kind!r} names segment {segment!r}, not a number")
         if segment not in segments:
             raise _AlwaysOff(f"a strategy names segment {segment!r}, which the document lacks")
-        collected.extend(segments[segment])
+    rules = _rules(constraints)
+    # After its own constraints, as Unleash reads them: the first one that decides, decides.
+    named = [segments.translated(segment).name for segment in ids]
+    return rules, list(dict.fromkeys(named))  # naming one twice adds nothing
+
+
+def _rules(constraints: list[Any]) -> list[dict[str, Any]]:
+    """Constraints as targeting rules, in order, leaving out those that always hold; _Never as
+    soon as one never does."""
     rules = []
-    for constraint in collected:
+    for constraint in constraints:
         rule = _rule(constraint)
         if rule is False:
             raise _Never

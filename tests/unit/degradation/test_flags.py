@@ -22,9 +22,11 @@ from agent.degradation.flags import (
     Evaluation,
     EvaluationError,
     FlagDefinition,
+    FlagDocument,
     Flags,
     FlagSet,
     Reason,
+    Segment,
     rollout_bucket,
 )
 from agent.degradation.levels import Level
@@ -633,6 +635,106 @@ async def test_deleting_a_parent_is_refused() -> None:
     assert len(flags.definitions) == 2
 
 
+def segment(name: str, *rules: dict[str, Any]) -> Segment:
+    """A segment holding `rules`."""
+    return Segment.model_validate({"name": name, "targeting": list(rules)})
+
+
+def anyone(segments: list[str]) -> dict[str, Any]:
+    """A strategy on for every subject its segments match (stickiness `default` draws)."""
+    return {"stickiness": "default", "segments": segments}
+
+
+BETA = {"attribute": "tier", "operator": "in", "values": ["beta"]}
+EU = {"attribute": "region", "operator": "in", "values": ["eu"]}
+
+
+def test_a_segment_adds_its_rules_to_each_flag_and_strategy_naming_it() -> None:
+    """A flag or a strategy naming a segment matches only where the segment's rules and its own
+    all match; a segment without rules matches every context."""
+    flags = FlagSet.build(
+        [
+            flag("simple", segments=["beta"], targeting=[EU]),
+            flag("strategies", strategies=[anyone(["beta"]), anyone(["anyone"])]),
+            flag("both", strategies=[anyone(["beta", "eu"])]),
+        ],
+        segments=[segment("beta", BETA), segment("anyone"), segment("eu", EU)],
+    )
+    beta_eu = {"tier": "beta", "region": "eu"}
+    assert flags.evaluate("simple", beta_eu) == Evaluation(
+        True, "on", Reason.TARGETING_MATCH, "simple"
+    )
+    assert flags.evaluate("simple", {"tier": "beta"}).reason is Reason.DEFAULT
+    assert flags.evaluate("simple", {"region": "eu"}).value is False
+    assert flags.evaluate("strategies", {"tier": "gold"}).value is True  # by "anyone"
+    assert flags.evaluate("both", beta_eu).value is True
+    assert flags.evaluate("both", {"tier": "beta", "region": "us"}).value is False
+    assert flags.naming("beta") == ("simple", "strategies", "both")
+    assert flags.naming("anyone") == ("strategies",)
+
+
+@pytest.mark.parametrize(
+    ("definitions", "segments", "message"),
+    [
+        ([flag("f", segments=["ghost"])], [], "flag 'f' names unknown segment 'ghost'"),
+        (
+            [flag("f", strategies=[{}, {"segments": ["ghost"]}])],
+            [segment("beta")],
+            "flag 'f' names unknown segment 'ghost'",
+        ),
+        ([], [segment("beta"), segment("beta", BETA)], "duplicate segment name 'beta'"),
+    ],
+)
+def test_segment_references_are_checked_when_built(
+    definitions: list[FlagDefinition], segments: list[Segment], message: str
+) -> None:
+    """An unknown segment or two segments of one name are refused when the set is built."""
+    with pytest.raises(FlagError, match=message):
+        FlagSet.build(definitions, segments=segments)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"segments": ["beta", "beta"]}, "segment names must not repeat"),
+        ({"segments": ["Beta"]}, "must be lower case"),
+        ({"strategies": [{"segments": ["a b"]}]}, "String should match pattern"),
+    ],
+)
+def test_bad_segment_names_fail_validation(fields: dict[str, Any], message: str) -> None:
+    """Segment names in a definition have a flag key's shape, lower case, each once."""
+    with pytest.raises(ValidationError, match=message):
+        flag("f", **fields)
+
+
+async def test_a_segment_change_reaches_every_flag_naming_it() -> None:
+    """set_segment changes the answers of every flag naming it at once and returns the diff by
+    segment name; delete_segment is refused while a flag names it, and works once none does."""
+    flags = Flags(
+        [flag("a", segments=["beta"]), flag("b", strategies=[anyone(["beta"])])],
+        segments=[segment("beta", BETA)],
+    )
+    gold = {"tier": "gold"}
+    assert [flags.evaluate(k, gold).value for k in "ab"] == [False, False]
+
+    changed = await flags.set_segment(segment("beta", {**BETA, "values": ["beta", "gold"]}))
+
+    assert [flags.evaluate(k, gold).value for k in "ab"] == [True, True]
+    assert changed.keys == ("beta",)
+    assert changed.before["beta"]["targeting"][0]["values"] == ["beta"]
+    assert changed.after["beta"]["targeting"][0]["values"] == ["beta", "gold"]
+    assert not await flags.set_segment(flags.segments[0])  # the same again: no change
+    with pytest.raises(FlagError, match=r"cannot delete segment 'beta': flags naming it: a, b"):
+        await flags.delete_segment("beta")
+    with pytest.raises(FlagError, match=r"unknown segment 'ghost'"):
+        await flags.delete_segment("ghost")
+    with pytest.raises(FlagError, match=r"names unknown segment 'ghost'"):
+        await flags.set(flag("c", segments=["ghost"]))
+    await flags.replace([flag("a")])
+    deleted = await flags.delete_segment("beta")
+    assert (deleted.keys, deleted.after, flags.segments) == (("beta",), {}, ())
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteFlagStore]:
     """A flag store over a fresh database (a short busy timeout: a locked database fails fast)."""
@@ -688,13 +790,23 @@ async def test_store_round_trip(store: SqliteFlagStore) -> None:
             variants=[{"name": "a", "weight": 3}, {"name": "b", "weight": 1}],
             disabled_at_level="minimal",
         ),
-        flag("extras", depends_on=[{"flag": "checkout", "variant": "a"}]),
+        flag(
+            "extras",
+            depends_on=[{"flag": "checkout", "variant": "a"}],
+            strategies=[{"segments": ["beta"]}],
+        ),
     ]
-    await store.save(definitions)
-    assert await store.load() == definitions
+    beta = Segment(
+        name="beta",
+        description="Beta testers",
+        targeting=[{"attribute": "tier", "operator": "in", "values": ["beta"]}],
+    )
+    await store.save(FlagDocument(tuple(definitions), (beta,)))
+    assert await store.load() == FlagDocument(tuple(definitions), (beta,))
     document = json.loads(_stored(store) or "")
     assert document["version"] == FORMAT_VERSION
     assert document["flags"][0]["disabled_at_level"] == "minimal"
+    assert document["segments"][0]["name"] == "beta"
 
 
 async def test_flags_open_reloads_what_was_written(tmp_path: Path) -> None:
@@ -707,9 +819,27 @@ async def test_flags_open_reloads_what_was_written(tmp_path: Path) -> None:
     await reopened.close()
 
 
+async def test_refresh_adopts_segments_another_writer_stored(tmp_path: Path) -> None:
+    """Two Flags over one database: a segment change stored by one is adopted by the other's
+    refresh (as agents sharing Redis do on every poll), and nothing else changes."""
+    first = await Flags.open(SqliteFlagStore(Database(tmp_path / "vigil.db", [SCHEMA])))
+    await first.set_segment(segment("beta", BETA))
+    await first.set(flag("a", segments=["beta"]))
+    second = await Flags.open(SqliteFlagStore(Database(tmp_path / "vigil.db", [SCHEMA])))
+    assert second.evaluate("a", {"tier": "beta"}).value is True
+
+    await first.set_segment(segment("beta", EU))
+
+    assert await second.refresh() is True
+    assert second.evaluate("a", {"region": "eu"}).value is True
+    assert await second.refresh() is False
+    await first.close()
+    await second.close()
+
+
 async def test_an_empty_store_loads_as_no_flags(store: SqliteFlagStore) -> None:
     """A database with no flag row yet holds no flags."""
-    assert await store.load() == []
+    assert await store.load() == FlagDocument()
 
 
 @pytest.mark.parametrize(
@@ -735,7 +865,7 @@ async def test_corrupt_document_is_reported_and_kept(
     assert str(store.database.path) in str(caught.value)
     assert message in str(caught.value)
     with pytest.raises(FlagStoreError, match="refusing to overwrite"):
-        await store.save([flag("a")])
+        await store.save(FlagDocument((flag("a"),)))
     with pytest.raises(FlagStoreError):
         await Flags.open(store)
     assert _stored(store) == content.decode()
@@ -800,9 +930,9 @@ def test_a_version_1_document_answers_as_it_did(context: dict[str, str], v1_answ
     raw = json.dumps(
         {"version": 1, "flags": [{"key": "f", "enabled": True, "targeting": V1_RULES}]}
     )
-    definitions = parse_document(raw, "test")
-    assert FlagSet.build(definitions).evaluate("f", context).value is v1_answer
+    document = parse_document(raw, "test")
+    assert FlagSet.build(document.flags).evaluate("f", context).value is v1_answer
     # Written again, it is a version-2 document that answers the same.
-    again = parse_document(render_document(definitions), "test")
-    assert json.loads(render_document(definitions))["version"] == 2
-    assert FlagSet.build(again).evaluate("f", context).value is v1_answer
+    again = parse_document(render_document(document), "test")
+    assert json.loads(render_document(document))["version"] == 2
+    assert FlagSet.build(again.flags).evaluate("f", context).value is v1_answer

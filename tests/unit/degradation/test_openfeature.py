@@ -219,7 +219,8 @@ def test_the_provider_answers_every_spec_case_as_unleash() -> None:
     for name in FILES:
         document = load(name)
         translation = translate_features(document["state"])
-        api.set_provider(VigilProvider(Flags(translation.definitions.values())))
+        flags = Flags(translation.definitions.values(), segments=translation.segments.values())
+        api.set_provider(VigilProvider(flags))
         client = api.get_client()
         try:
             for case in document.get("tests", []) + document.get("variantTests", []):

@@ -22,7 +22,7 @@ from agent.database import Database, SchemaError
 from agent.database.schema import FORMAT
 from agent.degradation.audit import AuditQuery
 from agent.degradation.errors import FlagStoreError, StateError, StoreUnavailableError
-from agent.degradation.flags import FlagDefinition, Flags
+from agent.degradation.flags import FlagDefinition, FlagDocument, Flags
 from agent.degradation.sqlitestore import SCHEMA, SqliteFlagStore, SqliteStateStore
 from tests.harness.binaries import unavailable
 
@@ -302,23 +302,23 @@ async def test_flags_round_trip_beside_the_state(tmp_path: Path) -> None:
     path = tmp_path / "vigil.db"
     database = Database(path, [SCHEMA])
     state, flag_store = SqliteStateStore(database), SqliteFlagStore(database)
-    assert await flag_store.load() == []
-    definitions = [
+    assert await flag_store.load() == FlagDocument()
+    definitions = (
         _flag("search", rollout_percent=25, stickiness="user_id"),
         _flag("recommendations", disabled_at_level="degraded"),
-    ]
-    await flag_store.save(definitions)
+    )
+    await flag_store.save(FlagDocument(definitions))
     await state.commit(0, _state(1), [_entry(1)])
     await flag_store.close()
     await state.close()
 
     database = Database(path, [SCHEMA])
     state, flag_store = SqliteStateStore(database), SqliteFlagStore(database)
-    assert await flag_store.load() == definitions
+    assert await flag_store.load() == FlagDocument(definitions)
     assert await state.load() == _state(1)
     flags = await Flags.open(flag_store)
     await flags.replace(definitions[:1])
-    assert await flag_store.load() == definitions[:1]
+    assert await flag_store.load() == FlagDocument(definitions[:1])
     await flags.close()
     await state.close()
 
@@ -327,12 +327,12 @@ async def test_flags_that_do_not_load_are_not_overwritten(database: Database) ->
     """A stored flag document that does not load is reported (FlagStoreError naming the
     database) and a save refuses to replace it, so the operator can repair it."""
     store = SqliteFlagStore(database)
-    await store.save([_flag("search")])
+    await store.save(FlagDocument((_flag("search"),)))
     await database.run(lambda db: db.execute("UPDATE flags SET document = '{\"version\": 99}'"))
     with pytest.raises(FlagStoreError, match=str(database.path)):
         await store.load()
     with pytest.raises(FlagStoreError, match="refusing to overwrite"):
-        await store.save([_flag("other")])
+        await store.save(FlagDocument((_flag("other"),)))
     stored = database.call(lambda db: db.execute("SELECT document FROM flags").fetchone()[0])
     assert stored == '{"version": 99}'
     await store.close()

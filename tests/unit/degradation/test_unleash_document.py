@@ -211,6 +211,7 @@ _document = st.fixed_dictionaries(
                 st.fixed_dictionaries(
                     {
                         "id": _mostly(st.integers(0, 3)),
+                        "name": _mostly(st.sampled_from(["Beta", "beta", "a b", "x/y"])),
                         "constraints": _mostly(st.lists(_constraint, max_size=2)),
                     }
                 ),
@@ -234,6 +235,8 @@ def test_any_document_translates_or_refuses_and_builds(document: dict[str, Any])
     names = {f["name"] for f in document["features"]}
     assert set(translation.definitions) | {r.feature for r in translation.refused} == names
     assert not set(translation.definitions) & {r.feature for r in translation.refused}
-    flags = FlagSet.build(translation.definitions.values())
+    named = {n for d in translation.definitions.values() for n in d.segment_names}
+    assert set(translation.segments) == named  # exactly the segments the flags name
+    flags = FlagSet.build(translation.definitions.values(), segments=translation.segments.values())
     for definition in translation.definitions.values():
         flags.evaluate(definition.key, {"userId": "u", "v": "1.2.3", "remoteAddress": "10.0.0.1"})

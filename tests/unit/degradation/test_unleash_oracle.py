@@ -86,6 +86,8 @@ def strategy_of(kind: str) -> st.SearchStrategy[dict[str, Any]]:
         optional={
             "constraints": st.lists(constraints, max_size=2),
             "variants": strategy_variants,
+            # The document's segments (below), and one it lacks.
+            "segments": st.lists(st.sampled_from([1, 1, 2, 2, 3, 404]), max_size=2),
         },
     )
 
@@ -108,6 +110,13 @@ features = st.fixed_dictionaries(
         "strategies": st.lists(strategies, max_size=3),
         "variants": variants(STICKINESS),
     }
+)
+
+document_segments = st.lists(st.lists(constraints, max_size=2), min_size=3, max_size=3).map(
+    lambda each: [
+        {"id": number, "name": f"Tier {number}", "constraints": constraints}
+        for number, constraints in enumerate(each, start=1)
+    ]
 )
 
 contexts = st.fixed_dictionaries(
@@ -153,17 +162,21 @@ def draws(feature: dict[str, Any], context: dict[str, Any]) -> bool:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-@given(feature=features, context=contexts)
-def test_vigil_answers_as_yggdrasil(feature: dict[str, Any], context: dict[str, Any]) -> None:
-    """The translated flag's answer (value, variant, payload) is Yggdrasil's for the context."""
-    document = {"version": 2, "features": [feature]}
+@given(feature=features, context=contexts, segments=document_segments)
+def test_vigil_answers_as_yggdrasil(
+    feature: dict[str, Any], context: dict[str, Any], segments: list[dict[str, Any]]
+) -> None:
+    """The translated flag's answer (value, variant, payload) is Yggdrasil's for the context;
+    the segments its strategies name are Vigil segments the flag names."""
+    document = {"version": 2, "features": [feature], "segments": segments}
     translation = translate_features(document)
     if translation.refused:
         event(f"refused: {translation.refused[0].reason[:40]}")
         assume(False)
     engine = UnleashEngine()
     engine.take_state(json.dumps(document))
-    flags = FlagSet.build(translation.definitions.values())
+    flags = FlagSet.build(translation.definitions.values(), segments=translation.segments.values())
+    assert set(translation.segments) <= {"tier-1", "tier-2", "tier-3"}
 
     vigil = flags.evaluate(flag_key(NAME), vigil_context(context))
     enabled = engine.is_enabled(NAME, context).is_enabled

@@ -89,7 +89,7 @@ def run_spec(name: str) -> Tally:
     """Evaluate every case of spec file `name` with Vigil; refused features are counted."""
     document = load(name)
     translation = translate_features(document["state"])
-    flags = FlagSet.build(translation.definitions.values())
+    flags = FlagSet.build(translation.definitions.values(), segments=translation.segments.values())
     refusals = {refusal.feature: refusal.reason for refusal in translation.refused}
     tally = Tally(refusals=refusals)
     cases = [(case, False) for case in document.get("tests", [])]
@@ -365,3 +365,91 @@ def test_a_child_of_a_parent_refused_by_validation_is_refused_too() -> None:
     assert [r.feature for r in translation.refused] == ["parent", "child"]
     assert translation.refused[1].reason == "its parent feature is refused"
     FlagSet.build(translation.definitions.values())
+
+
+def _segment(number: int, *constraints: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"id": number, "constraints": list(constraints), **fields}
+
+
+TIER = {"contextName": "tier", "operator": "IN", "values": ["beta"]}
+
+
+def test_segments_translate_once_and_are_named_by_the_flags() -> None:
+    """Each segment a translated flag names is one Vigil segment named after Unleash's (in
+    lower case, blanks as `-`), or `segment-<id>` when that name is not a valid one or is not
+    the segment's alone; segments no translated flag names are left out."""
+    document = {
+        "segments": [
+            _segment(1, TIER, name="Beta testers"),
+            _segment(2, name="Twice"),
+            _segment(3, name="twice"),
+            _segment(4, name="no/slash"),
+            _segment(5, name="segment-6"),
+            _segment(6),
+            _segment(7, name="Unused"),
+        ],
+        "features": [
+            _feature({"name": "default", "segments": [1, 2, 3]}, name="A"),
+            _feature({"name": "default", "segments": [4, 5, 6, 1]}, name="B"),
+        ],
+    }
+
+    translation = translate_features(document)
+
+    assert translation.refused == []
+    assert list(translation.segments) == [
+        "beta-testers",
+        "segment-2",
+        "segment-3",
+        "segment-4",
+        "segment-6",
+        "segment-6-2",
+    ]
+    assert translation.definitions["A"].strategies[0].segments == [
+        "beta-testers",
+        "segment-2",
+        "segment-3",
+    ]
+    beta = translation.segments["beta-testers"]
+    assert (beta.description, beta.targeting[0].values) == (
+        "Unleash segment 1 (Beta testers)",
+        ["beta"],
+    )
+    flags = FlagSet.build(translation.definitions.values(), segments=translation.segments.values())
+    assert flags.evaluate("a", {"tier": "beta"}).value is True
+    assert flags.evaluate("b", {"tier": "gold"}).value is False
+
+
+def test_a_segment_decides_as_its_constraints_would_inline() -> None:
+    """A segment constraint that never holds leaves the strategy out (the segment is not
+    written); one Vigil cannot evaluate refuses the feature; one Unleash cannot compile keeps
+    the feature off; a feature refused takes none of its segments with it."""
+    never = {"contextName": "tier", "operator": "IN", "values": []}
+    unsupported = {"contextName": "tier", "operator": "REGEX", "value": "a{2000}"}
+    document = {
+        "segments": [
+            _segment(1, never),
+            _segment(2, TIER),
+            _segment(3, unsupported),
+            _segment(4, {"contextName": "tier", "operator": "STR_CONTAINS", "values": []}),
+        ],
+        "features": [
+            _feature(
+                {"name": "default", "segments": [1]},
+                {"name": "default", "segments": [2]},
+                name="A",
+            ),
+            _feature({"name": "default", "segments": [3]}, name="B"),
+            _feature({"name": "myCustomStrategy", "segments": [2]}, name="C"),
+            _feature({"name": "default", "segments": [4]}, name="D"),
+        ],
+    }
+
+    translation = translate_features(document)
+
+    assert [s.segments for s in translation.definitions["A"].strategies] == [["segment-2"]]
+    assert [r.feature for r in translation.refused] == ["B", "C"]
+    assert "regex 'a{2000}'" in translation.refused[0].reason
+    assert translation.definitions["D"].enabled is False
+    assert "str_contains without values" in translation.notes["D"]
+    assert list(translation.segments) == ["segment-2"]

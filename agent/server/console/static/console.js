@@ -399,9 +399,12 @@ async function loadFlags() {
 
 function rolloutText(flag) {
   const strategies = flag.strategies || [];
-  if (!strategies.length) return `${flag.rollout_percent}%`;
+  // The segments a flag (or a strategy) names: shared targeting rules, by name.
+  const within = (named) => ((named || []).length ? ` in ${named.join(", ")}` : "");
+  if (!strategies.length) return `${flag.rollout_percent}%${within(flag.segments)}`;
   // A flag with strategies is on when any is: each has its own rollout.
-  return strategies.map((s) => `${s.rollout_percent}%${(s.targeting || []).length ? " when …" : ""}`).join(" or ");
+  const each = strategies.map((s) => `${s.rollout_percent}%${(s.targeting || []).length ? " when …" : ""}${within(s.segments)}`);
+  return each.join(" or ") + within(flag.segments);
 }
 
 function fillFlagForm() {
