@@ -193,8 +193,8 @@ def _lower(value: str) -> str:
     return value
 
 
-SegmentName = Annotated[str, Field(pattern=KEY_PATTERN), AfterValidator(_lower)]
-"""A segment's name: the shape of a flag key."""
+FlagKey = Annotated[str, Field(pattern=KEY_PATTERN), AfterValidator(_lower)]
+"""A flag's key, and a segment's name: `KEY_PATTERN`, in lower case."""
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -205,7 +205,7 @@ def _unique_names(names: list[str]) -> list[str]:
 
 
 SegmentNames = Annotated[
-    list[SegmentName],
+    list[FlagKey],
     AfterValidator(_unique_names),
     Field(description="Segments whose rules must all match too (by name)."),
 ]
@@ -216,7 +216,7 @@ class Segment(Strict):
     """Targeting rules shared by name: every flag or strategy naming it matches only when all
     of them do (Unleash's segments). A segment without rules matches every context."""
 
-    name: SegmentName
+    name: FlagKey
     description: str = ""
     targeting: list[TargetingRule] = Field(default_factory=list, description="All must match.")
 
@@ -246,14 +246,8 @@ class Strategy(Strict):
 class FlagDefinition(Strict):
     """A flag as written by an operator and persisted in the flag file."""
 
-    key: str = Field(pattern=KEY_PATTERN)
+    key: FlagKey
     description: str = ""
-
-    @field_validator("key")
-    @classmethod
-    def _lower_case(cls, value: str) -> str:
-        return _lower(value)
-
     enabled: bool = False
     rollout_percent: float = Field(default=100.0, ge=0, le=100)
     stickiness: str = Field(default="user_id", min_length=1, max_length=128)
