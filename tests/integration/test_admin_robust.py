@@ -99,30 +99,22 @@ variants = st.lists(
 stickiness = mostly(st.sampled_from(["user_id", "userId", "default", "random"]), text)
 # Mostly the segment the segment routes below write, so that flags name one that exists.
 segment_names = st.lists(mostly(st.sampled_from(["s", "t"]), text), max_size=2)
+# The fields a flag and each of its strategies both have.
+rollout = {
+    "rollout_percent": floats,
+    "stickiness": stickiness,
+    "group_id": text | st.none(),
+    "targeting": rules,
+    "segments": segment_names,
+    "variants": variants,
+}
 flags = _maybe(
     {
         "key": mostly(st.just("k"), text),
         "description": any_text,
         "enabled": mostly(st.booleans(), json_values),
-        "rollout_percent": floats,
-        "stickiness": stickiness,
-        "group_id": text | st.none(),
-        "targeting": rules,
-        "segments": segment_names,
-        "variants": variants,
-        "strategies": st.lists(
-            _maybe(
-                {
-                    "rollout_percent": floats,
-                    "stickiness": stickiness,
-                    "group_id": text | st.none(),
-                    "targeting": rules,
-                    "segments": segment_names,
-                    "variants": variants,
-                }
-            ),
-            max_size=2,
-        ),
+        **rollout,
+        "strategies": st.lists(_maybe(rollout), max_size=2),
         "depends_on": st.lists(
             _maybe(
                 {
